@@ -1,0 +1,17 @@
+# vrp: the VLM Reliability Probe, reproduced end to end (arXiv 2605.08200).
+# Default config = demo face (offline synthetic benchmark + tiny zoo); config/paper.yaml = paper face.
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/zoo.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

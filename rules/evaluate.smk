@@ -1,0 +1,42 @@
+# Greedy answers of every model on every dataset, and the accuracy table.
+
+
+rule score_answers:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        checkpoint=model_checkpoint,
+    output:
+        "results/predictions/{model}/{dataset}.parquet",
+    params:
+        model=model_spec,
+        batch_size=config["runtime"]["batch_size"],
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=8000,
+        runtime=60,
+        gpu=model_gpus,
+    log:
+        "logs/predictions/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/predictions/{model}/{dataset}.tsv"
+    script:
+        "../workflow/scripts/score_answers.py"
+
+
+rule accuracy_table:
+    input:
+        expand("results/predictions/{model}/{dataset}.parquet", model=MODELS, dataset=DATASETS),
+    output:
+        report(
+            "results/accuracy.csv",
+            caption="../workflow/report/accuracy.rst",
+            category="Accuracy",
+        ),
+    params:
+        labels=[[m, d] for m in MODELS for d in DATASETS],
+    log:
+        "logs/accuracy.log",
+    benchmark:
+        "benchmarks/accuracy.tsv"
+    script:
+        "../workflow/scripts/accuracy_table.py"

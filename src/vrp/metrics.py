@@ -1,0 +1,52 @@
+"""The accuracy table: per model × dataset × task × POPE setting, with n.
+
+Yes/no tasks (presence, spatial) report precision / recall / F1 with "yes" as the positive class
+and the share of "yes" among predictions (the POPE yes-ratio). Multi-class tasks (counting,
+object_id) report macro-averaged precision / recall / F1 over the answer classes; yes_share is
+empty there. Presence also gets a pooled row with pope_setting "all".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+YES_NO_TASKS = ("presence", "spatial")
+
+
+def _metrics(group: pd.DataFrame, task: str) -> dict:
+    y_true, y_pred = group["answer"].to_numpy(), group["prediction"].to_numpy()
+    if task in YES_NO_TASKS:
+        p, r, f, _ = precision_recall_fscore_support(
+            y_true, y_pred, pos_label="yes", average="binary", zero_division=0
+        )
+        yes_share = float(np.mean(y_pred == "yes"))
+    else:
+        p, r, f, _ = precision_recall_fscore_support(
+            y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0
+        )
+        yes_share = np.nan
+    return {
+        "n": len(group),
+        "accuracy": accuracy_score(y_true, y_pred),
+        "precision": float(p),
+        "recall": float(r),
+        "f1": float(f),
+        "yes_share": yes_share,
+    }
+
+
+def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
+    """``predictions`` needs columns model, dataset, task, pope_setting, answer, prediction."""
+    rows = []
+    keys = ["model", "dataset", "task", "pope_setting"]
+    for (model, dataset, task, setting), group in predictions.groupby(keys, sort=True):
+        rows.append({"model": model, "dataset": dataset, "task": task,
+                     "pope_setting": setting or "", **_metrics(group, task)})
+    presence = predictions[predictions["task"] == "presence"]
+    for (model, dataset), group in presence.groupby(["model", "dataset"], sort=True):
+        rows.append({"model": model, "dataset": dataset, "task": "presence",
+                     "pope_setting": "all", **_metrics(group, "presence")})
+    table = pd.DataFrame(rows)
+    return table.sort_values(keys, kind="stable").reset_index(drop=True)

@@ -1,0 +1,107 @@
+"""Answer scoring, used everywhere after the benchmark is built.
+
+* Greedy answers for yes/no and one-word questions are read from the next-token logits at the last
+  prompt position under teacher forcing: the prediction is the candidate answer whose first token
+  has the highest logit. The candidates of a task are the distinct ground-truth answers of that task
+  in the question table (presence/spatial: yes, no; counting: the digits; object_id: the names).
+  This avoids the generation-length and "Yes." parsing failures peers report for POPE.
+* Sampled generations (self-consistency) are compared as normalised free text
+  (:func:`vrp.stats.consistency.normalize_answer`: lower-case, punctuation stripped, first word).
+
+Readouts per question (all from one logit vector, full vocabulary unless named "candidate"):
+``confidence`` = softmax probability of the predicted token, ``p_answer`` = probability of the
+ground-truth answer's token, ``entropy`` = next-token entropy (nats), ``margin_top2`` = top-1 minus
+top-2 logit, ``p_yes``/``p_no`` where those are candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from vrp.adapters.base import FamilyAdapter
+from vrp.zoo.train import decode_images
+
+SCORED_TASKS_EXCLUDED = ("caption",)
+
+
+def candidate_sets(questions: pd.DataFrame) -> dict[str, list[str]]:
+    """Distinct ground-truth answers per task (sorted), the answer candidates of that task."""
+    scored = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)]
+    return {task: sorted(group["answer"].unique()) for task, group in scored.groupby("task")}
+
+
+class CandidateIndex:
+    """Maps each task's candidate answers to first-token ids of one adapter's tokenizer."""
+
+    def __init__(self, adapter: FamilyAdapter, candidates: dict[str, list[str]]):
+        self.candidates = candidates
+        self.token_ids = {t: adapter.candidate_token_ids(c) for t, c in candidates.items()}
+
+    def ids_for(self, tasks: list[str]) -> list[list[int]]:
+        return [self.token_ids[t] for t in tasks]
+
+    def answer_token(self, task: str, answer: str) -> int:
+        return self.token_ids[task][self.candidates[task].index(answer)]
+
+
+def readouts_from_logits(
+    logits: torch.Tensor, tasks: list[str], answers: list[str], index: CandidateIndex
+) -> pd.DataFrame:
+    """Greedy prediction and confidence readouts from last-position logits ``(B, V)``."""
+    logits = logits.float()
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs).sum(-1)
+    top2 = logits.topk(2, dim=-1).values
+    rows = []
+    for b, (task, answer) in enumerate(zip(tasks, answers)):
+        ids = index.token_ids[task]
+        cand_logits = logits[b, ids]
+        best = int(cand_logits.argmax())
+        prediction = index.candidates[task][best]
+        row = {
+            "prediction": prediction,
+            "correct": prediction == answer,
+            "confidence": float(probs[b, ids[best]]),
+            "p_answer": float(probs[b, index.answer_token(task, answer)]),
+            "candidate_confidence": float(torch.softmax(cand_logits, -1)[best]),
+            "entropy": float(entropy[b]),
+            "margin_top2": float(top2[b, 0] - top2[b, 1]),
+        }
+        for word in ("yes", "no"):
+            row[f"p_{word}"] = float(probs[b, ids[index.candidates[task].index(word)]]) if word in index.candidates[task] else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def iter_batches(frame: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(frame), batch_size):
+        yield frame.iloc[start : start + batch_size]
+
+
+@torch.no_grad()
+def score_questions(
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    candidates: dict[str, list[str]] | None = None,
+    batch_size: int = 32,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Greedy answers and readouts for every scored question (one forward per batch)."""
+    scored = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
+    index = CandidateIndex(adapter, candidates or candidate_sets(scored))
+    parts = []
+    batches = iter_batches(scored, batch_size)
+    for batch in tqdm(batches, total=-(-len(scored) // batch_size), desc=f"score {adapter.family}",
+                      mininterval=5, disable=not progress):
+        inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
+        logits = adapter.model(**inputs).logits[:, -1, :]
+        out = readouts_from_logits(logits, batch["task"].tolist(), batch["answer"].tolist(), index)
+        meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
+        parts.append(pd.concat([meta, out], axis=1))
+    return pd.concat(parts, ignore_index=True)

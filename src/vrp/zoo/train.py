@@ -1,0 +1,101 @@
+"""Training a tiny zoo model on the synthetic benchmark's train split (CPU, step-budgeted, seeded).
+
+The recipe is the one that made all three classes learn offline (shared/docs/feasibility.md §3):
+teacher-forced loss on answer + <eos> only, AdamW, linear warm-up then cosine decay to 5 % of the
+peak rate, gradient clipping, a fixed number of steps (not wall time) so a run is reproducible.
+Family specifics (prompt, prefix-LM token types, image grids) stay inside the adapter.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from vrp.adapters.base import FamilyAdapter
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 30
+    grad_clip: float = 1.0
+    final_lr_fraction: float = 0.05
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**values)
+
+
+def decode_images(image_bytes: pd.Series) -> list[Image.Image]:
+    """Decode encoded image bytes into RGB PIL images (decoded once, reused every step)."""
+    return [Image.open(io.BytesIO(b)).convert("RGB") for b in image_bytes]
+
+
+def lr_multiplier(step: int, config: TrainConfig) -> float:
+    """Linear warm-up to 1, then cosine decay to ``final_lr_fraction`` at the last step."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    return config.final_lr_fraction + (1.0 - config.final_lr_fraction) * cosine
+
+
+def train_adapter(
+    adapter: FamilyAdapter, train: pd.DataFrame, config: TrainConfig, seed: int, progress: bool = True
+) -> dict:
+    """Train ``adapter.model`` in place on ``train`` rows; return the loss history and settings."""
+    if len(train) < config.batch_size:
+        raise ValueError(
+            f"train split has {len(train)} rows, fewer than one batch ({config.batch_size})"
+        )
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    images = decode_images(train["image"])
+    questions = train["question"].tolist()
+    answers = train["answer"].tolist()
+
+    model = adapter.model
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, config))
+
+    order = rng.permutation(len(train))
+    cursor = 0
+    losses: list[float] = []
+    bar = tqdm(range(config.steps), desc=f"train {adapter.family}", mininterval=5, disable=not progress)
+    for _ in bar:
+        if cursor + config.batch_size > len(order):
+            order, cursor = rng.permutation(len(train)), 0
+        rows = order[cursor : cursor + config.batch_size]
+        cursor += config.batch_size
+        batch = adapter.encode_for_training(
+            [images[i] for i in rows], [questions[i] for i in rows], [answers[i] for i in rows]
+        )
+        loss = model(**batch).loss
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {len(losses)}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        losses.append(float(loss.detach()))
+        if len(losses) % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+    model.eval()
+    return {"config": asdict(config), "seed": seed, "losses": losses}

@@ -1,0 +1,67 @@
+"""The config schema: defaults filled, bad configs refused with a message naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from vrp.config import ConfigError, load_config, validate_config
+
+REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml"]
+
+
+@pytest.fixture
+def demo():
+    with open("config/config.yaml") as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.mark.parametrize("path", REPO_CONFIGS)
+def test_shipped_configs_validate(path):
+    config = load_config(path)
+    assert config["runtime"]["device"] in {"cpu", "cuda"}
+    assert set(config["models"]) == {"llava", "paligemma", "qwen2vl"}
+    assert {m["family"] for m in config["models"].values()} == {"llava", "paligemma", "qwen2vl"}
+
+
+def test_defaults_are_filled(demo):
+    config = validate_config(demo)
+    assert config["models"]["llava"]["train"]["lr"] == 0.002
+    assert config["models"]["llava"]["path"] is None
+    assert demo["models"]["llava"].get("path", "absent") == "absent"  # input left untouched
+
+
+@pytest.mark.parametrize(
+    "edit, key, phrase",
+    [
+        (lambda c: c.__setitem__("seed", "zero"), "seed", "not of type 'integer'"),
+        (lambda c: c["models"]["llava"].__setitem__("family", "lava"), "models.llava.family", "is not one of"),
+        (lambda c: c["models"]["llava"].pop("family"), "models.llava", "'family' is a required property"),
+        (lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3), "models.llava.train", "unknown key"),
+        (lambda c: c["models"]["llava"]["train"].__setitem__("lr", "fast"), "models.llava.train.lr", "not of type"),
+        (lambda c: c.pop("models"), "<top level>", "'models' is a required property"),
+        (lambda c: c["datasets"]["synthetic"].__setitem__("source", "web"), "datasets.synthetic.source", "is not one of"),
+    ],
+)
+def test_bad_config_names_the_key(demo, edit, key, phrase):
+    bad = copy.deepcopy(demo)
+    edit(bad)
+    with pytest.raises(ConfigError) as info:
+        validate_config(bad)
+    assert f"config error at {key}:" in str(info.value)
+    assert phrase in str(info.value)
+
+
+def test_cross_key_checks(demo):
+    bad = copy.deepcopy(demo)
+    bad["train_dataset"] = "pope"
+    with pytest.raises(ConfigError, match="train_dataset: 'pope' is not a key of datasets"):
+        validate_config(bad)
+    bad = copy.deepcopy(demo)
+    bad["models"]["llava"]["source"] = "hub"
+    with pytest.raises(ConfigError, match=r"models.llava.path: source 'hub' needs"):
+        validate_config(bad)
+    bad = copy.deepcopy(demo)
+    bad["models"]["llava"]["prompt_template"] = "USER: <image> ASSISTANT:"
+    with pytest.raises(ConfigError, match=r"must contain '\{question\}'"):
+        validate_config(bad)

@@ -1,0 +1,20 @@
+"""Fetch POPE (lmms-lab/POPE) or read a local copy, and write it in the project's question schema."""
+
+from pathlib import Path
+
+from vrp.benchmark.pope import download_pope, find_pope_parquets, load_pope
+from vrp.io import write_parquet
+from vrp.runlog import setup_job_logging
+
+log = setup_job_logging(snakemake.log[0])
+pope = snakemake.params.pope
+if pope.get("local_dir"):
+    paths = find_pope_parquets(pope["local_dir"])
+else:
+    paths = download_pope(
+        Path(snakemake.output.eval).parent / "download", repo_id=pope["repo_id"], revision=pope["revision"],
+        settings=tuple(pope["settings"]),
+    )
+questions = load_pope(paths, settings=tuple(pope["settings"]), limit_per_setting=pope["limit_per_setting"])
+log.info("POPE: %d questions on %d images", len(questions), questions["image_id"].nunique())
+write_parquet(questions, snakemake.output.eval)
