@@ -3,7 +3,6 @@ import os
 
 from vrp.config import ConfigError, validate_config
 
-
 try:
     config.update(validate_config(config))
 except ConfigError as err:

@@ -5,15 +5,17 @@ rule make_synthetic_benchmark:
     output:
         train="results/data/{dataset}/train.parquet",
         eval="results/data/{dataset}/eval.parquet",
-    params:
-        synthetic=dataset_section("synthetic"),
-        seed=config["seed"],
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_source("synthetic")),
     log:
         "logs/data/{dataset}.log",
     benchmark:
         "benchmarks/data/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("synthetic")),
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        synthetic=dataset_section("synthetic"),
+        seed=config["seed"],
     script:
         "../workflow/scripts/make_synthetic_benchmark.py"
 
@@ -21,17 +23,19 @@ rule make_synthetic_benchmark:
 rule fetch_pope:
     output:
         eval="results/data/{dataset}/eval.parquet",
-    params:
-        pope=dataset_section("pope"),
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_source("pope")),
     log:
         "logs/data/{dataset}.log",
     benchmark:
         "benchmarks/data/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("pope")),
+    conda:
+        "../envs/vrp.yaml"
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        pope=dataset_section("pope"),
     script:
         "../workflow/scripts/fetch_pope.py"
 
@@ -39,17 +43,19 @@ rule fetch_pope:
 rule build_coco_tasks:
     output:
         eval="results/data/{dataset}/eval.parquet",
-    params:
-        coco=dataset_section("coco"),
-        seed=config["seed"],
-    wildcard_constraints:
-        dataset=alternatives(datasets_with_source("coco_tasks")),
     log:
         "logs/data/{dataset}.log",
     benchmark:
         "benchmarks/data/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=alternatives(datasets_with_source("coco_tasks")),
+    conda:
+        "../envs/vrp.yaml"
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        coco=dataset_section("coco"),
+        seed=config["seed"],
     script:
         "../workflow/scripts/build_coco_tasks.py"

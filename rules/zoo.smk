@@ -3,43 +3,59 @@
 
 rule build_vocabulary:
     input:
-        train=expand("results/data/{dataset}/train.parquet", dataset=config["train_dataset"] or []),
-        eval=expand("results/data/{dataset}/eval.parquet", dataset=config["train_dataset"] or []),
+        train=expand(
+            "results/data/{dataset}/train.parquet",
+            dataset=config["train_dataset"] or [],
+        ),
+        eval=expand(
+            "results/data/{dataset}/eval.parquet",
+            dataset=config["train_dataset"] or [],
+        ),
     output:
         directory("results/zoo/tokenizer"),
-    params:
-        families=sorted({m["family"] for m in config["models"].values()}),
     log:
         "logs/zoo/tokenizer.log",
     benchmark:
         "benchmarks/zoo/tokenizer.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        families=sorted({m["family"] for m in config["models"].values()}),
     script:
         "../workflow/scripts/build_vocabulary.py"
 
 
 rule train_tiny_model:
     input:
-        train=expand("results/data/{dataset}/train.parquet", dataset=config["train_dataset"] or []),
-        eval=expand("results/data/{dataset}/eval.parquet", dataset=config["train_dataset"] or []),
+        train=expand(
+            "results/data/{dataset}/train.parquet",
+            dataset=config["train_dataset"] or [],
+        ),
+        eval=expand(
+            "results/data/{dataset}/eval.parquet",
+            dataset=config["train_dataset"] or [],
+        ),
         tokenizer="results/zoo/tokenizer",
     output:
         checkpoint=directory("results/zoo/{model}/checkpoint"),
         report="results/zoo/{model}/training.json",
+    log:
+        "logs/zoo/{model}.log",
+    benchmark:
+        "benchmarks/zoo/{model}.tsv"
+    wildcard_constraints:
+        model=alternatives(TINY_MODELS),
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
     params:
         family=lookup(dpath="models/{model}/family", within=config),
         tiny=model_section("tiny"),
         train=model_section("train"),
         prompt_template=lookup(dpath="models/{model}/prompt_template", within=config),
         seed=config["seed"],
-    wildcard_constraints:
-        model=alternatives(TINY_MODELS),
-    threads: config["runtime"]["threads"]
-    resources:
-        mem_mb=4000,
-        runtime=30,
-    log:
-        "logs/zoo/{model}.log",
-    benchmark:
-        "benchmarks/zoo/{model}.tsv"
     script:
         "../workflow/scripts/train_tiny_model.py"
