@@ -8,6 +8,7 @@ configfile: "config/config.yaml"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/zoo.smk"
+include: "rules/extract.smk"
 include: "rules/evaluate.smk"
 
 

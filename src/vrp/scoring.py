@@ -16,15 +16,11 @@ top-2 logit, ``p_yes``/``p_no`` where those are candidates.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from vrp.adapters.base import FamilyAdapter
-from vrp.zoo.train import decode_images
 
 SCORED_TASKS_EXCLUDED = ("caption",)
 
@@ -77,31 +73,3 @@ def readouts_from_logits(
             row[f"p_{word}"] = float(probs[b, ids[index.candidates[task].index(word)]]) if word in index.candidates[task] else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def iter_batches(frame: pd.DataFrame, batch_size: int) -> Iterator[pd.DataFrame]:
-    for start in range(0, len(frame), batch_size):
-        yield frame.iloc[start : start + batch_size]
-
-
-@torch.no_grad()
-def score_questions(
-    adapter: FamilyAdapter,
-    questions: pd.DataFrame,
-    candidates: dict[str, list[str]] | None = None,
-    batch_size: int = 32,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Greedy answers and readouts for every scored question (one forward per batch)."""
-    scored = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
-    index = CandidateIndex(adapter, candidates or candidate_sets(scored))
-    parts = []
-    batches = iter_batches(scored, batch_size)
-    for batch in tqdm(batches, total=-(-len(scored) // batch_size), desc=f"score {adapter.family}",
-                      mininterval=5, disable=not progress):
-        inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
-        logits = adapter.model(**inputs).logits[:, -1, :]
-        out = readouts_from_logits(logits, batch["task"].tolist(), batch["answer"].tolist(), index)
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
-        parts.append(pd.concat([meta, out], axis=1))
-    return pd.concat(parts, ignore_index=True)

@@ -1,0 +1,388 @@
+"""One-pass activation extraction: every internal quantity the analyses read, from one forward per batch.
+
+For each question the model sees the image and the prompt (teacher forcing, no generation); hooks
+on the decoder reduce what they see to the LAST PROMPT TOKEN (the position whose next-token logits
+answer the question) and to the image-token span, so no layer's full attention matrix outlives its
+own hook. A second forward on a grey image of the same size gives the blank-image logit lens for
+the visual-attribution margin.
+
+Arrays written per shard (n = questions in the shard, L = decoder layers, d = hidden size,
+S = image tokens, H = query heads; float32):
+
+==================  ================  =====================================================
+name                shape             meaning
+==================  ================  =====================================================
+hidden              (n, L+1, d)       residual stream at the last token: embeddings, then after each layer
+mlp_out             (n, L, d)         MLP output (its residual contribution) at the last token
+image_attention     (n, L, S)         last token -> image-token attention, mean over heads
+head_attention      (n, L, H, S)      the same per head (``per_head``)
+head_logit          (n, L, H)         each head's direct logit contribution to the answer token (``per_head``)
+attn_logit          (n, L)            attention-block direct logit contribution to the answer token
+mlp_logit           (n, L)            MLP direct logit contribution to the answer token
+embed_logit         (n,)              the embeddings' direct logit contribution
+lens_margin         (n, L+1)          logit lens margin of the answer token (final norm applied once)
+lens_margin_blank   (n, L+1)          the same with a grey image
+visual_update_norm  (n, L)            mean over image tokens of ||h_l - h_(l-1)||_2
+==================  ================  =====================================================
+
+"Answer token" is the first token of the ground-truth answer (the paper's "correct token").
+Margin = its logit minus the largest other logit. Direct logit contributions linearise the final
+RMSNorm at the sample's own final residual scale, so embed + sum(attn) + sum(mlp) equals the
+answer token's final logit exactly (the decoders here are pure residual sums); per-head values sum
+to the attention block's. Images with fewer than S_max tokens (Qwen2-VL's dynamic grid) are
+NaN-padded; ``grid_rows``/``grid_cols`` in samples.parquet give each grid.
+
+Shards are written atomically (temp folder, then rename) and carry a fingerprint of the
+extraction settings; a restarted run keeps complete shards with a matching fingerprint and redoes
+the rest, so a killed run resumes and ends with the same files as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import transformers
+from PIL import Image
+from tqdm.auto import tqdm
+
+from vrp.adapters.base import FamilyAdapter
+from vrp.io import read_json, write_json, write_parquet
+from vrp.scoring import SCORED_TASKS_EXCLUDED, CandidateIndex, candidate_sets, readouts_from_logits
+from vrp.zoo.train import decode_images
+
+BLANK_GREY = (128, 128, 128)
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    batch_size: int = 16
+    shard_size: int = 256
+    per_head: bool = True
+
+    def __post_init__(self):
+        if self.shard_size % self.batch_size:
+            raise ValueError(
+                f"shard_size ({self.shard_size}) must be a multiple of batch_size ({self.batch_size})"
+            )
+
+
+def _output_projection(attention: torch.nn.Module, hidden_size: int) -> torch.nn.Linear:
+    """The attention block's output projection: its last Linear mapping heads back to the residual."""
+    linears = [m for m in attention.children() if isinstance(m, torch.nn.Linear)]
+    if not linears or linears[-1].out_features != hidden_size:
+        raise AttributeError(
+            f"no output projection (a last Linear with out_features={hidden_size}) in {type(attention).__name__}"
+        )
+    return linears[-1]
+
+
+class _LastTokenRecorder:
+    """Forward hooks that keep only the last-token / image-span reductions of one batch."""
+
+    def __init__(self, adapter: FamilyAdapter, image_mask: torch.Tensor, per_head: bool):
+        self.adapter = adapter
+        self.image_mask = image_mask  # (B, T) bool
+        self.per_head = per_head
+        self.resid_in0: torch.Tensor | None = None
+        self.resid: dict[int, torch.Tensor] = {}
+        self.update_norm: dict[int, torch.Tensor] = {}
+        self.attn_out: dict[int, torch.Tensor] = {}
+        self.attn_map: dict[int, torch.Tensor] = {}
+        self.head_map: dict[int, torch.Tensor] = {}
+        self.head_z: dict[int, torch.Tensor] = {}
+        self.mlp_out: dict[int, torch.Tensor] = {}
+        self.handles: list = []
+
+    def __enter__(self):
+        for index, layer in enumerate(self.adapter.decoder_layers()):
+            self.handles.append(layer.register_forward_hook(self._layer_hook(index), with_kwargs=True))
+            attention = self.adapter.attention_module(index)
+            self.handles.append(attention.register_forward_hook(self._attention_hook(index)))
+            self.handles.append(self.adapter.mlp_module(index).register_forward_hook(self._mlp_hook(index)))
+            if self.per_head:
+                projection = _output_projection(attention, self.adapter.hidden_size)
+                self.handles.append(projection.register_forward_pre_hook(self._head_hook(index)))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _layer_hook(self, index):
+        def hook(module, args, kwargs, output):
+            resid_in = args[0] if args else kwargs["hidden_states"]
+            resid_out = output[0] if isinstance(output, tuple) else output
+            if index == 0:
+                self.resid_in0 = resid_in[:, -1, :].detach().float()
+            self.resid[index] = resid_out[:, -1, :].detach().float()
+            update = (resid_out - resid_in).detach().float().norm(dim=-1)  # (B, T)
+            mask = self.image_mask.to(update.dtype)
+            self.update_norm[index] = (update * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+        return hook
+
+    def _attention_hook(self, index):
+        def hook(module, args, output):
+            attn_output, weights = output[0], output[1]
+            if weights is None:
+                raise RuntimeError(
+                    "attention weights are None: load the model with attn_implementation='eager'"
+                )
+            self.attn_out[index] = attn_output[:, -1, :].detach().float()
+            last_row = weights[:, :, -1, :].detach().float()  # (B, H, T): the only row kept
+            per_head = _gather_image_columns(last_row, self.image_mask)  # (B, H, S_max)
+            self.attn_map[index] = per_head.mean(dim=1)
+            if self.per_head:
+                self.head_map[index] = per_head
+
+        return hook
+
+    def _mlp_hook(self, index):
+        def hook(module, args, output):
+            self.mlp_out[index] = output[:, -1, :].detach().float()
+
+        return hook
+
+    def _head_hook(self, index):
+        def hook(module, args):
+            self.head_z[index] = args[0][:, -1, :].detach().float()
+
+        return hook
+
+
+def _gather_image_columns(rows: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
+    """(B, H, T) -> (B, H, S_max): the image-token columns of each row, NaN-padded."""
+    counts = image_mask.sum(1)
+    s_max = int(counts.max())
+    out = torch.full((rows.shape[0], rows.shape[1], s_max), float("nan"), dtype=rows.dtype, device=rows.device)
+    for b in range(rows.shape[0]):
+        cols = image_mask[b].nonzero(as_tuple=True)[0]
+        out[b, :, : len(cols)] = rows[b][:, cols]
+    return out
+
+
+def _pad_last(array: np.ndarray, size: int) -> np.ndarray:
+    if array.shape[-1] == size:
+        return array
+    pad = [(0, 0)] * (array.ndim - 1) + [(0, size - array.shape[-1])]
+    return np.pad(array, pad, constant_values=np.nan)
+
+
+class Extractor:
+    """Runs the one-pass extraction of one model on one question table."""
+
+    def __init__(self, adapter: FamilyAdapter, candidates: dict[str, list[str]], settings: ExtractionSettings):
+        self.adapter = adapter
+        self.settings = settings
+        self.index = CandidateIndex(adapter, candidates)
+        self.lm_head = adapter.lm_head()
+        self.final_norm = adapter.final_norm()
+        with torch.no_grad():
+            ones = torch.ones(adapter.hidden_size, device=adapter.device, dtype=adapter.dtype)
+            self.norm_gain = self.final_norm(ones).float()  # RMSNorm of a ones vector = its gain
+
+    def _lens_margin(self, resid: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
+        """(B, K, d) residuals -> (B, K) answer-token margin after final norm and lm_head."""
+        normed = self.final_norm(resid.to(self.adapter.dtype))
+        logits = self.lm_head(normed).float()  # (B, K, V)
+        answer = logits.gather(-1, answer_ids[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(-1)
+        others = logits.scatter(-1, answer_ids[:, None, None].expand(-1, logits.shape[1], 1), float("-inf"))
+        return answer - others.max(-1).values
+
+    @torch.no_grad()
+    def _forward(self, images: list[Image.Image], questions: list[str]):
+        inputs = self.adapter.encode(images, questions)
+        mask = self.adapter.image_token_mask(inputs)
+        with _LastTokenRecorder(self.adapter, mask, self.settings.per_head) as rec:
+            logits = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1, :]
+        grids = self.adapter.patch_grids(inputs)
+        return logits, rec, grids
+
+    @torch.no_grad()
+    def run_batch(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        images = decode_images(batch["image"])
+        questions = batch["question"].tolist()
+        tasks, answers = batch["task"].tolist(), batch["answer"].tolist()
+        logits, rec, grids = self._forward(images, questions)
+        layers = len(rec.resid)
+        answer_ids = torch.tensor(
+            [self.index.answer_token(t, a) for t, a in zip(tasks, answers)], device=logits.device
+        )
+        resid = torch.stack([rec.resid_in0] + [rec.resid[i] for i in range(layers)], dim=1)  # (B, L+1, d)
+
+        # direct logit attribution through the final norm, linearised at this sample's scale
+        final = resid[:, -1, :]
+        rms = final.pow(2).mean(-1, keepdim=True).add(self._norm_eps()).sqrt()  # (B, 1)
+        unembed = self.lm_head.weight.float()[answer_ids] * self.norm_gain  # (B, d)
+
+        def contribution(x):  # (B, ..., d) -> (B, ...)
+            shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
+            return (x * unembed.view(shape)).sum(-1) / rms.view(shape[:-1])
+
+        mlp_out = torch.stack([rec.mlp_out[i] for i in range(layers)], dim=1)
+        attn_out = torch.stack([rec.attn_out[i] for i in range(layers)], dim=1)
+        arrays = {
+            "hidden": resid,
+            "mlp_out": mlp_out,
+            "image_attention": torch.stack([rec.attn_map[i] for i in range(layers)], dim=1),
+            "attn_logit": contribution(attn_out),
+            "mlp_logit": contribution(mlp_out),
+            "embed_logit": contribution(resid[:, 0, :]),
+            "lens_margin": self._lens_margin(resid, answer_ids),
+            "visual_update_norm": torch.stack([rec.update_norm[i] for i in range(layers)], dim=1),
+        }
+        if self.settings.per_head:
+            arrays["head_attention"] = torch.stack([rec.head_map[i] for i in range(layers)], dim=1)
+            arrays["head_logit"] = torch.stack(
+                [contribution(self._head_outputs(i, rec.head_z[i])) for i in range(layers)], dim=1
+            )
+        samples = readouts_from_logits(logits, tasks, answers, self.index)
+
+        blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
+        blank_logits, blank_rec, _ = self._forward(blank_images, questions)
+        blank_resid = torch.stack([blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1)
+        arrays["lens_margin_blank"] = self._lens_margin(blank_resid, answer_ids)
+        blank = readouts_from_logits(blank_logits, tasks, answers, self.index)
+        samples["blank_prediction"] = blank["prediction"]
+        samples["grid_rows"] = [g[0] for g in grids]
+        samples["grid_cols"] = [g[1] for g in grids]
+        meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
+        return pd.concat([meta, samples], axis=1), {k: v.cpu().numpy().astype(np.float32) for k, v in arrays.items()}
+
+    def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
+        """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention output."""
+        projection = _output_projection(self.adapter.attention_module(layer), self.adapter.hidden_size)
+        heads = self.adapter.num_heads
+        z = z.view(z.shape[0], heads, -1)  # (B, H, hd)
+        weight = projection.weight.float().view(projection.out_features, heads, -1)  # (d, H, hd)
+        return torch.einsum("bhk,dhk->bhd", z, weight)
+
+    def _norm_eps(self) -> float:
+        return float(getattr(self.final_norm, "eps", getattr(self.final_norm, "variance_epsilon", 1e-6)))
+
+
+def fingerprint(model_spec: dict, settings: ExtractionSettings, questions: pd.DataFrame) -> str:
+    """Hash of everything that determines the shards' content."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"model": model_spec, "settings": asdict(settings)}, sort_keys=True).encode())
+    digest.update(pd.util.hash_pandas_object(questions[["question_id", "question", "answer"]], index=False).values.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _write_shard(shard_dir: Path, samples: pd.DataFrame, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    shard_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{shard_dir.name}.", dir=shard_dir.parent))
+    try:
+        samples.to_parquet(tmp / "samples.parquet", index=False)
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", array, allow_pickle=False)
+        (tmp / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+        if shard_dir.exists():
+            shutil.rmtree(shard_dir)
+        os.replace(tmp, shard_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def _shard_is_complete(shard_dir: Path, key: str) -> bool:
+    meta = shard_dir / "meta.json"
+    return meta.exists() and json.loads(meta.read_text()).get("fingerprint") == key
+
+
+def extract(
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    out_dir: str | os.PathLike,
+    model_spec: dict,
+    settings: ExtractionSettings = ExtractionSettings(),
+    progress: bool = True,
+) -> dict:
+    """Extract every shard not already complete under ``out_dir``; write samples.parquet + manifest.json."""
+    out_dir = Path(out_dir)
+    questions = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
+    if questions.empty:
+        raise ValueError("no scored questions to extract (the table holds only caption rows?)")
+    candidates = candidate_sets(questions)
+    extractor = Extractor(adapter, candidates, settings)
+    key = fingerprint(model_spec, settings, questions)
+    n_shards = -(-len(questions) // settings.shard_size)
+    shard_dirs = [out_dir / "shards" / f"{k:05d}" for k in range(n_shards)]
+    todo = [k for k in range(n_shards) if not _shard_is_complete(shard_dirs[k], key)]
+    bar = tqdm(total=len(questions), desc=f"extract {adapter.family}", mininterval=5, disable=not progress)
+    if len(todo) < n_shards:
+        done = [k for k in range(n_shards) if k not in todo]
+        bar.write(f"resuming: {len(done)} complete shard(s) kept")
+    for k in todo:
+        shard = questions.iloc[k * settings.shard_size : (k + 1) * settings.shard_size]
+        parts, arrays = [], {}
+        for start in range(0, len(shard), settings.batch_size):
+            batch_samples, batch_arrays = extractor.run_batch(shard.iloc[start : start + settings.batch_size])
+            parts.append(batch_samples)
+            for name, array in batch_arrays.items():
+                arrays.setdefault(name, []).append(array)
+            bar.update(len(batch_samples))
+        s_max = max(a.shape[-1] for a in arrays["image_attention"])
+        stacked = {
+            name: np.concatenate([_pad_last(a, s_max) if name.endswith("attention") else a for a in chunks])
+            for name, chunks in arrays.items()
+        }
+        _write_shard(shard_dirs[k], pd.concat(parts, ignore_index=True), stacked, {"fingerprint": key, "rows": len(shard)})
+    bar.close()
+    return _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates)
+
+
+def _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates) -> dict:
+    samples = pd.concat([pd.read_parquet(d / "samples.parquet") for d in shard_dirs], ignore_index=True)
+    arrays = {}
+    for path in sorted(shard_dirs[0].glob("*.npy")):
+        shapes = [np.load(d / path.name, mmap_mode="r").shape for d in shard_dirs]
+        arrays[path.stem] = {
+            "shape": [sum(s[0] for s in shapes), *shapes[0][1:]],
+            "dtype": "float32",
+            "shards": [str(d.relative_to(out_dir) / path.name) for d in shard_dirs],
+        }
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "fingerprint": key,
+        "model": model_spec,
+        "family": adapter.family,
+        "num_layers": adapter.num_layers,
+        "hidden_size": adapter.hidden_size,
+        "num_heads": adapter.num_heads,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+        "settings": asdict(settings),
+        "candidates": candidates,
+        "n_samples": len(samples),
+        "arrays": arrays,
+    }
+    write_parquet(samples, out_dir / "samples.parquet")
+    write_json(manifest, out_dir / "manifest.json")
+    return manifest
+
+
+def load_array(manifest_path: str | os.PathLike, name: str, mmap: bool = True) -> np.ndarray:
+    """Concatenate one array's shards listed in a manifest (memory-mapped reads)."""
+    manifest_path = Path(manifest_path)
+    manifest = read_json(manifest_path)
+    if name not in manifest["arrays"]:
+        raise KeyError(f"{manifest_path} has no array {name!r}; it has {sorted(manifest['arrays'])}")
+    parts = [np.load(manifest_path.parent / rel, mmap_mode="r" if mmap else None) for rel in manifest["arrays"][name]["shards"]]
+    if len(parts) == 1:
+        return parts[0]
+    if name.endswith("attention"):  # dynamic grids: shards may differ in S_max
+        width = max(p.shape[-1] for p in parts)
+        parts = [_pad_last(np.asarray(p), width) for p in parts]
+    return np.concatenate(parts)
