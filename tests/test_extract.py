@@ -1,0 +1,133 @@
+"""The one-pass extraction against the model's own outputs, and its resume-after-kill guarantee."""
+
+import filecmp
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vrp.adapters import FAMILIES, get_adapter_class
+from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+from vrp.extract import ExtractionSettings, Extractor, extract, load_array
+from vrp.scoring import candidate_sets
+from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.train import decode_images
+
+
+@pytest.fixture(scope="module")
+def questions() -> pd.DataFrame:
+    config = SyntheticBenchmarkConfig.from_dict({"seed": 3, "n_train_images": 1, "n_eval_images": 4})
+    return generate_split(config, "eval")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(questions):
+    extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
+    return build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def adapter(request, tokenizer):
+    torch.set_num_threads(1)
+    return get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 3}, seed=1)
+
+
+def _batch(questions, n=6):
+    # mixed tasks and lengths, so left padding and per-task candidates are exercised
+    return questions.groupby("task", sort=True).head(2).head(n).reset_index(drop=True)
+
+
+def test_readouts_match_the_models_own_outputs(adapter, questions):
+    batch = _batch(questions)
+    extractor = Extractor(adapter, candidate_sets(questions), ExtractionSettings(batch_size=8, shard_size=8))
+    samples, arrays = extractor.run_batch(batch)
+    inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
+    with torch.no_grad():
+        out = adapter.model(**inputs, output_attentions=True, output_hidden_states=True, use_cache=False)
+    layers = adapter.num_layers
+    n = len(batch)
+    assert arrays["hidden"].shape == (n, layers + 1, adapter.hidden_size)
+
+    # residual stream at the last token: identical to hidden_states, whose last entry is normed
+    for layer in range(layers):
+        np.testing.assert_allclose(arrays["hidden"][:, layer], out.hidden_states[layer][:, -1].numpy(), atol=1e-5)
+    final = adapter.final_norm()(torch.from_numpy(arrays["hidden"][:, -1]))
+    np.testing.assert_allclose(final.detach().numpy(), out.hidden_states[-1][:, -1].numpy(), atol=1e-5)
+
+    # image attention from the hooks equals output_attentions' last row over the image span
+    mask = adapter.image_token_mask(inputs)
+    for layer in range(layers):
+        expected = torch.stack([out.attentions[layer][b, :, -1, mask[b]].mean(0) for b in range(n)])
+        np.testing.assert_allclose(arrays["image_attention"][:, layer], expected.numpy(), atol=1e-6)
+    assert arrays["image_attention"].shape[-1] == 64
+
+    # logit lens at the last layer is the model's logits; direct attributions add up exactly
+    logits = out.logits[:, -1].float()
+    answer_ids = [extractor.index.answer_token(t, a) for t, a in zip(batch["task"], batch["answer"])]
+    answer_logit = logits[torch.arange(n), answer_ids]
+    others = logits.clone()
+    others[torch.arange(n), answer_ids] = -torch.inf
+    np.testing.assert_allclose(arrays["lens_margin"][:, -1], (answer_logit - others.max(-1).values).numpy(), atol=1e-4)
+    total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
+    np.testing.assert_allclose(total, answer_logit.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(arrays["head_logit"].sum(-1), arrays["attn_logit"], rtol=1e-4, atol=1e-5)
+
+    # greedy prediction = best candidate logit; grids recorded
+    assert (samples["grid_rows"] == 8).all() and (samples["grid_cols"] == 8).all()
+    assert samples["correct"].dtype == bool
+    assert np.isfinite(arrays["lens_margin_blank"]).all()
+    assert (arrays["visual_update_norm"] > 0).all()
+
+
+def test_killed_run_resumes_to_identical_files(adapter, questions, tmp_path, monkeypatch):
+    subset = questions.head(24).reset_index(drop=True)
+    settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=False)
+    spec = {"family": adapter.family, "path": "tiny"}
+    clean = tmp_path / "clean"
+    extract(adapter, subset, clean, spec, settings, progress=False)
+
+    resumed = tmp_path / "resumed"
+    calls = {"n": 0}
+    original = Extractor.run_batch
+
+    def dying(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 5:  # inside the third shard: two shards are complete
+            raise KeyboardInterrupt("killed")
+        return original(self, batch)
+
+    monkeypatch.setattr(Extractor, "run_batch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        extract(adapter, subset, resumed, spec, settings, progress=False)
+    assert sorted(p.name for p in (resumed / "shards").iterdir()) == ["00000", "00001"]
+    assert not (resumed / "manifest.json").exists()
+
+    monkeypatch.setattr(Extractor, "run_batch", original)
+    calls["n"] = 0
+    counted = {"n": 0}
+
+    def counting(self, batch):
+        counted["n"] += 1
+        return original(self, batch)
+
+    monkeypatch.setattr(Extractor, "run_batch", counting)
+    extract(adapter, subset, resumed, spec, settings, progress=False)
+    assert counted["n"] == 2  # only the missing shard's two batches ran
+
+    clean_files = sorted(p.relative_to(clean) for p in clean.rglob("*") if p.is_file())
+    resumed_files = sorted(p.relative_to(resumed) for p in resumed.rglob("*") if p.is_file())
+    assert clean_files == resumed_files
+    for rel in clean_files:
+        assert filecmp.cmp(clean / rel, resumed / rel, shallow=False), rel
+    hidden = load_array(resumed / "manifest.json", "hidden")
+    assert hidden.shape[0] == 24
+
+
+def test_changed_settings_do_not_reuse_stale_shards(adapter, questions, tmp_path):
+    subset = questions.head(8).reset_index(drop=True)
+    spec = {"family": adapter.family, "path": "tiny"}
+    extract(adapter, subset, tmp_path, spec, ExtractionSettings(batch_size=4, shard_size=8, per_head=False), progress=False)
+    manifest = extract(adapter, subset, tmp_path, spec, ExtractionSettings(batch_size=4, shard_size=8, per_head=True), progress=False)
+    assert "head_logit" in manifest["arrays"]

@@ -1,0 +1,38 @@
+"""Known-answer tests for the accuracy table."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vrp.metrics import accuracy_table
+
+
+def _predictions():
+    # presence/random: answers yes yes no no, predictions yes no yes no -> acc .5, P .5, R .5
+    # presence/adversarial: answers yes no, predictions yes yes -> acc .5, P .5, R 1, yes-share 1
+    # counting: answers 1 2 2, predictions 1 2 1 -> acc 2/3
+    rows = [
+        ("presence", "random", "yes", "yes"), ("presence", "random", "yes", "no"),
+        ("presence", "random", "no", "yes"), ("presence", "random", "no", "no"),
+        ("presence", "adversarial", "yes", "yes"), ("presence", "adversarial", "no", "yes"),
+        ("counting", "", "1", "1"), ("counting", "", "2", "2"), ("counting", "", "2", "1"),
+    ]
+    frame = pd.DataFrame(rows, columns=["task", "pope_setting", "answer", "prediction"])
+    return frame.assign(model="m", dataset="d")
+
+
+def test_accuracy_table_known_values():
+    table = accuracy_table(_predictions()).set_index(["task", "pope_setting"])
+    random = table.loc[("presence", "random")]
+    assert (random["n"], random["accuracy"], random["precision"], random["recall"]) == (4, 0.5, 0.5, 0.5)
+    assert random["yes_share"] == 0.5
+    adversarial = table.loc[("presence", "adversarial")]
+    assert adversarial["recall"] == 1.0 and adversarial["yes_share"] == 1.0
+    assert adversarial["f1"] == pytest.approx(2 / 3)
+    pooled = table.loc[("presence", "all")]
+    assert pooled["n"] == 6 and pooled["accuracy"] == pytest.approx(0.5)
+    counting = table.loc[("counting", "")]
+    assert counting["accuracy"] == pytest.approx(2 / 3)
+    # macro recall over classes 1 (1/1) and 2 (1/2)
+    assert counting["recall"] == pytest.approx(0.75)
+    assert np.isnan(counting["yes_share"])
