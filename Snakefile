@@ -10,6 +10,11 @@ include: "rules/data.smk"
 include: "rules/zoo.smk"
 include: "rules/extract.smk"
 include: "rules/evaluate.smk"
+include: "rules/attention.smk"
+include: "rules/probes.smk"
+include: "rules/consistency.smk"
+include: "rules/causal.smk"
+include: "rules/report.smk"
 
 
 rule all:

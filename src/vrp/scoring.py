@@ -73,3 +73,38 @@ def readouts_from_logits(
             row[f"p_{word}"] = float(probs[b, ids[index.candidates[task].index(word)]]) if word in index.candidates[task] else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def predict(
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    candidates: dict[str, list[str]],
+    batch_size: int = 32,
+    images: list | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Greedy answers and readouts for ``questions`` (one forward per batch, logits of the last token only).
+
+    ``images`` (PIL, one per row) replaces the table's own images, e.g. patch-masked copies;
+    interventions on the model (ablation hooks) are registered by the caller around this call.
+    """
+    from tqdm.auto import tqdm
+
+    from vrp.zoo.train import decode_images
+
+    questions = questions.reset_index(drop=True)
+    if images is not None and len(images) != len(questions):
+        raise ValueError(f"got {len(images)} images for {len(questions)} questions")
+    index = CandidateIndex(adapter, candidates)
+    parts = []
+    starts = range(0, len(questions), batch_size)
+    for start in tqdm(starts, desc=f"predict {adapter.family}", mininterval=5, disable=not progress):
+        batch = questions.iloc[start : start + batch_size]
+        batch_images = images[start : start + batch_size] if images is not None else decode_images(batch["image"])
+        inputs = adapter.encode(batch_images, batch["question"].tolist())
+        logits = adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1, :]
+        out = readouts_from_logits(logits, batch["task"].tolist(), batch["answer"].tolist(), index)
+        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+        parts.append(pd.concat([meta, out], axis=1))
+    return pd.concat(parts, ignore_index=True)
