@@ -1,33 +1,12 @@
 """End-to-end: the demo DAG at toy size (tests/config/ci.yaml) runs to results/accuracy.csv."""
 
-import shutil
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
+from conftest import planned_jobs
 from vrp.io import read_json
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=1200)
-
-
-@pytest.fixture(scope="session")
-def demo_workdir(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("demo")
-    (workdir / "config").mkdir()
-    shutil.copy(REPO / "tests" / "config" / "ci.yaml", workdir / "config" / "config.yaml")
-    result = snakemake(workdir, "results/accuracy.csv")
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    return workdir
 
 
 def test_accuracy_table_is_built(demo_workdir):
@@ -53,6 +32,4 @@ def test_extraction_manifest_matches_the_models(demo_workdir):
 
 
 def test_second_run_does_nothing(demo_workdir):
-    result = snakemake(demo_workdir, "-n", "results/accuracy.csv")
-    assert result.returncode == 0
-    assert "Nothing to be done" in result.stdout + result.stderr
+    assert planned_jobs(demo_workdir) == {}

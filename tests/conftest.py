@@ -1,0 +1,47 @@
+"""Shared fixtures: one toy-size demo run of the whole workflow, reused by every end-to-end test."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
+    """Run the repository's workflow in ``workdir`` (its config is ``workdir/config/config.yaml``)."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+               "--directory", str(workdir), "--cores", "2", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Dry-run and return {rule: number of jobs that would run}."""
+    result = run_snakemake(workdir, "-n", "--quiet", "rules", *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in (result.stdout + result.stderr).splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table and len(parts) == 2 and parts[1].isdigit():
+            if parts[0] != "total":
+                counts[parts[0]] = int(parts[1])
+        elif in_table and parts and not set(line.strip()) <= {"-", " "}:
+            in_table = False
+    return counts
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory) -> Path:
+    """A workdir where the toy demo (tests/config/ci.yaml) has built every default target."""
+    workdir = tmp_path_factory.mktemp("demo")
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "tests" / "config" / "ci.yaml", workdir / "config" / "config.yaml")
+    result = run_snakemake(workdir)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    return workdir
