@@ -1,0 +1,536 @@
+"""The one interface through which the project touches a vision-language model.
+
+Every family-specific fact (prompt format, prefix-LM token types, how image tokens map to
+pixels, where the decoder layers live) is implemented by a :class:`FamilyAdapter` subclass in
+this package; the rest of the project is written against this interface only.
+
+Conventions shared by all adapters
+----------------------------------
+* ``encode`` returns an inference batch LEFT-padded, so position ``-1`` is every row's last
+  prompt token (the position whose next-token logits answer the question).
+* ``encode_for_training`` returns prompt + answer + eos RIGHT-padded, with ``labels`` = -100
+  everywhere except on the answer and eos tokens.
+* Image-token positions are ``input_ids == config image token id`` (never an offset); the
+  tokens of one image are in row-major order over the grid that :meth:`patch_grids` reports.
+* :meth:`cell_boxes` maps that grid back to pixel boxes in the ORIGINAL image, through the
+  processor's own resize / crop geometry.
+* Image sizes are given as PIL gives them: ``(width, height)``; grids as ``(rows, cols)``.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+import os
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers import AutoConfig, PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+_DTYPES = {
+    "float32": torch.float32,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+class FamilyAdapter(abc.ABC):
+    """Wraps a loaded model + processor of one family behind the project-wide interface."""
+
+    family: ClassVar[str]
+    model_type: ClassVar[str]  # the checkpoint config's ``model_type`` for this family
+    model_class: ClassVar[type]
+    processor_class: ClassVar[type]
+    default_prompt_template: ClassVar[str]
+    # What separates the prompt text from the answer text when the answer is appended
+    # (LLaVA's "ASSISTANT: yes" has a space; PaliGemma's and Qwen's prompts end in a newline).
+    answer_separator: ClassVar[str] = ""
+    # Keys build_tiny accepts and their defaults; see build_tiny's docstring.
+    tiny_defaults: ClassVar[dict[str, Any]]
+
+    def __init__(self, model: torch.nn.Module, processor: Any, prompt_template: str | None = None):
+        if not isinstance(model, self.model_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.model_class.__name__}, got {type(model).__name__}"
+            )
+        self.model = model
+        self.processor = processor
+        self.prompt_template = prompt_template or self.default_prompt_template
+        self._check_template(self.prompt_template)
+        self._answer_ids_cache: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ construction / IO
+    @classmethod
+    def load(
+        cls,
+        path_or_id: str | os.PathLike,
+        *,
+        revision: str | None = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        attn_implementation: str = "eager",
+        prompt_template: str | None = None,
+    ) -> "FamilyAdapter":
+        """Load model and processor with ``from_pretrained`` (a local folder or a Hub id alike).
+
+        The checkpoint's ``model_type`` must be this family's; eager attention is the default
+        because attention weights are only returned by the eager kernel.
+        """
+        path_or_id = str(path_or_id)
+        config = AutoConfig.from_pretrained(path_or_id, revision=revision)
+        if config.model_type != cls.model_type:
+            family_of = {a.model_type: a.family for a in _registered_adapters()}
+            hint = family_of.get(config.model_type)
+            suggestion = (
+                f"set models.<name>.family to {hint!r}"
+                if hint
+                else f"this family list does not cover model_type {config.model_type!r}"
+            )
+            raise ValueError(
+                f"checkpoint {path_or_id!r} has model_type {config.model_type!r}, but it is being "
+                f"loaded as family {cls.family!r} (which expects model_type {cls.model_type!r}); "
+                f"check the config key models.<name>.family: {suggestion}"
+            )
+        model = cls.model_class.from_pretrained(
+            path_or_id,
+            revision=revision,
+            dtype=_resolve_dtype(dtype),
+            attn_implementation=attn_implementation,
+        )
+        processor = cls.processor_class.from_pretrained(path_or_id, revision=revision)
+        model.to(device)
+        model.eval()
+        return cls(model, processor, prompt_template=prompt_template)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write model and processor so that ``load(path)`` gives back an identical adapter."""
+        self.model.save_pretrained(path)
+        self.processor.save_pretrained(path)
+
+    @classmethod
+    @abc.abstractmethod
+    def template_words(cls) -> list[str]:
+        """Words the default prompt template needs in a word-level vocabulary."""
+
+    @classmethod
+    def build_tiny(
+        cls, tokenizer: PreTrainedTokenizerBase, config: dict | None = None, seed: int = 0
+    ) -> "FamilyAdapter":
+        """A small randomly initialised model of the real class, with the real processor class.
+
+        ``tokenizer`` is the shared word-level tokenizer (:func:`vrp.zoo.tokenizer.build_word_tokenizer`);
+        it is copied, so processors that add tokens do not change the caller's object.
+        ``config`` overrides keys of :attr:`tiny_defaults`; an unknown key raises ``ValueError``.
+        Weights are drawn from ``torch.manual_seed(seed)``; attention is eager.
+        """
+        settings = cls._tiny_settings(config or {})
+        tokenizer = copy.deepcopy(tokenizer)
+        generator_state = torch.random.get_rng_state()
+        torch.manual_seed(seed)
+        try:
+            model, processor = cls._build_tiny(tokenizer, settings)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        model.set_attn_implementation("eager")
+        model.eval()
+        return cls(model, processor)
+
+    @classmethod
+    def _tiny_settings(cls, config: dict) -> dict[str, Any]:
+        unknown = sorted(set(config) - set(cls.tiny_defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown tiny-model config key(s) {unknown} for family {cls.family!r}; "
+                f"known keys: {sorted(cls.tiny_defaults)}"
+            )
+        settings = {**cls.tiny_defaults, **config}
+        for key, value in settings.items():
+            default = cls.tiny_defaults[key]
+            if value is not None and default is not None and type(default) is int and type(value) is not int:
+                raise TypeError(f"tiny-model config key {key!r} must be an int, got {value!r}")
+        return settings
+
+    @classmethod
+    @abc.abstractmethod
+    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, settings: dict) -> tuple[torch.nn.Module, Any]:
+        """Return (model, processor) for the tiny build (called under a seeded RNG)."""
+
+    # ------------------------------------------------------------------ prompts and batches
+    def _check_template(self, template: str) -> None:
+        if template.count("{question}") != 1:
+            raise ValueError(
+                f"prompt template for {self.family!r} must contain '{{question}}' exactly once, got {template!r}"
+            )
+
+    @abc.abstractmethod
+    def build_prompt(self, question: str) -> str:
+        """The full prompt text for one question, with this family's image placeholder."""
+
+    def _generation_context(self) -> str:
+        """The text right before the model's first answer token (prompt as the tokenizer sees it)."""
+        return self.build_prompt("")
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        return self.processor.tokenizer
+
+    def _processor_call(
+        self, images: Sequence[Image.Image], prompts: list[str], padding_side: str
+    ) -> dict[str, torch.Tensor]:
+        if len(images) != len(prompts):
+            raise ValueError(
+                f"got {len(images)} images for {len(prompts)} questions; pass one image per question"
+            )
+        if not prompts:
+            raise ValueError("encode needs at least one (image, question) pair")
+        batch = self.processor(
+            images=list(images),
+            text=prompts,
+            padding=True,
+            padding_side=padding_side,
+            return_tensors="pt",
+        )
+        return dict(batch)
+
+    def _to_model(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        device, dtype = self.device, self.dtype
+        return {
+            key: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+            for key, value in batch.items()
+        }
+
+    def encode(self, images: Sequence[Image.Image], questions: Sequence[str]) -> dict[str, torch.Tensor]:
+        """An inference batch, left-padded: position -1 is every row's last prompt token."""
+        prompts = [self.build_prompt(q) for q in questions]
+        batch = self._processor_call(images, prompts, padding_side="left")
+        batch.pop("labels", None)  # PaliGemma's processor adds training labels; inference needs none
+        return self._to_model(batch)
+
+    # Per-token keys (besides input_ids / attention_mask) that must be extended over the answer,
+    # mapped to the value the answer tokens get.
+    _per_token_answer_values: ClassVar[dict[str, int]] = {}
+
+    def encode_for_training(
+        self, images: Sequence[Image.Image], questions: Sequence[str], answers: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
+        """Prompt + answer + eos, right-padded, with ``labels`` only on the answer and eos tokens."""
+        if len(answers) != len(questions):
+            raise ValueError(f"got {len(answers)} answers for {len(questions)} questions")
+        prompts = [self.build_prompt(q) for q in questions]
+        batch = self._processor_call(images, prompts, padding_side="right")
+        batch.pop("labels", None)
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise ValueError(f"the {self.family} tokenizer has no eos token; training needs one")
+        answer_ids = [self._answer_token_ids(a) + [eos] for a in answers]
+        prompt_lengths = batch["attention_mask"].sum(dim=1).tolist()
+        total = max(p + len(a) for p, a in zip(prompt_lengths, answer_ids))
+        rows = len(prompts)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+
+        input_ids = torch.full((rows, total), pad, dtype=batch["input_ids"].dtype)
+        attention_mask = torch.zeros((rows, total), dtype=batch["attention_mask"].dtype)
+        labels = torch.full((rows, total), IGNORE_INDEX, dtype=torch.long)
+        extra = {
+            key: torch.zeros((rows, total), dtype=batch[key].dtype)
+            for key in self._per_token_answer_values
+            if key in batch
+        }
+        for row, (length, answer) in enumerate(zip(prompt_lengths, answer_ids)):
+            end = length + len(answer)
+            answer_tensor = torch.tensor(answer, dtype=input_ids.dtype)
+            input_ids[row, :length] = batch["input_ids"][row, :length]
+            input_ids[row, length:end] = answer_tensor
+            attention_mask[row, :end] = 1
+            labels[row, length:end] = answer_tensor
+            for key, tensor in extra.items():
+                tensor[row, :length] = batch[key][row, :length]
+                tensor[row, length:end] = self._per_token_answer_values[key]
+        batch.update(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **extra)
+        return self._to_model(batch)
+
+    def _answer_token_ids(self, answer: str) -> list[int]:
+        """Token ids of ``answer`` exactly as they follow the prompt (tokenizer-specific spacing).
+
+        Tokenises context and context + separator + answer and keeps what the answer adds, so a
+        sentencepiece "▁yes" versus a bare "yes" is the tokenizer's decision, not ours.
+        """
+        cached = self._answer_ids_cache.get(answer)
+        if cached is not None:
+            return list(cached)
+        context = self._generation_context()
+        context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
+        full_ids = self.tokenizer(context + self.answer_separator + answer, add_special_tokens=False)[
+            "input_ids"
+        ]
+        shared = 0
+        for a, b in zip(context_ids, full_ids):
+            if a != b:
+                break
+            shared += 1
+        tail = list(full_ids[shared:])
+        if not tail:
+            raise ValueError(f"answer {answer!r} produced no tokens after the {self.family} prompt")
+        self._answer_ids_cache[answer] = tail
+        return list(tail)
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def image_token_id(self) -> int:
+        """The id of the LM image-token placeholder, read from the model config."""
+        config = self.model.config
+        token_id = getattr(config, "image_token_id", None)
+        if token_id is None:
+            token_id = getattr(config, "image_token_index", None)
+        if token_id is None:
+            raise ValueError(f"{self.family} config has no image_token_id / image_token_index")
+        return int(token_id)
+
+    def image_token_mask(self, inputs: dict[str, torch.Tensor]) -> torch.BoolTensor:
+        """(B, T) bool: True at every image-token position (``input_ids == image token id``)."""
+        return inputs["input_ids"] == self.image_token_id
+
+    def patch_grids(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+        """Per row, the (rows, cols) grid of its LM image tokens (row-major in the sequence).
+
+        Checked against the number of image tokens found in that row.
+        """
+        grids = self._grids_from_inputs(inputs)
+        counts = self.image_token_mask(inputs).sum(dim=1).tolist()
+        if len(grids) != len(counts):
+            raise ValueError(
+                f"{self.family}: {len(grids)} image grids for {len(counts)} rows; one image per row"
+            )
+        for row, ((rows, cols), count) in enumerate(zip(grids, counts)):
+            if rows * cols != count:
+                raise ValueError(
+                    f"{self.family}: row {row} has {count} image tokens but its grid is {rows}x{cols}; "
+                    "the processor and model disagree on the image geometry"
+                )
+        return grids
+
+    @abc.abstractmethod
+    def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+        """Per-row grids from the batch's own tensors (pixel_values shape or image_grid_thw)."""
+
+    @abc.abstractmethod
+    def expected_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """The (rows, cols) grid this processor gives an image of PIL size (width, height)."""
+
+    def cell_boxes(self, image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+        """(rows, cols, 4) int boxes ``(x0, y0, x1, y1)`` in original-image pixels, one per LM image token.
+
+        ``image_size`` is PIL's ``(width, height)``; ``grid`` is ``(rows, cols)`` as from
+        :meth:`patch_grids`. Boxes use half-open pixel ranges ``[x0, x1)``; neighbouring boxes share
+        edges, so the boxes tile the part of the image the model sees (for a center crop, only
+        the central region). ``grid`` must be the grid this processor gives that image size.
+        """
+        width, height = _check_size(image_size)
+        grid = (int(grid[0]), int(grid[1]))
+        expected = self.expected_grid((width, height))
+        if grid != expected:
+            raise ValueError(
+                f"{self.family}: an image of (width, height)=({width}, {height}) gives a grid of "
+                f"(rows, cols)={expected}, not {grid}; pass the grid patch_grids() reports for this image"
+            )
+        view = self._processed_view(width, height)
+        return view.cell_boxes(grid)
+
+    @abc.abstractmethod
+    def _processed_view(self, width: int, height: int) -> "ProcessedView":
+        """How the processor maps an image of this size onto the pixels the vision tower sees."""
+
+    # ------------------------------------------------------------------ answer scoring
+    def candidate_token_ids(self, candidates: Sequence[str]) -> list[int]:
+        """Id of each candidate's first token as generated right after the prompt.
+
+        Raises if a candidate is out of vocabulary or two candidates share a first token.
+        """
+        ids: list[int] = []
+        seen: dict[int, str] = {}
+        unk = self.tokenizer.unk_token_id
+        for candidate in candidates:
+            first = self._answer_token_ids(candidate)[0]
+            if unk is not None and first == unk:
+                raise ValueError(
+                    f"candidate {candidate!r} is not in the {self.family} tokenizer's vocabulary"
+                )
+            if first in seen:
+                raise ValueError(
+                    f"candidates {seen[first]!r} and {candidate!r} share their first token "
+                    f"{self.tokenizer.convert_ids_to_tokens(first)!r} (id {first}); "
+                    "first-token scoring cannot tell them apart"
+                )
+            seen[first] = candidate
+            ids.append(first)
+        return ids
+
+    # ------------------------------------------------------------------ modules by role
+    def language_model(self) -> torch.nn.Module:
+        """The text decoder stack (embeddings, decoder layers, final norm), found by role."""
+        decoder = self.model.get_decoder()
+        if not hasattr(decoder, "layers"):
+            raise AttributeError(
+                f"{self.family}: the model's decoder {type(decoder).__name__} has no .layers"
+            )
+        return decoder
+
+    def decoder_layers(self) -> list[torch.nn.Module]:
+        """The LM decoder layers in order (each returns the residual stream as a tensor)."""
+        return list(self.language_model().layers)
+
+    def _layer(self, layer: int) -> torch.nn.Module:
+        layers = self.decoder_layers()
+        if not -len(layers) <= layer < len(layers):
+            raise IndexError(f"{self.family} has {len(layers)} decoder layers; layer {layer} does not exist")
+        return layers[layer]
+
+    def attention_module(self, layer: int) -> torch.nn.Module:
+        """The self-attention module of decoder layer ``layer``."""
+        return _child_by_suffix(self._layer(layer), "Attention", self.family)
+
+    def mlp_module(self, layer: int) -> torch.nn.Module:
+        """The MLP of decoder layer ``layer``; its output is the MLP's contribution to the residual."""
+        return _child_by_suffix(self._layer(layer), "MLP", self.family)
+
+    def final_norm(self) -> torch.nn.Module:
+        """The norm applied to the last layer's output before ``lm_head``.
+
+        ``hidden_states[-1]`` of a forward already went through it; earlier layers need it for a
+        logit lens.
+        """
+        return self.language_model().norm
+
+    def lm_head(self) -> torch.nn.Module:
+        """The output projection to vocabulary logits."""
+        return self.model.get_output_embeddings()
+
+    @abc.abstractmethod
+    def image_embedding_module(self) -> torch.nn.Module:
+        """The projector/merger whose output rows are the LM's image-token embeddings."""
+
+    def input_embeddings(self) -> torch.nn.Module:
+        """The LM's token embedding table (before image features are scattered in)."""
+        return self.model.get_input_embeddings()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def text_config(self):
+        return self.model.config.get_text_config()
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.decoder_layers())
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.text_config.hidden_size)
+
+    @property
+    def num_heads(self) -> int:
+        """Query heads per layer (attention weights are returned per query head)."""
+        return int(self.text_config.num_attention_heads)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(family={self.family!r}, layers={self.num_layers}, "
+            f"hidden={self.hidden_size}, heads={self.num_heads}, dtype={self.dtype})"
+        )
+
+
+class ProcessedView:
+    """An axis-aligned map from original-image pixels to the pixel array the vision tower sees.
+
+    The processor pads the image (``pad_x``, ``pad_y`` original pixels on the left/top), scales
+    it (``scale_x``, ``scale_y`` processed pixels per original pixel) and crops a window of
+    ``view_width`` x ``view_height`` starting at (``crop_left``, ``crop_top``) of the scaled image.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        scale_x: float,
+        scale_y: float,
+        view_width: int,
+        view_height: int,
+        crop_left: int = 0,
+        crop_top: int = 0,
+        pad_x: int = 0,
+        pad_y: int = 0,
+    ):
+        self.width, self.height = width, height
+        self.scale_x, self.scale_y = scale_x, scale_y
+        self.view_width, self.view_height = view_width, view_height
+        self.crop_left, self.crop_top = crop_left, crop_top
+        self.pad_x, self.pad_y = pad_x, pad_y
+
+    def cell_boxes(self, grid: tuple[int, int]) -> np.ndarray:
+        rows, cols = grid
+        if self.view_height % rows or self.view_width % cols:
+            raise ValueError(
+                f"the processed image ({self.view_width}x{self.view_height}) does not divide into a "
+                f"{rows}x{cols} grid"
+            )
+        xs = (self.crop_left + np.arange(cols + 1) * (self.view_width // cols)) / self.scale_x - self.pad_x
+        ys = (self.crop_top + np.arange(rows + 1) * (self.view_height // rows)) / self.scale_y - self.pad_y
+        # Round the shared edges once so adjacent boxes tile exactly; clip padding away.
+        xs = np.clip(np.round(xs), 0, self.width).astype(np.int64)
+        ys = np.clip(np.round(ys), 0, self.height).astype(np.int64)
+        boxes = np.empty((rows, cols, 4), dtype=np.int64)
+        boxes[..., 0] = xs[None, :-1]
+        boxes[..., 1] = ys[:-1, None]
+        boxes[..., 2] = xs[None, 1:]
+        boxes[..., 3] = ys[1:, None]
+        return boxes
+
+
+def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise ValueError(f"image_size must be PIL's (width, height) with positive sides, got {image_size}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def _child_by_suffix(layer: torch.nn.Module, suffix: str, family: str) -> torch.nn.Module:
+    """The unique direct child of ``layer`` whose class name ends in ``suffix`` (e.g. ``Attention``)."""
+    matches = [m for m in layer.children() if type(m).__name__.endswith(suffix)]
+    if len(matches) != 1:
+        names = [type(m).__name__ for m in layer.children()]
+        raise AttributeError(
+            f"{family}: expected one *{suffix} module in {type(layer).__name__}, found children {names}"
+        )
+    return matches[0]
+
+
+def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+    return _DTYPES[dtype]
+
+
+def _registered_adapters() -> list[type[FamilyAdapter]]:
+    from vrp.adapters import ADAPTERS  # late import: the registry imports this module
+
+    return list(ADAPTERS.values())
+
+
+def unique_module(model: torch.nn.Module, cls: type, family: str) -> torch.nn.Module:
+    """The single submodule of class ``cls`` (found by class, not by dotted path)."""
+    found = [m for m in model.modules() if isinstance(m, cls)]
+    if len(found) != 1:
+        raise AttributeError(f"{family}: expected one {cls.__name__} in the model, found {len(found)}")
+    return found[0]

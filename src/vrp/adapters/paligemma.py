@@ -1,0 +1,143 @@
+"""PaliGemma: SigLIP -> linear projector -> Gemma decoder (multi-query attention) as a prefix LM.
+
+The processor lays a prompt out as ``<image>``*N + ``<bos>`` + prefix + ``"\\n"``; image and
+prefix tokens attend to each other both ways (``token_type_ids`` = 0), the answer (suffix,
+``token_type_ids`` = 1) is causal. Geometry: SigLIP resizes the whole image to a square
+(no crop), so every token covers a full-image cell, stretched if the image is not square.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from transformers import (
+    GemmaConfig,
+    PaliGemmaConfig,
+    PaliGemmaForConditionalGeneration,
+    PaliGemmaProcessor,
+    PreTrainedTokenizerBase,
+    SiglipImageProcessorPil,
+    SiglipVisionConfig,
+)
+from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
+
+from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+
+
+class PaliGemmaAdapter(FamilyAdapter):
+    """Adapter for ``PaliGemmaForConditionalGeneration`` checkpoints (e.g. google/paligemma-3b-mix-224)."""
+
+    family: ClassVar[str] = "paligemma"
+    model_type: ClassVar[str] = "paligemma"
+    model_class: ClassVar[type] = PaliGemmaForConditionalGeneration
+    processor_class: ClassVar[type] = PaliGemmaProcessor
+    # The mix checkpoints' task prefix; the processor adds <bos> after the image and a final "\n".
+    default_prompt_template: ClassVar[str] = "answer en {question}"
+    answer_separator: ClassVar[str] = ""
+    _per_token_answer_values: ClassVar[dict[str, int]] = {"token_type_ids": 1}
+    tiny_defaults: ClassVar[dict[str, Any]] = {
+        "image_size": 64,
+        "patch_size": 8,
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,  # Gemma-2B's multi-query attention
+        "head_dim": 32,
+        "vision_hidden_size": 64,
+        "vision_intermediate_size": 128,
+        "vision_num_hidden_layers": 2,
+        "vision_num_attention_heads": 4,
+        "initializer_range": 0.08,
+        "max_position_embeddings": 2048,
+    }
+
+    @classmethod
+    def template_words(cls) -> list[str]:
+        return ["answer", "en"]
+
+    def build_prompt(self, question: str) -> str:
+        return self.processor.image_token + self.prompt_template.replace("{question}", question)
+
+    def _generation_context(self) -> str:
+        return self.build_prompt("") + "\n"  # the processor ends every prefix with a newline
+
+    # ------------------------------------------------------------------ tiny build
+    @classmethod
+    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+        image_size, patch = s["image_size"], s["patch_size"]
+        if image_size % patch:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch}")
+        image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
+        image_processor.image_seq_length = (image_size // patch) ** 2  # PaliGemmaProcessor requires it
+        # The processor adds <loc>/<seg> tokens to the tokenizer, so size the model after building it.
+        processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
+        vocab_size = len(processor.tokenizer)
+        vision_config = SiglipVisionConfig(
+            hidden_size=s["vision_hidden_size"],
+            intermediate_size=s["vision_intermediate_size"],
+            num_hidden_layers=s["vision_num_hidden_layers"],
+            num_attention_heads=s["vision_num_attention_heads"],
+            image_size=image_size,
+            patch_size=patch,
+            vision_use_head=False,  # the pooling head is unused by PaliGemma
+            initializer_range=s["initializer_range"],
+        )
+        text_config = GemmaConfig(
+            vocab_size=vocab_size,
+            hidden_size=s["hidden_size"],
+            intermediate_size=s["intermediate_size"],
+            num_hidden_layers=s["num_hidden_layers"],
+            num_attention_heads=s["num_attention_heads"],
+            num_key_value_heads=s["num_key_value_heads"],
+            head_dim=s["head_dim"],
+            max_position_embeddings=s["max_position_embeddings"],
+            initializer_range=s["initializer_range"],
+            pad_token_id=processor.tokenizer.pad_token_id,
+            bos_token_id=processor.tokenizer.bos_token_id,
+            eos_token_id=processor.tokenizer.eos_token_id,
+        )
+        config = PaliGemmaConfig(
+            vision_config=vision_config,
+            text_config=text_config,
+            image_token_index=processor.image_token_id,
+            vocab_size=vocab_size,
+            projection_dim=s["hidden_size"],
+            hidden_size=s["hidden_size"],
+            tie_word_embeddings=True,
+        )
+        return PaliGemmaForConditionalGeneration(config), processor
+
+    # ------------------------------------------------------------------ geometry
+    def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+        pixel_values = inputs["pixel_values"]
+        patch = int(self.model.config.vision_config.patch_size)
+        height, width = pixel_values.shape[-2:]
+        return [(height // patch, width // patch)] * pixel_values.shape[0]
+
+    def expected_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        view = self._processed_view(*image_size)
+        patch = int(self.model.config.vision_config.patch_size)
+        return view.view_height // patch, view.view_width // patch
+
+    def _processed_view(self, width: int, height: int) -> ProcessedView:
+        ip = self.processor.image_processor
+        size = dict(ip.size)
+        if getattr(ip, "do_center_crop", False):
+            raise NotImplementedError(
+                "PaliGemma geometry: a center-cropping SigLIP processor is not supported"
+            )
+        if not ip.do_resize:
+            new_h, new_w = height, width
+        elif size.get("height") and size.get("width"):
+            new_h, new_w = size["height"], size["width"]
+        else:
+            raise NotImplementedError(f"PaliGemma geometry: image processor size {size} is not supported")
+        return ProcessedView(
+            width, height, scale_x=new_w / width, scale_y=new_h / height, view_width=new_w, view_height=new_h
+        )
+
+    # ------------------------------------------------------------------ modules
+    def image_embedding_module(self) -> torch.nn.Module:
+        return unique_module(self.model, PaliGemmaMultiModalProjector, self.family)

@@ -1,0 +1,225 @@
+"""Qwen2-VL: its own ViT with 2x2 patch merging, dynamic resolution, M-RoPE in a Qwen2 decoder.
+
+Geometry: ``smart_resize`` rounds each side to a multiple of ``patch_size * merge_size`` within
+[min_pixels, max_pixels] (no crop), so a non-square image gives a non-square grid; the LM sees
+one token per merged ``merge x merge`` block, ``image_grid_thw // merge`` in raster order.
+Positions are 3-D (M-RoPE) and are computed by the model from ``image_grid_thw`` and the
+attention mask, never by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from transformers import (
+    PreTrainedTokenizerBase,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+    Qwen2VLProcessor,
+)
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger
+
+from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+
+# Same shape as the released Qwen2-VL template for one user turn of [image, text] (without its
+# default system turn, which would only add tokens): image parts become
+# <|vision_start|><|image_pad|><|vision_end|>, each turn ends with <|im_end|>\n.
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
+    """``Qwen2VLProcessor`` without its video processor.
+
+    The video processor needs torchvision, which this environment cannot install; images are
+    all the project uses. Saving and loading work as for the parent class.
+    """
+
+    @classmethod
+    def get_attributes(cls) -> list[str]:
+        return ["image_processor", "tokenizer"]
+
+
+class Qwen2VLAdapter(FamilyAdapter):
+    """Adapter for ``Qwen2VLForConditionalGeneration`` checkpoints (e.g. Qwen/Qwen2-VL-2B-Instruct)."""
+
+    family: ClassVar[str] = "qwen2vl"
+    model_type: ClassVar[str] = "qwen2_vl"
+    model_class: ClassVar[type] = Qwen2VLForConditionalGeneration
+    processor_class: ClassVar[type] = Qwen2VLImageOnlyProcessor
+    # The user turn's text; the chat template supplies the turn markers and the image.
+    default_prompt_template: ClassVar[str] = "{question}"
+    answer_separator: ClassVar[str] = ""
+    _per_token_answer_values: ClassVar[dict[str, int]] = {"mm_token_type_ids": 0}
+    tiny_defaults: ClassVar[dict[str, Any]] = {
+        "image_size": 64,  # max_pixels = image_size**2 unless given
+        "patch_size": 4,
+        "merge_size": 2,  # 4-px patches merged 2x2: one LM token per 8-px cell
+        "min_pixels": None,  # None: (2 * patch_size * merge_size) ** 2, like the released 56*56
+        "max_pixels": None,  # None: image_size ** 2
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "mrope_section": None,  # None: head_dim/2 split as in the release ([16, 24, 24] for head_dim 128)
+        "vision_hidden_size": 64,
+        "vision_mlp_ratio": 2,
+        "vision_num_hidden_layers": 2,
+        "vision_num_attention_heads": 4,
+        "initializer_range": 0.08,
+        "max_position_embeddings": 2048,
+    }
+
+    @classmethod
+    def template_words(cls) -> list[str]:
+        return ["user", "assistant"]
+
+    def build_prompt(self, question: str) -> str:
+        text = self.prompt_template.replace("{question}", question)
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    # ------------------------------------------------------------------ tiny build
+    @classmethod
+    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+        patch, merge = s["patch_size"], s["merge_size"]
+        factor = patch * merge
+        if s["image_size"] % factor:
+            raise ValueError(
+                f"image_size {s['image_size']} must be a multiple of patch_size*merge_size = {factor}"
+            )
+        min_pixels = s["min_pixels"] if s["min_pixels"] is not None else (2 * factor) ** 2
+        max_pixels = s["max_pixels"] if s["max_pixels"] is not None else s["image_size"] ** 2
+        hidden, heads = s["hidden_size"], s["num_attention_heads"]
+        head_dim = hidden // heads
+        mrope_section = s["mrope_section"] or _default_mrope_section(head_dim)
+        if sum(mrope_section) != head_dim // 2:
+            raise ValueError(f"mrope_section {mrope_section} must sum to head_dim/2 = {head_dim // 2}")
+
+        tokenizer.add_bos_token = False  # Qwen prompts start at <|im_start|>, with no BOS
+        image_processor = Qwen2VLImageProcessorPil(
+            patch_size=patch,
+            merge_size=merge,
+            temporal_patch_size=2,
+            size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        )
+        processor = Qwen2VLImageOnlyProcessor(
+            image_processor=image_processor, tokenizer=tokenizer, chat_template=TINY_CHAT_TEMPLATE
+        )
+        ids = tokenizer.convert_tokens_to_ids
+        missing = [
+            t
+            for t in (
+                "<|image_pad|>",
+                "<|video_pad|>",
+                "<|vision_start|>",
+                "<|vision_end|>",
+                "<|im_start|>",
+                "<|im_end|>",
+            )
+            if ids(t) is None or ids(t) == tokenizer.unk_token_id
+        ]
+        if missing:
+            raise ValueError(
+                f"the tokenizer lacks Qwen2-VL's special tokens {missing}; build it with vrp.zoo.tokenizer"
+            )
+        config = Qwen2VLConfig(
+            text_config=dict(
+                vocab_size=len(tokenizer),
+                hidden_size=hidden,
+                intermediate_size=s["intermediate_size"],
+                num_hidden_layers=s["num_hidden_layers"],
+                num_attention_heads=heads,
+                num_key_value_heads=s["num_key_value_heads"],
+                max_position_embeddings=s["max_position_embeddings"],
+                initializer_range=s["initializer_range"],
+                rope_parameters={
+                    "rope_type": "default",
+                    "rope_theta": 10000.0,
+                    "mrope_section": list(mrope_section),
+                },
+                pad_token_id=tokenizer.pad_token_id,
+                bos_token_id=tokenizer.bos_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                tie_word_embeddings=True,
+            ),
+            vision_config=dict(
+                depth=s["vision_num_hidden_layers"],
+                embed_dim=s["vision_hidden_size"],
+                hidden_size=hidden,  # the merger's output width = the LM's
+                num_heads=s["vision_num_attention_heads"],
+                mlp_ratio=s["vision_mlp_ratio"],
+                patch_size=patch,
+                spatial_merge_size=merge,
+                temporal_patch_size=2,
+                in_channels=3,
+                initializer_range=s["initializer_range"],
+            ),
+            image_token_id=ids("<|image_pad|>"),
+            video_token_id=ids("<|video_pad|>"),
+            vision_start_token_id=ids("<|vision_start|>"),
+            vision_end_token_id=ids("<|vision_end|>"),
+            tie_word_embeddings=True,
+        )
+        return Qwen2VLForConditionalGeneration(config), processor
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def merge_size(self) -> int:
+        return int(self.model.config.vision_config.spatial_merge_size)
+
+    def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+        merge = self.merge_size
+        grids = []
+        for t, h, w in inputs["image_grid_thw"].tolist():
+            if t != 1:
+                raise ValueError(f"qwen2vl: image_grid_thw has t={t}; only single images are supported")
+            grids.append((h // merge, w // merge))
+        return grids
+
+    def _resized(self, width: int, height: int) -> tuple[int, int]:
+        ip = self.processor.image_processor
+        if not ip.do_resize:
+            return height, width
+        return smart_resize(
+            height,
+            width,
+            factor=ip.patch_size * ip.merge_size,
+            min_pixels=ip.size["shortest_edge"],
+            max_pixels=ip.size["longest_edge"],
+        )
+
+    def expected_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        ip = self.processor.image_processor
+        new_h, new_w = self._resized(*image_size)
+        block = ip.patch_size * ip.merge_size
+        return new_h // block, new_w // block
+
+    def _processed_view(self, width: int, height: int) -> ProcessedView:
+        new_h, new_w = self._resized(width, height)
+        return ProcessedView(
+            width, height, scale_x=new_w / width, scale_y=new_h / height, view_width=new_w, view_height=new_h
+        )
+
+    # ------------------------------------------------------------------ modules
+    def image_embedding_module(self) -> torch.nn.Module:
+        """The patch merger; its output is (total tokens of the batch, hidden), rows in batch then raster order."""
+        return unique_module(self.model, PatchMerger, self.family)
+
+
+def _default_mrope_section(head_dim: int) -> list[int]:
+    """Split head_dim/2 rotary frequencies over (time, height, width) in the release's 2:3:3 ratio."""
+    half = head_dim // 2
+    spatial = half * 3 // 8
+    return [half - 2 * spatial, spatial, spatial]

@@ -1,0 +1,85 @@
+"""An offline word-level tokenizer shared by the three tiny model families.
+
+The Hub is out of reach, so the tiny zoo cannot download a real sentencepiece/BPE tokenizer.
+A word-level tokenizer over the benchmark's own words is enough for a synthetic question set,
+and it is a real ``PreTrainedTokenizerFast`` that every real processor class accepts
+(shared/docs/feasibility.md §2.1).
+
+Ids are deterministic: the special tokens first, in :data:`SPECIAL_TOKENS` order, then the
+sorted words. Everyone builds ONE tokenizer from all texts plus every adapter's
+``template_words()`` and hands it to each family's ``build_tiny``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
+# The image/vision placeholders of all three families plus Qwen's chat-turn markers; they are
+# registered as special tokens, so they are matched whole before pre-tokenisation.
+MULTIMODAL_TOKENS: tuple[str, ...] = (
+    "<image>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|im_start|>",
+    "<|im_end|>",
+)
+SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD, UNK, *MULTIMODAL_TOKENS)
+
+
+def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """Newlines isolated, then whitespace split (drops them), then punctuation split off words."""
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split("\n", behavior="isolated"),
+            pre_tokenizers.WhitespaceSplit(),
+            pre_tokenizers.Punctuation(),
+        ]
+    )
+
+
+def split_words(text: str) -> list[str]:
+    """The words ``text`` falls into under :func:`word_pre_tokenizer` (what becomes one token each)."""
+    return [piece for piece, _ in word_pre_tokenizer().pre_tokenize_str(text)]
+
+
+def build_word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """Build a word-level tokenizer whose vocabulary is every word of ``texts`` plus ``extra_words``.
+
+    ``texts`` are split with the tokenizer's own pre-tokenizer, so every word of every text is
+    in the vocabulary; ``extra_words`` are added as given (split the same way, so "ASSISTANT:"
+    contributes "ASSISTANT" and ":"). Out-of-vocabulary words map to ``<unk>``.
+    """
+    words: set[str] = set()
+    for text in texts:
+        if not isinstance(text, str):
+            raise TypeError(f"build_word_tokenizer: texts must be strings, got {type(text).__name__}")
+        words.update(split_words(text))
+    for word in extra_words:
+        words.update(split_words(word))
+    words -= set(SPECIAL_TOKENS)
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for word in sorted(words):
+        vocab[word] = len(vocab)
+
+    backend = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    backend.pre_tokenizer = word_pre_tokenizer()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        unk_token=UNK,
+        add_bos_token=True,  # installs a post-processor that prepends <bos> (LLaVA/Qwen prompts)
+        # the models take no token_type_ids except PaliGemma, whose processor asks for them itself
+        model_input_names=["input_ids", "attention_mask"],
+    )
+    # Registering them as special makes them match whole and survive skip_special_tokens logic;
+    # they are already in the vocabulary, so their ids do not change.
+    tokenizer.add_special_tokens({"additional_special_tokens": list(MULTIMODAL_TOKENS)})
+    return tokenizer

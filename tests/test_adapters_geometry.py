@@ -1,0 +1,161 @@
+"""Token <-> patch <-> pixel geometry of the three family adapters, on tiny random models.
+
+With a vision tower that cannot mix patches (no encoder layers, or LLaVA reading the
+pre-encoder embeddings), changing the pixels of one grid cell must change exactly one LM
+image-token embedding: the one the adapter maps to that cell. Any off-by-one, transposed or
+offset mapping moves or multiplies the changed token.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vrp.adapters import FAMILIES, all_template_words, get_adapter_class
+from vrp.zoo.tokenizer import build_word_tokenizer
+
+# PaliGemma's processor calls np.array on tensors internally (harmless, transformers-side).
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+QUESTION = "Is there a apple in the image ?"
+
+# Towers whose image-token embeddings are per-patch functions of the pixels (no attention mixing).
+NON_MIXING = {
+    # transformers 5 records CLIP hidden states per encoder layer, so LLaVA keeps one layer and
+    # reads its input (the patch embeddings) with vision_feature_layer=0
+    "llava": {"vision_num_hidden_layers": 1, "vision_feature_layer": 0},
+    "paligemma": {"vision_num_hidden_layers": 0},
+    "qwen2vl": {"vision_num_hidden_layers": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_word_tokenizer([QUESTION, "yes", "no"], all_template_words())
+
+
+def random_image(width: int, height: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def image_token_embeddings(adapter, pixels: np.ndarray):
+    """(LM input embeddings at the image-token positions, projector/merger output rows, grid)."""
+    batch = adapter.encode([Image.fromarray(pixels)], [QUESTION])
+    captured = []
+    hook = adapter.image_embedding_module().register_forward_hook(lambda m, i, o: captured.append(o.detach()))
+    try:
+        with torch.no_grad():
+            out = adapter.model(**batch, output_hidden_states=True)
+    finally:
+        hook.remove()
+    mask = adapter.image_token_mask(batch)[0]
+    projector_rows = captured[0].reshape(-1, captured[0].shape[-1])
+    return out.hidden_states[0][0][mask], projector_rows, adapter.patch_grids(batch)[0]
+
+
+def changed_rows(a: torch.Tensor, b: torch.Tensor) -> list[int]:
+    return ((a - b).abs().amax(dim=-1) > 1e-6).nonzero().flatten().tolist()
+
+
+CASES = [
+    ("llava", (64, 64), (8, 8), (2, 5)),
+    ("paligemma", (64, 64), (8, 8), (2, 5)),
+    ("qwen2vl", (64, 64), (8, 8), (2, 5)),
+    # dynamic resolution: a landscape and a portrait image give non-square grids
+    ("qwen2vl", (64, 48), (6, 8), (4, 7)),
+    ("qwen2vl", (48, 64), (8, 6), (7, 4)),
+]
+
+
+@pytest.mark.parametrize("family, size, grid, cell", CASES)
+def test_one_cell_changes_exactly_its_token(tokenizer, family, size, grid, cell):
+    adapter = get_adapter_class(family).build_tiny(tokenizer, NON_MIXING[family], seed=0)
+    width, height = size
+    pixels = random_image(width, height, seed=1)
+    before, projector_before, found_grid = image_token_embeddings(adapter, pixels)
+    assert found_grid == grid
+    assert before.shape[0] == grid[0] * grid[1]  # the span is exactly rows*cols tokens
+
+    boxes = adapter.cell_boxes((width, height), found_grid)
+    assert boxes.shape == (*grid, 4)
+    r, c = cell
+    # 8-px cells, and the processor does not resample a 64/48-px image at these settings
+    assert boxes[r, c].tolist() == [8 * c, 8 * r, 8 * c + 8, 8 * r + 8]
+    x0, y0, x1, y1 = boxes[r, c]
+    edited = pixels.copy()
+    edited[y0:y1, x0:x1] = 255 - edited[y0:y1, x0:x1]
+    after, projector_after, _ = image_token_embeddings(adapter, edited)
+
+    expected = r * grid[1] + c  # row-major
+    assert changed_rows(before, after) == [expected]
+    assert changed_rows(projector_before, projector_after) == [expected]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_mixing_tower_spreads_the_change(tokenizer, family):
+    """Control: with the default (attention) tower, one cell's pixels reach many tokens."""
+    adapter = get_adapter_class(family).build_tiny(tokenizer, {}, seed=0)
+    pixels = random_image(64, 64, seed=1)
+    before, _, grid = image_token_embeddings(adapter, pixels)
+    x0, y0, x1, y1 = adapter.cell_boxes((64, 64), grid)[2, 5]
+    edited = pixels.copy()
+    edited[y0:y1, x0:x1] = 255 - edited[y0:y1, x0:x1]
+    after, _, _ = image_token_embeddings(adapter, edited)
+    assert len(changed_rows(before, after)) > 32
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_last_hidden_state_is_already_normed(tokenizer, family):
+    """hidden_states[-1] is the final-norm output fed to lm_head; earlier layers need final_norm()."""
+    adapter = get_adapter_class(family).build_tiny(tokenizer, {}, seed=0)
+    batch = adapter.encode([Image.fromarray(random_image(64, 64, seed=2))], [QUESTION])
+    captured = {}
+    hooks = [
+        adapter.decoder_layers()[-1].register_forward_hook(
+            lambda m, i, o: captured.__setitem__("last_layer", o)
+        ),
+        adapter.final_norm().register_forward_hook(lambda m, i, o: captured.__setitem__("normed", o)),
+    ]
+    try:
+        with torch.no_grad():
+            out = adapter.model(**batch, output_hidden_states=True, output_attentions=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(out.hidden_states) == adapter.num_layers + 1
+    assert len(out.attentions) == adapter.num_layers  # eager attention returns every layer's map
+    last = out.hidden_states[-1]
+    torch.testing.assert_close(last, captured["normed"])
+    with torch.no_grad():
+        torch.testing.assert_close(adapter.lm_head()(last), out.logits)
+        # the logit lens of the last layer = final_norm applied to the layer's raw output
+        torch.testing.assert_close(adapter.final_norm()(captured["last_layer"]), last)
+    assert not torch.allclose(captured["last_layer"], last)  # the norm is not the identity here
+
+
+def test_cell_boxes_rejects_a_transposed_grid(tokenizer):
+    adapter = get_adapter_class("qwen2vl").build_tiny(tokenizer, {}, seed=0)
+    assert adapter.expected_grid((64, 48)) == (6, 8)
+    with pytest.raises(ValueError, match=r"\(rows, cols\)=\(6, 8\), not \(8, 6\)"):
+        adapter.cell_boxes((64, 48), (8, 6))
+
+
+def test_llava_center_crop_boxes_cover_the_central_square(tokenizer):
+    """A 96x64 image: shortest edge 64 is kept, the crop drops 16 px on each side."""
+    adapter = get_adapter_class("llava").build_tiny(tokenizer, {}, seed=0)
+    boxes = adapter.cell_boxes((96, 64), (8, 8))
+    assert boxes[0, 0].tolist() == [16, 0, 24, 8]
+    assert boxes[7, 7].tolist() == [72, 56, 80, 64]
+    # boxes tile the crop: every right edge is the next box's left edge
+    assert (boxes[:, 1:, 0] == boxes[:, :-1, 2]).all()
+    assert (boxes[1:, :, 1] == boxes[:-1, :, 3]).all()
+
+
+def test_paligemma_boxes_stretch_over_the_whole_image(tokenizer):
+    """SigLIP resizes without cropping: a 128x96 image maps 16x12-px cells onto the 8x8 grid."""
+    adapter = get_adapter_class("paligemma").build_tiny(tokenizer, {}, seed=0)
+    boxes = adapter.cell_boxes((128, 96), (8, 8))
+    assert boxes[0, 0].tolist() == [0, 0, 16, 12]
+    assert boxes[7, 7].tolist() == [112, 84, 128, 96]
