@@ -30,6 +30,9 @@ class TrainConfig:
     warmup_steps: int = 30
     grad_clip: float = 1.0
     final_lr_fraction: float = 0.05
+    # Share of each task in the training batches (None: rows drawn uniformly). Weighting presence
+    # and the caption auxiliary task up is what makes tiny models learn within ~1500 steps.
+    task_weights: dict[str, float] | None = None
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
@@ -55,6 +58,21 @@ def lr_multiplier(step: int, config: TrainConfig) -> float:
     return config.final_lr_fraction + (1.0 - config.final_lr_fraction) * cosine
 
 
+def _row_probabilities(tasks: pd.Series, weights: dict[str, float] | None) -> np.ndarray | None:
+    """Per-row sampling probabilities giving each task its weight's share of the batches."""
+    if weights is None:
+        return None
+    present = set(tasks.unique())
+    unknown = sorted(set(weights) - present)
+    if unknown:
+        raise ValueError(f"task_weights name tasks absent from the train split: {unknown}; present: {sorted(present)}")
+    counts = tasks.value_counts()
+    per_row = tasks.map(lambda t: weights.get(t, 0.0) / counts[t]).to_numpy(dtype=float)
+    if per_row.sum() <= 0:
+        raise ValueError("task_weights give every training row zero weight")
+    return per_row / per_row.sum()
+
+
 def train_adapter(
     adapter: FamilyAdapter, train: pd.DataFrame, config: TrainConfig, seed: int, progress: bool = True
 ) -> dict:
@@ -74,15 +92,19 @@ def train_adapter(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, config))
 
+    row_probabilities = _row_probabilities(train["task"], config.task_weights)
     order = rng.permutation(len(train))
     cursor = 0
     losses: list[float] = []
     bar = tqdm(range(config.steps), desc=f"train {adapter.family}", mininterval=5, disable=not progress)
     for _ in bar:
-        if cursor + config.batch_size > len(order):
-            order, cursor = rng.permutation(len(train)), 0
-        rows = order[cursor : cursor + config.batch_size]
-        cursor += config.batch_size
+        if row_probabilities is not None:
+            rows = rng.choice(len(train), size=config.batch_size, replace=False, p=row_probabilities)
+        else:
+            if cursor + config.batch_size > len(order):
+                order, cursor = rng.permutation(len(train)), 0
+            rows = order[cursor : cursor + config.batch_size]
+            cursor += config.batch_size
         batch = adapter.encode_for_training(
             [images[i] for i in rows], [questions[i] for i in rows], [answers[i] for i in rows]
         )
