@@ -10,7 +10,8 @@ import torch
 
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
-from vrp.extract import ExtractionSettings, Extractor, extract, load_array
+from vrp.extract import ExtractionSettings, Extractor, extract
+from vrp.shards import load_array
 from vrp.scoring import candidate_sets
 from vrp.zoo.tokenizer import build_word_tokenizer
 from vrp.zoo.train import decode_images

@@ -55,7 +55,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from vrp.adapters.base import FamilyAdapter
-from vrp.io import read_json, write_json, write_parquet
+from vrp.io import write_json, write_parquet
+from vrp.shards import load_array, pad_last  # noqa: F401  (load_array re-exported)
 from vrp.scoring import SCORED_TASKS_EXCLUDED, CandidateIndex, candidate_sets, readouts_from_logits
 from vrp.zoo.train import decode_images
 
@@ -170,13 +171,6 @@ def _gather_image_columns(rows: torch.Tensor, image_mask: torch.Tensor) -> torch
         cols = image_mask[b].nonzero(as_tuple=True)[0]
         out[b, :, : len(cols)] = rows[b][:, cols]
     return out
-
-
-def _pad_last(array: np.ndarray, size: int) -> np.ndarray:
-    if array.shape[-1] == size:
-        return array
-    pad = [(0, 0)] * (array.ndim - 1) + [(0, size - array.shape[-1])]
-    return np.pad(array, pad, constant_values=np.nan)
 
 
 class Extractor:
@@ -335,7 +329,7 @@ def extract(
             bar.update(len(batch_samples))
         s_max = max(a.shape[-1] for a in arrays["image_attention"])
         stacked = {
-            name: np.concatenate([_pad_last(a, s_max) if name.endswith("attention") else a for a in chunks])
+            name: np.concatenate([pad_last(a, s_max) if name.endswith("attention") else a for a in chunks])
             for name, chunks in arrays.items()
         }
         _write_shard(shard_dirs[k], pd.concat(parts, ignore_index=True), stacked, {"fingerprint": key, "rows": len(shard)})
@@ -371,18 +365,3 @@ def _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidate
     write_parquet(samples, out_dir / "samples.parquet")
     write_json(manifest, out_dir / "manifest.json")
     return manifest
-
-
-def load_array(manifest_path: str | os.PathLike, name: str, mmap: bool = True) -> np.ndarray:
-    """Concatenate one array's shards listed in a manifest (memory-mapped reads)."""
-    manifest_path = Path(manifest_path)
-    manifest = read_json(manifest_path)
-    if name not in manifest["arrays"]:
-        raise KeyError(f"{manifest_path} has no array {name!r}; it has {sorted(manifest['arrays'])}")
-    parts = [np.load(manifest_path.parent / rel, mmap_mode="r" if mmap else None) for rel in manifest["arrays"][name]["shards"]]
-    if len(parts) == 1:
-        return parts[0]
-    if name.endswith("attention"):  # dynamic grids: shards may differ in S_max
-        width = max(p.shape[-1] for p in parts)
-        parts = [_pad_last(np.asarray(p), width) for p in parts]
-    return np.concatenate(parts)
