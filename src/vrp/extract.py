@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 
 from vrp.adapters.base import FamilyAdapter
 from vrp.io import write_json, write_parquet
-from vrp.shards import load_array, pad_last  # noqa: F401  (load_array re-exported)
+from vrp.shards import pad_last
 from vrp.scoring import SCORED_TASKS_EXCLUDED, CandidateIndex, candidate_sets, readouts_from_logits
 from vrp.zoo.train import decode_images
 
