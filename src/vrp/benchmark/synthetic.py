@@ -107,13 +107,15 @@ OBJECT_PLURALS: dict[str, str] = {
     "apple": "apples", "brick": "bricks", "banana": "bananas", "star": "stars", "ball": "balls",
     "window": "windows", "leaf": "leaves", "cactus": "cacti", "grape": "grapes", "kite": "kites",
 }
-# Each theme favours four kinds; six kinds belong to two themes, four to one, so global
-# frequencies are uneven (POPE "popular") and co-occurrence is structured (POPE "adversarial").
+# Each theme favours four kinds, always both members of two colour pairs: the kinds that co-occur
+# with an object are then also the ones that look like it, as in real hallucination (a fork where
+# there is a knife), so POPE's "adversarial" negatives are the hardest. Six kinds belong to two
+# themes and four to one, so global frequencies are uneven (POPE "popular").
 THEMES: dict[str, tuple[str, ...]] = {
-    "orchard": ("apple", "banana", "grape", "leaf"),
-    "street": ("brick", "window", "ball", "kite"),
-    "desert": ("cactus", "star", "brick", "banana"),
-    "park": ("ball", "kite", "leaf", "apple"),
+    "orchard": ("apple", "brick", "leaf", "cactus"),
+    "street": ("ball", "window", "star", "banana"),
+    "desert": ("grape", "kite", "star", "banana"),
+    "park": ("apple", "brick", "ball", "window"),
 }
 REGIONS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right")
 SPLITS: tuple[str, ...] = ("train", "eval")
