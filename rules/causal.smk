@@ -1,1 +1,372 @@
-# placeholder: filled by its stage
+# Causal sweeps (paper §3.11-3.13): attention-guided patch masking, neuron ablation, the masking
+# table and Tables 5 and 6. Every sweep point (a masking share p, an ablated k, a single neuron, a
+# channel fraction) is its own job, so a cluster runs them in parallel and a new value runs only
+# the new jobs. Layers of the ablation sweeps depend on each model's depth, which the checkpoint
+# causal_ablation_layers reads from the extraction manifest.
+
+
+rule causal_baseline:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        checkpoint=model_checkpoint,
+    output:
+        "results/causal/baseline/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/baseline/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/baseline/{model}/{dataset}.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+    script:
+        "../workflow/scripts/causal_baseline.py"
+
+
+rule causal_masking:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        checkpoint=model_checkpoint,
+    output:
+        "results/masking/p~{p}/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/masking/p~{p}/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/masking/p~{p}/{model}/{dataset}.tsv"
+    wildcard_constraints:
+        p=sweep_alternatives(config["masking"]["p_values"]),
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+        masking=causal_settings("masking", "rank_layer", "random_seeds", "fill"),
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_masking.py"
+
+
+rule causal_masking_table:
+    input:
+        baselines=expand(
+            "results/causal/baseline/{model}/{dataset}.parquet",
+            model=MODELS,
+            dataset=DATASETS,
+        ),
+        runs=expand(
+            "results/masking/p~{p}/{model}/{dataset}.parquet",
+            p=[sweep_value(p) for p in config["masking"]["p_values"]],
+            model=MODELS,
+            dataset=DATASETS,
+        ),
+    output:
+        report(
+            "results/table_masking.csv",
+            caption="../workflow/report/table_masking.rst",
+            category="Causal interventions",
+        ),
+    log:
+        "logs/causal/table_masking.log",
+    benchmark:
+        "benchmarks/causal/table_masking.tsv"
+    localrule: True
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        families=model_families(),
+        n_boot=config["masking"]["n_boot"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_masking_table.py"
+
+
+rule causal_masking_figure:
+    input:
+        "results/table_masking.csv",
+    output:
+        pdf=report(
+            "results/figures/fig_masking.pdf",
+            caption="../workflow/report/fig_masking.rst",
+            category="Causal interventions",
+        ),
+        png=report(
+            "results/figures/fig_masking.png",
+            caption="../workflow/report/fig_masking.rst",
+            category="Causal interventions",
+        ),
+    log:
+        "logs/causal/fig_masking.log",
+    benchmark:
+        "benchmarks/causal/fig_masking.tsv"
+    localrule: True
+    conda:
+        "../envs/vrp.yaml"
+    script:
+        "../workflow/scripts/causal_masking_figure.py"
+
+
+checkpoint causal_ablation_layers:
+    input:
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+    output:
+        "results/causal/layers/{model}/{dataset}.json",
+    log:
+        "logs/causal/layers/{model}/{dataset}.log",
+    localrule: True
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        ablation=causal_settings("ablation", "layers", "layers_depth", "k_sweep_layer"),
+    script:
+        "../workflow/scripts/causal_ablation_layers.py"
+
+
+rule causal_ablation_top_k:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        ranking="results/probes/{model}/{dataset}/neuron_ranking.parquet",
+        checkpoint=model_checkpoint,
+    output:
+        "results/ablation/layer~{layer}/k~{k}/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/ablation/layer~{layer}/k~{k}/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/ablation/layer~{layer}/k~{k}/{model}/{dataset}.tsv"
+    wildcard_constraints:
+        layer=r"\d+",
+        k=r"[1-9]\d*",
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+        plan=ablation_plan("top_k"),
+        mode=config["ablation"]["mode"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation.py"
+
+
+rule causal_ablation_single:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        ranking="results/probes/{model}/{dataset}/neuron_ranking.parquet",
+        checkpoint=model_checkpoint,
+    output:
+        "results/ablation/layer~{layer}/rank~{rank}/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/ablation/layer~{layer}/rank~{rank}/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/ablation/layer~{layer}/rank~{rank}/{model}/{dataset}.tsv"
+    wildcard_constraints:
+        layer=r"\d+",
+        rank=r"[1-9]\d*",
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+        plan=ablation_plan("single"),
+        mode=config["ablation"]["mode"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation.py"
+
+
+rule causal_ablation_peak_fraction:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        peak="results/probes/{model}/{dataset}/peak.json",
+        checkpoint=model_checkpoint,
+    output:
+        "results/ablation/peak/frac~{frac}/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/ablation/peak/frac~{frac}/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/ablation/peak/frac~{frac}/{model}/{dataset}.tsv"
+    wildcard_constraints:
+        frac=sweep_alternatives(config["ablation"]["large_scale"]["fractions"]),
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=120,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+        plan=ablation_plan("random_fraction"),
+        mode=config["ablation"]["mode"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation.py"
+
+
+rule causal_ablation_peak_bypass:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        peak="results/probes/{model}/{dataset}/peak.json",
+        checkpoint=model_checkpoint,
+    output:
+        "results/ablation/peak/bypass/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/ablation/peak/bypass/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/ablation/peak/bypass/{model}/{dataset}.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+        plan=ablation_plan("bypass"),
+        mode=config["ablation"]["mode"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation.py"
+
+
+rule causal_ablation_peak_top_k:
+    input:
+        questions="results/data/{dataset}/eval.parquet",
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        ranking="results/probes/{model}/{dataset}/neuron_ranking.parquet",
+        peak="results/probes/{model}/{dataset}/peak.json",
+        checkpoint=model_checkpoint,
+    output:
+        "results/ablation/peak/top~{k}/{model}/{dataset}.parquet",
+    log:
+        "logs/causal/ablation/peak/top~{k}/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/causal/ablation/peak/top~{k}/{model}/{dataset}.tsv"
+    wildcard_constraints:
+        k=r"[1-9]\d*",
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=60,
+        gpu=model_gpus,
+    params:
+        model=model_spec,
+        causal=config["causal"],
+        plan=ablation_plan("peak_top_k"),
+        mode=config["ablation"]["mode"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation.py"
+
+
+rule causal_table5:
+    input:
+        baselines=expand(
+            "results/causal/baseline/{model}/{dataset}.parquet",
+            model=MODELS,
+            dataset=DATASETS,
+        ),
+        # listed so that every model's checkpoint is scheduled up front
+        layers=expand(
+            "results/causal/layers/{model}/{dataset}.json",
+            model=MODELS,
+            dataset=DATASETS,
+        ),
+        runs=ablation_sweep_runs,
+    output:
+        report(
+            "results/table5.csv",
+            caption="../workflow/report/table5.rst",
+            category="Causal interventions",
+        ),
+    log:
+        "logs/causal/table5.log",
+    benchmark:
+        "benchmarks/causal/table5.tsv"
+    localrule: True
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        families=model_families(),
+        n_boot=config["ablation"]["n_boot"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation_table.py"
+
+
+rule causal_table6:
+    input:
+        baselines=expand(
+            "results/causal/baseline/{model}/{dataset}.parquet",
+            model=MODELS,
+            dataset=DATASETS,
+        ),
+        runs=ablation_peak_runs,
+    output:
+        report(
+            "results/table6.csv",
+            caption="../workflow/report/table6.rst",
+            category="Causal interventions",
+        ),
+    log:
+        "logs/causal/table6.log",
+    benchmark:
+        "benchmarks/causal/table6.tsv"
+    localrule: True
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        families=model_families(),
+        n_boot=config["ablation"]["n_boot"],
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/causal_ablation_table.py"
+
+
+TARGETS.extend(
+    [
+        "results/table_masking.csv",
+        "results/figures/fig_masking.pdf",
+        "results/figures/fig_masking.png",
+        "results/table5.csv",
+        "results/table6.csv",
+    ]
+)

@@ -77,3 +77,232 @@ TARGETS = ["results/accuracy.csv"]
 
 def all_targets():
     return list(TARGETS)
+
+
+# ---------------------------------------------------------------------------------------------
+# attention stage (rules/attention.smk): Tables 1, 2, 4 and Figures 2a, 3, 4, 5
+# ---------------------------------------------------------------------------------------------
+from types import SimpleNamespace
+
+_unknown_span_models = sorted(
+    (
+        set(config["attention"]["layer_range"])
+        | set(config["attention"]["answer_layers"])
+    )
+    - set(MODELS)
+)
+if _unknown_span_models:
+    raise WorkflowError(
+        f"config attention.layer_range / attention.answer_layers name model(s) "
+        f"{_unknown_span_models} that are not keys of models ({MODELS}); fix the spelling or remove them"
+    )
+
+
+def attention_layer_span(wildcards):
+    """Configured [first, last] decoder layers of this model's attention map (None = all layers)."""
+    return config["attention"]["layer_range"].get(wildcards.model)
+
+
+def answer_layer_spans():
+    """Per model, the configured answer-forming layers of the MLP share (None = last ceil(L/4))."""
+    return {m: config["attention"]["answer_layers"].get(m) for m in MODELS}
+
+
+def model_dataset_labels():
+    """[model, family, dataset] for every input pair, in the order of attention_inputs()."""
+    return [[m, config["models"][m]["family"], d] for m in MODELS for d in DATASETS]
+
+
+def attention_inputs(pattern):
+    """``pattern`` expanded over every (model, dataset), model-major (matches model_dataset_labels)."""
+    return [pattern.format(model=m, dataset=d) for m in MODELS for d in DATASETS]
+
+
+def all_model_specs(wildcards):
+    """Every model's load spec, keyed by model (the case study loads the chosen one)."""
+    return {m: model_spec(SimpleNamespace(model=m)) for m in MODELS}
+
+
+def all_model_checkpoints(wildcards):
+    return [
+        p for m in MODELS for p in [model_checkpoint(SimpleNamespace(model=m))] if p
+    ]
+
+
+# ---- probes and self-consistency (rules/probes.smk, rules/consistency.smk) ----
+
+_too_large_k = sorted(
+    {
+        k
+        for k in config["consistency"]["k_values"] + [config["consistency"]["table_k"]]
+        if k > config["consistency"]["k_max"]
+    }
+)
+if _too_large_k:
+    raise WorkflowError(
+        f"config consistency.k_values / table_k hold K={_too_large_k} above consistency.k_max="
+        f"{config['consistency']['k_max']}; every K is read off the first K of k_max stored samples, "
+        "so raise k_max or drop those K"
+    )
+
+
+def stage_settings(section, *keys):
+    """The named keys of one stage's config section; a null seed falls back to the top-level seed."""
+    values = {key: config[section][key] for key in keys}
+    if "seed" in values and values["seed"] is None:
+        values["seed"] = config["seed"]
+    return values
+
+
+def format_k(k):
+    """The one spelling of a self-consistency K in file names (k~10)."""
+    return f"{int(k):d}"
+
+
+def per_model_dataset(pattern):
+    """``pattern`` expanded over every (model, dataset), model-major (matches model_dataset_pairs())."""
+    return [pattern.format(model=m, dataset=d) for m in MODELS for d in DATASETS]
+
+
+def model_dataset_pairs():
+    """[model, dataset] for every input pair, in the order of per_model_dataset()."""
+    return [[m, d] for m in MODELS for d in DATASETS]
+
+
+def model_families():
+    return {m: config["models"][m]["family"] for m in MODELS}
+
+
+def selfconsistency_tables():
+    """The K sweep: one table per configured K."""
+    return [
+        f"results/selfconsistency/k~{format_k(k)}.csv"
+        for k in config["consistency"]["k_values"]
+    ]
+
+
+def selfconsistency_table_for_tables(wildcards):
+    """The K whose self-consistency rows Tables 7 and 8 report."""
+    return f"results/selfconsistency/k~{format_k(config['consistency']['table_k'])}.csv"
+
+
+# ---------------------------------------------------------------------------------------------
+# causal stage (rules/causal.smk): masking sweep, ablation sweeps, Tables 5 and 6
+# ---------------------------------------------------------------------------------------------
+import json
+import re
+
+
+def sweep_value(value):
+    """The one spelling of a swept number in file names (p~0.3, frac~0.25)."""
+    return f"{value:g}"
+
+
+def sweep_alternatives(values):
+    """A regex that matches exactly the configured sweep values, as sweep_value spells them."""
+    return "|".join(re.escape(sweep_value(v)) for v in values)
+
+
+def causal_settings(section, *keys):
+    """The named keys of one causal config section (a sweep job gets only what it uses)."""
+    return {key: config[section][key] for key in keys}
+
+
+def ablation_plan(kind):
+    """Params function: the plan of one ablation sweep job, built from its wildcards."""
+
+    def plan(wildcards):
+        settings = config["ablation"]
+        if kind == "top_k":
+            return {
+                "kind": kind,
+                "layer": int(wildcards.layer),
+                "k": int(wildcards.k),
+                "random_seeds": settings["random_seeds"],
+            }
+        if kind == "single":
+            return {
+                "kind": kind,
+                "layer": int(wildcards.layer),
+                "rank": int(wildcards.rank),
+            }
+        if kind == "peak_top_k":
+            return {
+                "kind": "top_k",
+                "layer": "peak",
+                "k": int(wildcards.k),
+                "random_seeds": [],
+            }
+        if kind == "random_fraction":
+            return {
+                "kind": kind,
+                "layer": "peak",
+                "fraction": float(wildcards.frac),
+                "random_seeds": settings["random_seeds"],
+            }
+        return {"kind": kind, "layer": "peak"}
+
+    return plan
+
+
+def ablation_sweep_runs(wildcards):
+    """Every k-sweep, layer-sweep and single-neuron file, at each model's own layers (checkpoint)."""
+    settings = config["ablation"]
+    files = []
+    for m in MODELS:
+        for d in DATASETS:
+            layers_file = checkpoints.causal_ablation_layers.get(
+                model=m, dataset=d
+            ).output[0]
+            with open(layers_file) as fh:
+                plan = json.load(fh)
+            points = [(plan["k_sweep_layer"], k) for k in settings["k_values"]]
+            points += [
+                (layer, settings["layer_sweep_k"]) for layer in plan["sweep_layers"]
+            ]
+            for layer, k in dict.fromkeys(points):
+                files.append(f"results/ablation/layer~{layer}/k~{k}/{m}/{d}.parquet")
+            for rank in range(1, max(settings["k_values"]) + 1):
+                files.append(
+                    f"results/ablation/layer~{plan['k_sweep_layer']}/rank~{rank}/{m}/{d}.parquet"
+                )
+    return files
+
+
+def ablation_peak_runs(wildcards):
+    """Every large-scale ablation file at each model's peak layer: fractions, bypass, top-k."""
+    large = config["ablation"]["large_scale"]
+    patterns = [
+        f"results/ablation/peak/frac~{sweep_value(f)}/{{model}}/{{dataset}}.parquet"
+        for f in large["fractions"]
+    ]
+    if large["bypass"]:
+        patterns.append("results/ablation/peak/bypass/{model}/{dataset}.parquet")
+    if large["top_k"]:
+        patterns.append(
+            f"results/ablation/peak/top~{large['top_k']}/{{model}}/{{dataset}}.parquet"
+        )
+    return [
+        p.format(model=m, dataset=d) for p in patterns for m in MODELS for d in DATASETS
+    ]
+
+
+# ---- report stage (rules/report.smk): the claims check ----
+from vrp.analysis.claims import SC_K
+
+# key of vrp.analysis.claims.TABLES -> the result file that holds it
+CLAIM_TABLES = {
+    "table1": "results/table1.csv",
+    "table4": "results/table4.csv",
+    "table7": "results/table7.csv",
+    "selfconsistency": f"results/selfconsistency/k~{format_k(SC_K)}.csv",
+    "table_masking": "results/table_masking.csv",
+    "table5": "results/table5.csv",
+    "table6": "results/table6.csv",
+}
+
+
+def claims_inputs(wildcards):
+    """The result tables the claims check reads, limited to those this run's workflow builds."""
+    built = set(TARGETS)
+    return {key: path for key, path in CLAIM_TABLES.items() if path in built}

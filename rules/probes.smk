@@ -1,1 +1,255 @@
-# placeholder: filled by its stage
+# Reliability readouts from the one-pass extraction: per-layer probes (peak layer), the L1 neuron
+# ranking, every single-pass readout per question, then Tables 3, 7, 8 and the probe figures.
+# Layer indices are decoder layers 0..L-1 (hidden[:, l+1]); see src/vrp/analysis/probes.py.
+
+
+rule probe_layers:
+    input:
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+    output:
+        layers="results/probes/{model}/{dataset}/layers.csv",
+        peak="results/probes/{model}/{dataset}/peak.json",
+    log:
+        "logs/probes/layers/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/probes/layers/{model}/{dataset}.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    threads: config["runtime"]["threads"]
+    resources:
+        mem_mb=16000,
+        runtime=240,
+    params:
+        probes=stage_settings(
+            "probes",
+            "C",
+            "l1_C",
+            "mlp_hidden",
+            "mlp_max_iter",
+            "n_splits",
+            "n_boot",
+            "seed",
+        ),
+    script:
+        "../workflow/scripts/probes_layers.py"
+
+
+rule probe_neurons:
+    input:
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+    output:
+        ranking="results/probes/{model}/{dataset}/neuron_ranking.parquet",
+    log:
+        "logs/probes/neurons/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/probes/neurons/{model}/{dataset}.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    params:
+        probes=stage_settings("probes", "l1_C", "seed"),
+    script:
+        "../workflow/scripts/probes_neurons.py"
+
+
+rule probe_scores:
+    input:
+        samples="results/extract/{model}/{dataset}/samples.parquet",
+        manifest="results/extract/{model}/{dataset}/manifest.json",
+        peak="results/probes/{model}/{dataset}/peak.json",
+    output:
+        scores="results/probes/{model}/{dataset}/scores.parquet",
+    log:
+        "logs/probes/scores/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/probes/scores/{model}/{dataset}.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    resources:
+        mem_mb=16000,
+        runtime=120,
+    params:
+        probes=stage_settings(
+            "probes",
+            "C",
+            "l1_C",
+            "mlp_hidden",
+            "mlp_max_iter",
+            "n_splits",
+            "last_k_layers",
+            "seed",
+        ),
+        attention_layers=attention_layer_span,
+    script:
+        "../workflow/scripts/probes_scores.py"
+
+
+rule table3:
+    input:
+        scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
+        peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
+    output:
+        report(
+            "results/table3.csv",
+            caption="../workflow/report/table3.rst",
+            category="Reliability readouts",
+        ),
+    log:
+        "logs/probes/table3.log",
+    benchmark:
+        "benchmarks/probes/table3.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        labels=model_dataset_pairs(),
+        probes=stage_settings("probes", "n_boot", "seed"),
+    script:
+        "../workflow/scripts/probes_table3.py"
+
+
+rule table7:
+    input:
+        scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
+        peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
+        consistency=selfconsistency_table_for_tables,
+    output:
+        report(
+            "results/table7.csv",
+            caption="../workflow/report/table7.rst",
+            category="Reliability readouts",
+        ),
+    log:
+        "logs/probes/table7.log",
+    benchmark:
+        "benchmarks/probes/table7.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        labels=model_dataset_pairs(),
+        probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
+        methods=[
+            "spatial_entropy",
+            "cluster_count",
+            "logit_entropy",
+            "output_confidence",
+            "margin_top2",
+            "margin_only",
+            "probe_peak",
+            "probe_last_k",
+            "self_consistency",
+        ],
+        subsets=[["all", ""], ["presence", "adversarial"]],
+    script:
+        "../workflow/scripts/probes_method_table.py"
+
+
+rule table8:
+    input:
+        scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
+        peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
+        consistency=selfconsistency_table_for_tables,
+    output:
+        report(
+            "results/table8.csv",
+            caption="../workflow/report/table8.rst",
+            category="Reliability readouts",
+        ),
+    log:
+        "logs/probes/table8.log",
+    benchmark:
+        "benchmarks/probes/table8.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        labels=model_dataset_pairs(),
+        probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
+        methods=[
+            "random",
+            "spatial_entropy",
+            "cluster_count",
+            "probe_last_layer",
+            "probe_peak",
+            "mlp_probe_peak",
+            "l1_probe_peak",
+            "probe_last_k",
+            "attention_ensemble",
+            "self_consistency",
+        ],
+        subsets=[["all", ""]],
+    script:
+        "../workflow/scripts/probes_method_table.py"
+
+
+rule figure_probe_layers:
+    input:
+        layers=per_model_dataset("results/probes/{model}/{dataset}/layers.csv"),
+    output:
+        pdf=report(
+            "results/figures/fig_probes.pdf",
+            caption="../workflow/report/fig_probes.rst",
+            category="Reliability readouts",
+        ),
+        png=report(
+            "results/figures/fig_probes.png",
+            caption="../workflow/report/fig_probes.rst",
+            category="Reliability readouts",
+        ),
+    log:
+        "logs/probes/fig_probes.log",
+    benchmark:
+        "benchmarks/probes/fig_probes.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        labels=model_dataset_pairs(),
+        families=model_families(),
+    script:
+        "../workflow/scripts/probes_figure_layers.py"
+
+
+rule figure_2b:
+    input:
+        rankings=per_model_dataset(
+            "results/probes/{model}/{dataset}/neuron_ranking.parquet"
+        ),
+        peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
+    output:
+        pdf=report(
+            "results/figures/fig2b.pdf",
+            caption="../workflow/report/fig2b.rst",
+            category="Reliability readouts",
+        ),
+        png=report(
+            "results/figures/fig2b.png",
+            caption="../workflow/report/fig2b.rst",
+            category="Reliability readouts",
+        ),
+    log:
+        "logs/probes/fig2b.log",
+    benchmark:
+        "benchmarks/probes/fig2b.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    params:
+        labels=model_dataset_pairs(),
+        families=model_families(),
+        top_channels=config["probes"]["top_channels"],
+    script:
+        "../workflow/scripts/probes_figure_2b.py"
+
+
+TARGETS.extend(
+    [
+        "results/table3.csv",
+        "results/table7.csv",
+        "results/table8.csv",
+        "results/figures/fig_probes.pdf",
+        "results/figures/fig_probes.png",
+        "results/figures/fig2b.pdf",
+        "results/figures/fig2b.png",
+    ]
+)

@@ -1,0 +1,308 @@
+"""Neuron ablation (paper §3.12, Table 5) and large-scale ablation at the peak layer (§3.13, Table 6).
+
+A "neuron" is one output channel of a decoder layer's MLP (its contribution to the residual
+stream, the d-dimensional ``mlp_out`` of the extraction and the probe's features). Ablation
+registers a forward hook on ``adapter.mlp_module(layer)`` that, at EVERY sequence position,
+
+* ``zero``: sets the chosen channels to 0 (the paper's intervention), or
+* ``mean``: sets them to their mean over every real (non-padding) token of the scored questions,
+  measured in one extra unablated pass;
+
+the full MLP bypass zeroes all channels. The re-scoring is :func:`vrp.scoring.predict` with the
+hook in place.
+
+Conditions (:func:`build_conditions` from a plan the workflow passes):
+
+* ``top_k``: the k channels with the highest |weight| of the L1 probe at that layer (the probe
+  stage's ``neuron_ranking.parquet``, ordered by its ``rank`` column);
+* ``random_k``: k channels drawn uniformly, excluding the top k, once per seed (the paper's
+  "random 5" was a fixed list [100, 500, 1000, 2000, 3000]);
+* ``single``: the channel of one rank alone;
+* ``random_fraction``: a share of all channels (``n_masked(fraction, d)``), once per seed;
+* ``bypass``: the whole MLP output zeroed at all tokens.
+
+Layers: the paper's LLaVA layers (10, 17, 21, 27, 29, 31 of 32) are mapped to a model of depth L by
+:func:`scale_layers`: round(l * (L - 1) / (D - 1)), so the last layer maps to the last layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vrp.adapters.base import FamilyAdapter
+from vrp.analysis.masking import PREDICTION_COLUMNS, compare_by_subset
+from vrp.scoring import predict
+from vrp.stats import n_masked, random_channels
+from vrp.zoo.train import decode_images
+
+ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
+CONDITION_KEYS = ("condition", "layer", "k", "rank", "seed", "fraction", "n_channels", "channels")
+
+
+# ---------------------------------------------------------------------------- the hook
+def _channel_index(channels: Sequence[int] | None, hidden_size: int) -> torch.Tensor | None:
+    if channels is None:
+        return None
+    index = np.asarray(list(channels), dtype=np.int64)
+    if index.size == 0:
+        raise ValueError("ablation needs at least one channel (or channels=None for the MLP bypass)")
+    if index.min() < 0 or index.max() >= hidden_size:
+        raise ValueError(f"channel indices must lie in [0, {hidden_size}) (the MLP output width); got "
+                         f"{index.min()}..{index.max()}")
+    if len(np.unique(index)) != len(index):
+        raise ValueError("channel indices must be distinct")
+    return torch.from_numpy(index)
+
+
+@contextlib.contextmanager
+def ablate_mlp_channels(
+    adapter: FamilyAdapter,
+    layer: int,
+    channels: Sequence[int] | None,
+    values: torch.Tensor | None = None,
+) -> Iterator[None]:
+    """Inside the block, decoder ``layer``'s MLP output has ``channels`` replaced at every position.
+
+    ``channels=None`` replaces all channels (the MLP bypass). ``values`` (one per channel, or
+    per hidden unit for the bypass) replaces with those values; ``None`` zeroes. The hook is
+    removed on exit, also after an error.
+    """
+    module = adapter.mlp_module(layer)
+    index = _channel_index(channels, adapter.hidden_size)
+    if values is not None:
+        expected = adapter.hidden_size if index is None else len(index)
+        if values.shape != (expected,):
+            raise ValueError(f"values must have shape ({expected},), got {tuple(values.shape)}")
+
+    def hook(mod, args, output):
+        if not isinstance(output, torch.Tensor):
+            raise TypeError(f"{adapter.family}: MLP of layer {layer} returned {type(output).__name__}, not a tensor")
+        if index is None:
+            if values is None:
+                return torch.zeros_like(output)
+            return values.to(output.device, output.dtype).expand_as(output).clone()
+        out = output.clone()
+        idx = index.to(output.device)
+        out[..., idx] = 0.0 if values is None else values.to(output.device, output.dtype)
+        return out
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def channel_means(adapter: FamilyAdapter, questions: pd.DataFrame, layer: int, batch_size: int = 16) -> torch.Tensor:
+    """(d,) mean of decoder ``layer``'s MLP output over every real (non-padding) token of ``questions``."""
+    total = torch.zeros(adapter.hidden_size, dtype=torch.float64)
+    count = 0
+    mask: dict[str, torch.Tensor] = {}
+
+    def hook(mod, args, output):
+        real = mask["attention_mask"].to(output.device).bool()
+        total.add_(output[real].double().sum(0).cpu())
+
+    handle = adapter.mlp_module(layer).register_forward_hook(hook)
+    try:
+        for start in range(0, len(questions), batch_size):
+            batch = questions.iloc[start : start + batch_size]
+            inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
+            mask["attention_mask"] = inputs["attention_mask"]
+            count += int(inputs["attention_mask"].sum())
+            adapter.model(**inputs, use_cache=False, logits_to_keep=1)
+    finally:
+        handle.remove()
+    return (total / max(count, 1)).float()
+
+
+# ---------------------------------------------------------------------------- layers and rankings
+def scale_layers(layers: Sequence[int], num_layers: int, depth: int | None = None) -> list[int]:
+    """Decoder-layer indices of ``layers`` in a model with ``num_layers`` layers.
+
+    ``depth`` None: ``layers`` are this model's own indices (negative counts from the end).
+    Otherwise they are indices in a model of ``depth`` layers (the paper's 32-layer LLaVA),
+    mapped by round-half-up of l * (num_layers - 1) / (depth - 1). Order kept, duplicates dropped.
+    """
+    out: list[int] = []
+    for layer in layers:
+        if depth is None:
+            if not -num_layers <= layer < num_layers:
+                raise ValueError(f"ablation layer {layer} does not exist in a model with {num_layers} decoder layers")
+            mapped = layer % num_layers
+        else:
+            if not 0 <= layer < depth:
+                raise ValueError(f"ablation layer {layer} is not a layer of the reference depth {depth} (0..{depth - 1})")
+            mapped = 0 if depth == 1 else int(math.floor(layer * (num_layers - 1) / (depth - 1) + 0.5))
+        if mapped not in out:
+            out.append(mapped)
+    return out
+
+
+def layer_plan(num_layers: int, layers: Sequence[int], depth: int | None, k_sweep_layer: int) -> dict:
+    """Which decoder layers a model's ablation sweeps use: the k sweep's layer and the layer sweep."""
+    return {
+        "num_layers": int(num_layers),
+        "k_sweep_layer": scale_layers([k_sweep_layer], num_layers, depth)[0],
+        "sweep_layers": scale_layers(layers, num_layers, depth),
+    }
+
+
+def ranked_channels(ranking: pd.DataFrame, layer: int, k: int) -> list[int]:
+    """The ``k`` top channels of ``layer`` in a neuron ranking (columns layer, channel, rank; low rank = top)."""
+    missing = {"layer", "channel", "rank"} - set(ranking.columns)
+    if missing:
+        raise ValueError(f"the neuron ranking lacks column(s) {sorted(missing)}; it needs layer, channel, rank")
+    rows = ranking[ranking["layer"] == layer]
+    if rows.empty:
+        raise ValueError(f"the neuron ranking has no channels for decoder layer {layer}; it ranks layers "
+                         f"{sorted(ranking['layer'].unique().tolist())} (make the probe stage rank this layer "
+                         "or change ablation.layers)")
+    rows = rows.sort_values(["rank", "channel"], kind="stable")
+    if len(rows) < k:
+        raise ValueError(f"the neuron ranking has {len(rows)} channels at layer {layer}, fewer than k={k}")
+    return rows["channel"].astype(int).tolist()[:k]
+
+
+def channel_seed(global_seed: int, seed: int, layer: int, size: int) -> int:
+    """One integer seed per (config seed, random seed, layer, number of channels) for a random draw."""
+    return int(np.random.SeedSequence([int(global_seed), int(seed), int(layer), int(size)]).generate_state(1)[0])
+
+
+# ---------------------------------------------------------------------------- conditions
+@dataclass(frozen=True)
+class AblationCondition:
+    """One intervention: which channels of which layer (``channels`` None = all, the MLP bypass)."""
+
+    condition: str
+    layer: int
+    channels: tuple[int, ...] | None
+    k: int = -1
+    rank: int = -1
+    seed: int = -1
+    fraction: float = float("nan")
+
+    @property
+    def n_channels(self) -> int | None:
+        return None if self.channels is None else len(self.channels)
+
+    def labels(self, hidden_size: int) -> dict:
+        values = asdict(self)
+        values["n_channels"] = hidden_size if self.channels is None else len(self.channels)
+        values["channels"] = "all" if self.channels is None else " ".join(str(c) for c in self.channels)
+        return values
+
+
+def build_conditions(plan: dict, layer: int, ranking: pd.DataFrame | None, hidden_size: int, global_seed: int = 0) -> list[AblationCondition]:
+    """The conditions of one sweep job.
+
+    ``plan["kind"]``: ``top_k`` (needs ``k``; adds ``random_k`` for each of ``random_seeds``),
+    ``single`` (needs ``rank``, 1 = top), ``random_fraction`` (needs ``fraction`` and
+    ``random_seeds``) or ``bypass``.
+    """
+    kind = plan.get("kind")
+    if kind == "top_k":
+        k = int(plan["k"])
+        top = ranked_channels(ranking, layer, k)
+        conditions = [AblationCondition("top_k", layer, tuple(top), k=k)]
+        for seed in plan.get("random_seeds", []):
+            drawn = random_channels(hidden_size, k, channel_seed(global_seed, seed, layer, k), exclude=top)
+            conditions.append(AblationCondition("random_k", layer, tuple(int(c) for c in drawn), k=k, seed=int(seed)))
+        return conditions
+    if kind == "single":
+        rank = int(plan["rank"])
+        if rank < 1:
+            raise ValueError(f"single-neuron rank must be >= 1 (1 = the top channel), got {rank}")
+        channel = ranked_channels(ranking, layer, rank)[-1]
+        return [AblationCondition("single", layer, (channel,), k=1, rank=rank)]
+    if kind == "random_fraction":
+        fraction = float(plan["fraction"])
+        size = n_masked(fraction, hidden_size)
+        if size == 0:
+            raise ValueError(f"fraction {fraction} of {hidden_size} channels rounds to 0 channels")
+        return [
+            AblationCondition("random_fraction", layer,
+                              tuple(int(c) for c in random_channels(hidden_size, size, channel_seed(global_seed, s, layer, size))),
+                              k=size, seed=int(s), fraction=fraction)
+            for s in plan["random_seeds"]
+        ]
+    if kind == "bypass":
+        return [AblationCondition("bypass", layer, None, k=hidden_size, fraction=1.0)]
+    raise ValueError(f"unknown ablation plan kind {kind!r}; use top_k, single, random_fraction or bypass")
+
+
+def run_ablation(
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    candidates: dict[str, list[str]],
+    conditions: Sequence[AblationCondition],
+    mode: str = "zero",
+    batch_size: int = 16,
+) -> pd.DataFrame:
+    """Re-score ``questions`` under each condition; one row per question and condition.
+
+    Columns: the condition's labels (:data:`CONDITION_KEYS`), ``mode`` and the prediction columns.
+    In ``mean`` mode the replacement values are measured once per layer on the same questions;
+    the bypass always zeroes.
+    """
+    if mode not in ABLATION_MODES:
+        raise ValueError(f"ablation mode must be one of {ABLATION_MODES}, got {mode!r}")
+    means: dict[int, torch.Tensor] = {}
+    parts = []
+    for cond in conditions:
+        values = None
+        if mode == "mean" and cond.channels is not None:
+            if cond.layer not in means:
+                means[cond.layer] = channel_means(adapter, questions, cond.layer, batch_size)
+            values = means[cond.layer][list(cond.channels)]
+        with ablate_mlp_channels(adapter, cond.layer, cond.channels, values):
+            scored = predict(adapter, questions, candidates, batch_size=batch_size)
+        labels = cond.labels(adapter.hidden_size)
+        frame = scored.loc[:, list(PREDICTION_COLUMNS)]
+        for key in CONDITION_KEYS:
+            frame[key] = labels[key]
+        frame["mode"] = "zero" if cond.channels is None else mode
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- tables 5 and 6
+_RENAMED = {
+    "acc_changed": "accuracy",
+    "acc_changed_lo": "accuracy_lo",
+    "acc_changed_hi": "accuracy_hi",
+    "acc_reference": "baseline_accuracy",
+}
+
+
+def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per condition and subset (all questions, then each task): accuracy with a Wilson CI, the drop
+    against the unablated baseline with a paired bootstrap CI, McNemar and t-test p, and flips.
+
+    ``runs`` is the concatenation of :func:`run_ablation` outputs (any layers and conditions) of
+    one model on one dataset; ``baseline`` the unablated predictions of the same questions. The
+    first rows (condition ``baseline``, no layer) are the unablated model itself.
+    """
+    rows = []
+    for stats in compare_by_subset(baseline, baseline, n_boot, seed):
+        rows.append({"layer": pd.NA, "condition": "baseline", "k": 0, "rank": -1, "seed": -1, "fraction": 0.0,
+                     "n_channels": 0, "channels": "", "mode": "", **stats})
+    keys = list(CONDITION_KEYS) + ["mode"]
+    for values, group in runs.groupby(keys, sort=False, dropna=False):
+        labels = dict(zip(keys, values))
+        for stats in compare_by_subset(baseline, group, n_boot, seed):
+            rows.append({**labels, **stats})
+    table = pd.DataFrame(rows)
+    table["layer"] = table["layer"].astype("Int64")
+    table = table.rename(columns=_RENAMED).drop(columns=["acc_reference_lo", "acc_reference_hi"])
+    first = ["layer", "condition", "k", "rank", "seed", "fraction", "n_channels", "channels", "mode", "subset", "n",
+             "accuracy", "accuracy_lo", "accuracy_hi", "baseline_accuracy", "drop_pp", "drop_lo", "drop_hi"]
+    return table[first + [c for c in table if c not in first]]

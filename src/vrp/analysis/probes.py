@@ -1,0 +1,442 @@
+"""Hidden-state reliability probes and the single-pass reliability readouts (paper §3.8–3.9; Tables 3, 7, 8).
+
+Everything predicts the greedy answer's correctness (``correct`` in the extraction's
+samples.parquet) from what one forward pass exposes. Every learned readout is scored held-out:
+out-of-fold probabilities from ONE image-grouped, stratified split
+(:func:`vrp.stats.grouped_splits`, groups = ``image_id``) shared by all readouts of a
+(model, dataset), so questions about one image never sit on both sides of a split. AUROCs come
+with a bootstrap 95% CI (:func:`vrp.stats.auroc_with_ci`); the in-sample AUROC (fit and scored on
+all samples) is reported beside the held-out one in ``auroc_in_sample``, for comparison with the
+paper's in-sample figure only, never as the result.
+
+Layer indexing (every output of this module)
+--------------------------------------------
+The extraction's ``hidden`` has L+1 entries per question: ``hidden[:, 0]`` is the embedding of the
+last prompt token and ``hidden[:, l + 1]`` is the residual stream after decoder layer ``l``.
+``layer`` always means the DECODER-LAYER index ``l`` in ``0 .. L-1``; the embeddings row is
+``layer = -1``. A probe "at layer l" therefore reads ``hidden[:, l + 1]``, and ``mlp_out[:, l]``
+is the MLP output of that same decoder layer (its contribution to ``hidden[:, l + 1]``).
+``array_index`` gives the index into the array the features came from.
+
+Readouts (score columns of :func:`reliability_scores`; higher = "more likely correct")
+---------------------------------------------------------------------------------------
+See :data:`READOUTS`. Fixed readouts are used as they are (with the sign that makes them a
+reliability score: -entropy, -H_s, -C_k); learned ones are out-of-fold P(correct).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import pandas as pd
+
+from vrp import stats
+from vrp.benchmark.schema import POPE_SETTINGS
+
+# Score column -> (label as in the paper's tables, inference cost, what it is).
+READOUTS: dict[str, tuple[str, str, str]] = {
+    "random": ("Random", "1x", "seeded uniform noise (the chance line)"),
+    "spatial_entropy": ("Spatial attention H_s", "1x", "-H_s of the layer-mean last-token image attention"),
+    "cluster_count": ("Spatial attention C_k", "1x", "-C_k (connected components, top-30% mass) of the same map"),
+    "logit_entropy": ("Logit entropy", "1x", "-next-token entropy at the last prompt position"),
+    "output_confidence": ("Output confidence", "1x", "softmax probability of the predicted answer token"),
+    "margin_top2": ("Top-1 minus top-2 logit margin", "1x", "top-1 minus top-2 next-token logit"),
+    "margin_only": ("Margin-only ΔM_l", "1x", "logistic probe on the logit-lens margin of every layer"),
+    "probe_last_layer": ("Linear probe (h_last)", "1x", "logistic probe on the last layer's hidden state"),
+    "probe_peak": ("Hidden-state probe (best layer)", "1x", "logistic probe on the peak layer's hidden state"),
+    "mlp_probe_peak": ("MLP probe (best layer)", "1x", "one-hidden-layer MLP probe at the peak layer"),
+    "l1_probe_peak": ("Sparse L1 neuron probe (best layer)", "1x", "L1 logistic probe on the peak layer's MLP output"),
+    "probe_last_k": ("Combined (last k layers)", "1x", "logistic probe on the concatenated last k hidden states"),
+    "attention_ensemble": ("Ensemble attention probe", "1x", "MLP probe on the concatenated per-layer image attention"),
+}
+
+# Readouts whose inputs include the ground-truth answer token (not available when deploying).
+USES_ANSWER_TOKEN = ("margin_only",)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Hyperparameters of the probes (config section ``probes``)."""
+
+    C: float = 0.1
+    l1_C: float = 0.1
+    mlp_hidden: int = 256
+    mlp_max_iter: int = 50
+    n_splits: int = 5
+    n_boot: int = 1000
+    last_k_layers: int = 5
+    seed: int = 0
+
+    @classmethod
+    def from_params(cls, params: dict) -> "ProbeSettings":
+        """Build from a config dict, ignoring keys that are not probe hyperparameters."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in dict(params).items() if k in names})
+
+    def logistic(self):
+        return functools.partial(stats.logistic_probe, C=self.C)
+
+    def mlp(self):
+        return functools.partial(stats.mlp_probe, hidden=self.mlp_hidden, seed=self.seed, max_iter=self.mlp_max_iter)
+
+    def l1(self):
+        return functools.partial(stats.l1_probe, C=self.l1_C, seed=self.seed)
+
+
+LAYER_COLUMNS = ["probe", "features", "layer", "array_index", "auroc", "lo", "hi", "auroc_in_sample",
+                 "n", "n_pos", "n_boot_used"]
+
+
+def _labels(correct) -> np.ndarray:
+    labels = stats.as_binary(np.asarray(correct), "correct")
+    n_pos = int(labels.sum())
+    if n_pos in (0, len(labels)):
+        raise ValueError(
+            f"all {len(labels)} answers are {'correct' if n_pos else 'incorrect'}; reliability probes need "
+            "both correct and incorrect answers (train the model longer or use more questions)"
+        )
+    return labels
+
+
+def _check_rows(name: str, array: np.ndarray, n: int) -> np.ndarray:
+    if len(array) != n:
+        raise ValueError(f"{name} has {len(array)} rows but samples.parquet has {n}; they must be aligned")
+    return array
+
+
+def probe_folds(correct, image_ids, settings: ProbeSettings = ProbeSettings()) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The one split every learned readout of a (model, dataset) uses: image-grouped, stratified.
+
+    :func:`vrp.stats.grouped_splits` (``StratifiedGroupKFold``, ``n_splits`` folds, shuffled with
+    ``seed``) with the image id as the group: all questions about one image are in the same test
+    fold, so no image is ever on both sides of a split.
+    """
+    return stats.grouped_splits(_labels(correct), np.asarray(image_ids), settings.n_splits, settings.seed)
+
+
+def _parallel(jobs, n_jobs: int) -> list:
+    """Run an iterable of zero-argument callables, in worker processes when ``n_jobs > 1`` (results in order)."""
+    if n_jobs <= 1:
+        return [job() for job in jobs]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=n_jobs)(delayed(job)() for job in jobs)
+
+
+def layer_probes(hidden, mlp_out, correct, groups, settings: ProbeSettings = ProbeSettings(),
+                 n_jobs: int = 1) -> pd.DataFrame:
+    """Held-out AUROC (+CI, + in-sample AUROC) of three probes at every layer, on one shared split.
+
+    * ``logistic`` on ``hidden`` (all L+1 entries: ``layer`` -1 = embeddings, then decoder layers),
+    * ``mlp`` on ``hidden`` (the same entries),
+    * ``l1`` on ``mlp_out`` (decoder layers 0..L-1; the paper's sparse "neuron" probe).
+
+    Returns one row per (probe, layer) with columns :data:`LAYER_COLUMNS`.
+    """
+    labels = _labels(correct)
+    hidden = _check_rows("hidden", hidden, len(labels))
+    mlp_out = _check_rows("mlp_out", mlp_out, len(labels))
+    if hidden.ndim != 3 or mlp_out.ndim != 3 or hidden.shape[1] != mlp_out.shape[1] + 1:
+        raise ValueError(f"need hidden (n, L+1, d) and mlp_out (n, L, d); got {hidden.shape} and {mlp_out.shape}")
+    folds = probe_folds(labels, groups, settings)
+    specs = []  # (probe, features, layer, array_index, make_model, array)
+    for probe, make_model, features, array in (("logistic", settings.logistic(), "hidden", hidden),
+                                               ("mlp", settings.mlp(), "hidden", hidden),
+                                               ("l1", settings.l1(), "mlp_out", mlp_out)):
+        offset = 1 if features == "hidden" else 0  # hidden[:, 0] is the embeddings (layer -1)
+        specs += [(probe, features, index - offset, index, make_model, array) for index in range(array.shape[1])]
+
+    def jobs():  # lazily, so only the layers being fitted are copied out of the (memory-mapped) arrays
+        for *_, index, make_model, array in specs:
+            yield functools.partial(stats.probe_auroc, np.asarray(array[:, index, :]), labels, groups, make_model,
+                                    seed=settings.seed, n_boot=settings.n_boot, folds=folds)
+
+    results = _parallel(jobs(), n_jobs)
+    rows = [{"probe": probe, "features": features, "layer": layer, "array_index": index, **result}
+            for (probe, features, layer, index, _, _), result in zip(specs, results)]
+    return pd.DataFrame(rows)[LAYER_COLUMNS]
+
+
+def peak_summary(layers: pd.DataFrame, probe: str = "logistic") -> dict:
+    """The decoder layer where ``probe`` has its highest held-out AUROC (embeddings excluded).
+
+    Returns dict(peak_layer, hidden_index, auroc, lo, hi, auroc_in_sample, probe, features,
+    num_layers, indexing). ``peak_layer`` is the decoder-layer index ``l`` (0..L-1) whose output is
+    ``hidden[:, l + 1]``; earliest layer on ties.
+    """
+    table = layers[(layers["probe"] == probe) & (layers["layer"] >= 0)]
+    if table.empty:
+        raise ValueError(f"no decoder-layer rows for probe {probe!r} in the layer table")
+    peak = stats.peak_layer(table, "auroc")
+    row = table[table["layer"] == peak].iloc[0]
+    return {
+        "peak_layer": int(peak),
+        "hidden_index": int(peak) + 1,
+        "auroc": float(row["auroc"]),
+        "lo": float(row["lo"]),
+        "hi": float(row["hi"]),
+        "auroc_in_sample": float(row["auroc_in_sample"]),
+        "probe": probe,
+        "features": str(row["features"]),
+        "num_layers": int(table["layer"].max()) + 1,
+        "indexing": "peak_layer is the decoder-layer index l in 0..L-1; its output is hidden[:, l+1] "
+                    "(hidden[:, 0] = embeddings) and its MLP output is mlp_out[:, l]",
+    }
+
+
+def delta_activation(features, correct) -> np.ndarray:
+    """Δact per channel: mean over correct answers minus mean over incorrect ones (raw units)."""
+    labels = _labels(correct)
+    x = np.asarray(features, dtype=np.float64)
+    return x[labels == 1].mean(axis=0) - x[labels == 0].mean(axis=0)
+
+
+def neuron_ranking(mlp_out, correct, l1_C: float = 0.1, seed: int = 0) -> pd.DataFrame:
+    """The L1 neuron probe at every decoder layer: channels ranked by |weight|, with Δact.
+
+    For each layer l the L1 probe (:func:`vrp.stats.l1_channel_ranking`: standardised
+    ``mlp_out[:, l, :]``, fit on all samples) gives each channel a weight in standardised units.
+    Columns: layer, channel, weight, abs_weight, rank (0 = largest |weight| within the layer; ties
+    by channel index, zero weights last), delta_act (mean(correct) - mean(incorrect) of the raw
+    channel). Sorted by layer, then rank.
+    """
+    labels = _labels(correct)
+    mlp_out = _check_rows("mlp_out", np.asarray(mlp_out), len(labels))
+    if mlp_out.ndim != 3:
+        raise ValueError(f"mlp_out must have shape (n, L, d); got {mlp_out.shape}")
+    frames = []
+    for layer in range(mlp_out.shape[1]):
+        x = np.asarray(mlp_out[:, layer, :], dtype=np.float64)
+        ranking = stats.l1_channel_ranking(x, labels, C=l1_C, seed=seed)
+        ranking["rank"] = ranking["rank"] - 1  # stats ranks from 1; rank 0 = the top channel here
+        ranking["delta_act"] = delta_activation(x, labels)[ranking["channel"].to_numpy()]
+        ranking.insert(0, "layer", layer)
+        frames.append(ranking)
+    out = pd.concat(frames, ignore_index=True)
+    out["layer"] = out["layer"].astype(np.int64)
+    out["channel"] = out["channel"].astype(np.int64)
+    out["rank"] = out["rank"].astype(np.int64)
+    return out[["layer", "channel", "weight", "abs_weight", "rank", "delta_act"]]
+
+
+def attention_structure(image_attention, grid_rows, grid_cols, layer_span=None) -> pd.DataFrame:
+    """H_s (nats) and C_k of each question's gaze map: last-token image attention averaged over layers.
+
+    ``image_attention`` is (n, L, S_max), NaN-padded where a question's grid has fewer than S_max
+    tokens; each row's first ``rows * cols`` entries are its grid in row-major order.
+    ``layer_span`` = [first, last] (inclusive decoder layers) restricts the average (None = all
+    layers; the paper's LLaVA config hooks layers 16-31). C_k is the connected-components
+    definition (:func:`vrp.stats.cluster_count`).
+    """
+    attention = np.asarray(image_attention, dtype=np.float64)
+    if layer_span is not None:
+        first, last = (int(v) for v in layer_span)
+        if not 0 <= first <= last < attention.shape[1]:
+            raise ValueError(f"attention layer span {list(layer_span)} is outside the model's decoder layers "
+                             f"0..{attention.shape[1] - 1}; fix attention.layer_range in the config")
+        attention = attention[:, first : last + 1]
+    rows, cols = np.asarray(grid_rows, dtype=np.int64), np.asarray(grid_cols, dtype=np.int64)
+    if attention.ndim != 3 or not len(attention) == len(rows) == len(cols):
+        raise ValueError(f"image_attention must be (n, L, S) with one grid per row; got {attention.shape}, "
+                         f"{len(rows)} grids")
+    entropy = np.empty(len(attention))
+    clusters = np.empty(len(attention))
+    grids = pd.DataFrame({"rows": rows, "cols": cols})
+    for (r, c), index in grids.groupby(["rows", "cols"]).indices.items():
+        maps = attention[index, :, : r * c].mean(axis=1).reshape(len(index), r, c)
+        entropy[index] = stats.spatial_entropy(maps)
+        clusters[index] = stats.cluster_count(maps)
+    return pd.DataFrame({"spatial_entropy": entropy, "cluster_count": clusters})
+
+
+def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
+                       settings: ProbeSettings = ProbeSettings(), attention_layers=None) -> pd.DataFrame:
+    """Every single-pass readout of :data:`READOUTS` for every question, learned ones out-of-fold.
+
+    ``samples`` is the extraction's samples.parquet; ``arrays`` holds its ``hidden``, ``mlp_out``,
+    ``image_attention`` and ``lens_margin`` (rows aligned with ``samples``). All learned readouts
+    share one grouped split. ``attention_layers`` = [first, last] restricts the gaze map of H_s
+    and C_k (:func:`attention_structure`). Returns the samples' question_id, image_id, task, pope_setting,
+    answer, correct, the raw ``spatial_entropy_nats`` / ``cluster_count_raw``, and one score
+    column per readout (higher = more likely correct).
+    """
+    labels = _labels(samples["correct"].to_numpy())
+    groups = samples["image_id"].to_numpy()
+    n = len(labels)
+    hidden = _check_rows("hidden", np.asarray(arrays["hidden"]), n)
+    mlp_out = _check_rows("mlp_out", np.asarray(arrays["mlp_out"]), n)
+    lens = _check_rows("lens_margin", np.asarray(arrays["lens_margin"], dtype=np.float64), n)
+    attention = _check_rows("image_attention", np.asarray(arrays["image_attention"], dtype=np.float64), n)
+    num_layers = hidden.shape[1] - 1
+    if not 0 <= peak_layer < num_layers:
+        raise ValueError(f"peak_layer {peak_layer} is not a decoder layer (0..{num_layers - 1})")
+    k = min(settings.last_k_layers, num_layers)
+    folds = probe_folds(labels, groups, settings)
+
+    def held_out(x, make_model):
+        return stats.grouped_cv_scores(np.asarray(x, dtype=np.float64), labels, groups, make_model, folds=folds)
+
+    structure = attention_structure(attention, samples["grid_rows"], samples["grid_cols"], attention_layers)
+    out = samples[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+    out["correct"] = labels.astype(bool)
+    out["spatial_entropy_nats"] = structure["spatial_entropy"]
+    out["cluster_count_raw"] = structure["cluster_count"]
+    scores = {
+        "random": np.random.default_rng([settings.seed, 1]).random(n),  # its own stream, not the split's
+        "spatial_entropy": -structure["spatial_entropy"].to_numpy(),
+        "cluster_count": -structure["cluster_count"].to_numpy(),
+        "logit_entropy": -samples["entropy"].to_numpy(dtype=np.float64),
+        "output_confidence": samples["confidence"].to_numpy(dtype=np.float64),
+        "margin_top2": samples["margin_top2"].to_numpy(dtype=np.float64),
+        "margin_only": held_out(lens, settings.logistic()),
+        "probe_last_layer": held_out(hidden[:, num_layers, :], settings.logistic()),
+        "probe_peak": held_out(hidden[:, peak_layer + 1, :], settings.logistic()),
+        "mlp_probe_peak": held_out(hidden[:, peak_layer + 1, :], settings.mlp()),
+        "l1_probe_peak": held_out(mlp_out[:, peak_layer, :], settings.l1()),
+        "probe_last_k": held_out(hidden[:, num_layers + 1 - k:, :].reshape(n, -1), settings.logistic()),
+        # padding (no patch) carries no attention
+        "attention_ensemble": held_out(np.nan_to_num(attention, nan=0.0).reshape(n, -1), settings.mlp()),
+    }
+    for name in READOUTS:
+        out[name] = scores[name]
+    return out
+
+
+def evaluation_subsets(frame: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
+    """(task, pope_setting, mask) of every reported subset: all, each task, presence per setting.
+
+    ``task`` "all" pools everything; presence gets one subset per POPE setting and one pooled
+    ("all" setting). Only subsets present in ``frame`` are returned.
+    """
+    tasks = frame["task"].to_numpy()
+    settings = frame["pope_setting"].fillna("").to_numpy()
+    subsets = [("all", "", np.ones(len(frame), dtype=bool))]
+    for task in sorted(set(tasks)):
+        mask = tasks == task
+        if task == "presence":
+            for setting in POPE_SETTINGS:
+                if np.any(mask & (settings == setting)):
+                    subsets.append((task, setting, mask & (settings == setting)))
+            subsets.append((task, "all", mask))
+        else:
+            subsets.append((task, "", mask))
+    return subsets
+
+
+def auroc_or_nan(correct, score, n_boot: int = 1000, seed: int = 0) -> dict:
+    """:func:`vrp.stats.auroc_with_ci`, or NaNs (with n, n_pos) when a subset holds one class only."""
+    labels = stats.as_binary(np.asarray(correct).astype(bool), "correct")
+    n, n_pos = len(labels), int(labels.sum())
+    if n_pos in (0, n):
+        return {"auroc": math.nan, "lo": math.nan, "hi": math.nan, "n": n, "n_pos": n_pos, "n_boot_used": 0}
+    return stats.auroc_with_ci(labels, score, n_boot=n_boot, seed=seed)
+
+
+def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed: int = 0,
+                   subsets=None) -> pd.DataFrame:
+    """AUROC with CI of each readout column on each subset (:func:`evaluation_subsets`).
+
+    Returns long rows: task, pope_setting, method, auroc, lo, hi, n, n_pos, accuracy.
+    ``subsets`` restricts to (task, pope_setting) pairs.
+    """
+    readouts = list(READOUTS) if readouts is None else list(readouts)
+    rows = []
+    for task, setting, mask in evaluation_subsets(scores):
+        if subsets is not None and (task, setting) not in subsets:
+            continue
+        part = scores[mask]
+        for method in readouts:
+            result = auroc_or_nan(part["correct"], part[method].to_numpy(), n_boot=n_boot, seed=seed)
+            rows.append({"task": task, "pope_setting": setting, "method": method,
+                         "auroc": result["auroc"], "lo": result["lo"], "hi": result["hi"],
+                         "n": result["n"], "n_pos": result["n_pos"],
+                         "accuracy": float(part["correct"].mean())})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, str], dict],
+           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Table 3: held-out probe AUROC per family and task beside output-confidence AUROC.
+
+    ``scores`` / ``peaks`` are keyed by (model, dataset). The probe is the logistic probe at the
+    peak layer, trained on all tasks pooled; its out-of-fold scores are evaluated per subset.
+    """
+    rows = []
+    for (model, dataset), frame in scores.items():
+        for task, setting, mask in evaluation_subsets(frame):
+            part = frame[mask]
+            row = {"model": model, "dataset": dataset, "task": task, "pope_setting": setting, "n": int(mask.sum()),
+                   "n_pos": int(part["correct"].sum()), "accuracy": float(part["correct"].mean()),
+                   "probe_layer": peaks[(model, dataset)]["peak_layer"]}
+            for prefix, method in (("probe", "probe_peak"), ("confidence", "output_confidence")):
+                result = auroc_or_nan(part["correct"], part[method].to_numpy(), n_boot=n_boot, seed=seed)
+                row.update({f"{prefix}_auroc": result["auroc"], f"{prefix}_lo": result["lo"],
+                            f"{prefix}_hi": result["hi"]})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# The method rows of Tables 7 and 8, in order (rules/probes.smk passes the same lists as params).
+TABLE7_METHODS = ("spatial_entropy", "cluster_count", "logit_entropy", "output_confidence", "margin_top2",
+                  "margin_only", "probe_peak", "probe_last_k", "self_consistency")
+TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",
+                  "mlp_probe_peak", "l1_probe_peak", "probe_last_k", "attention_ensemble", "self_consistency")
+
+
+def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, str], dict],
+                 consistency: pd.DataFrame, methods, subsets, n_boot: int = 1000, seed: int = 0,
+                 last_k_layers: int = 5) -> pd.DataFrame:
+    """Tables 7 and 8: AUROC with CI of each method per (model, dataset, subset), long format.
+
+    ``consistency`` is a ``results/selfconsistency/k~{K}.csv`` table (rows per model, dataset,
+    task, pope_setting) and supplies the "self_consistency" rows. ``subsets`` lists the
+    (task, pope_setting) pairs to report. Columns: model, dataset, task, pope_setting, method,
+    label, auroc, lo, hi, n, n_pos, cost, layer, note.
+    """
+    rows = []
+    single_pass = [m for m in methods if m != "self_consistency"]
+    for (model, dataset), frame in scores.items():
+        peak = peaks[(model, dataset)]["peak_layer"]
+        num_layers = peaks[(model, dataset)]["num_layers"]
+        table = readout_aurocs(frame, single_pass, n_boot=n_boot, seed=seed, subsets=subsets)
+        for record in table.to_dict("records"):
+            method = record["method"]
+            label, cost, _ = READOUTS[method]
+            layer = {"probe_peak": peak, "mlp_probe_peak": peak, "l1_probe_peak": peak,
+                     "probe_last_layer": num_layers - 1}.get(method, np.nan)
+            note = ""
+            if method == "probe_last_k":
+                k = min(last_k_layers, num_layers)
+                label = f"Combined (last {k} layers)"
+                note = f"decoder layers {num_layers - k}..{num_layers - 1}"
+            if method in USES_ANSWER_TOKEN:
+                note = "reads the ground-truth answer token's logit: a reference, not a deployable monitor"
+            rows.append({"model": model, "dataset": dataset, "task": record["task"],
+                         "pope_setting": record["pope_setting"], "method": method, "label": label,
+                         "auroc": record["auroc"], "lo": record["lo"], "hi": record["hi"], "n": record["n"],
+                         "n_pos": record["n_pos"], "cost": cost, "layer": layer, "note": note})
+        if "self_consistency" in methods:
+            sc = consistency[(consistency["model"] == model) & (consistency["dataset"] == dataset)]
+            for record in sc.to_dict("records"):
+                key = (record["task"], "" if pd.isna(record["pope_setting"]) else record["pope_setting"])
+                if key not in subsets:
+                    continue
+                k = int(record["k"])
+                rows.append({"model": model, "dataset": dataset, "task": key[0], "pope_setting": key[1],
+                             "method": "self_consistency", "label": f"Self-consistency K={k}",
+                             "auroc": record["auroc"], "lo": record["lo"], "hi": record["hi"], "n": record["n"],
+                             "n_pos": record["n_pos"], "cost": f"{k}x", "layer": np.nan,
+                             "note": "S_SC against the greedy answer's correctness"})
+    table = pd.DataFrame(rows)
+    order = {m: i for i, m in enumerate(methods)}
+    subset_order = {s: i for i, s in enumerate(subsets)}
+    table["_m"] = table["method"].map(order)
+    table["_s"] = [subset_order[(t, s)] for t, s in zip(table["task"], table["pope_setting"])]
+    table = table.sort_values(["dataset", "_s", "_m", "model"], kind="stable").drop(columns=["_m", "_s"])
+    return table.reset_index(drop=True)

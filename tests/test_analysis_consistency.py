@@ -1,0 +1,144 @@
+"""Tests for vrp.analysis.consistency: seeded sampling, first-K scoring, and the summary statistics."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats as scipy_stats
+from sklearn.metrics import roc_auc_score
+from statsmodels.stats.proportion import proportion_confint
+
+from vrp.adapters import FAMILIES, get_adapter_class
+from vrp.analysis import consistency as C
+from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+from vrp.stats import normalize_answer
+from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.train import decode_images
+
+
+def _long(answers: dict[str, list[str]]) -> pd.DataFrame:
+    rows = [{"question_id": q, "sample": s, "text": text, "normalized": normalize_answer(text)}
+            for q, texts in answers.items() for s, text in enumerate(texts)]
+    return pd.DataFrame(rows)
+
+
+def _greedy(question_ids, answers, correct) -> pd.DataFrame:
+    return pd.DataFrame({"question_id": question_ids, "image_id": [f"i{q}" for q in question_ids],
+                         "task": "presence", "pope_setting": "random", "answer": answers, "correct": correct})
+
+
+def test_first_k_samples_give_known_shares_and_majorities():
+    samples = _long({
+        "a": ["Yes.", "yes", "no", "no"],     # k=2: yes 2/2; k=4: tie 2/2, first seen (yes) wins
+        "b": ["no", "No!", "no", "yes"],      # k=2: no 1.0; k=4: no 0.75
+        "c": ["two", "three", "2", "three"],  # k=4: three 0.5
+    })
+    greedy = _greedy(["c", "a", "b"], ["three", "yes", "yes"], [True, True, False])
+    k2 = C.consistency_scores(samples, greedy, 2)
+    assert k2["question_id"].tolist() == ["c", "a", "b"]  # the greedy table's order
+    assert k2["s_sc"].tolist() == [0.5, 1.0, 1.0]
+    assert k2["majority"].tolist() == ["two", "yes", "no"]
+    k4 = C.consistency_scores(samples, greedy, 4)
+    assert k4["s_sc"].tolist() == [0.5, 0.5, 0.75]
+    assert k4["majority"].tolist() == ["three", "yes", "no"]
+    assert k4["majority_correct"].tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="k must lie in"):
+        C.consistency_scores(samples, greedy, 5)
+    with pytest.raises(ValueError, match="no sampled answers"):
+        C.consistency_scores(samples, _greedy(["a", "zzz"], ["yes", "no"], [True, False]), 2)
+    with pytest.raises(ValueError, match="incomplete"):
+        C.answers_matrix(samples[samples["sample"] != 3].iloc[:-1])
+
+
+def test_summary_equals_sklearn_scipy_and_statsmodels():
+    rng = np.random.default_rng(0)
+    n, k = 240, 10
+    correct = rng.random(n) < 0.6
+    # "yes" count out of k: higher when the greedy answer is right
+    agree = rng.binomial(k, np.where(correct, 0.85, 0.6))
+    answers = {f"q{i}": ["yes"] * a + ["no"] * (k - a) for i, a in enumerate(agree)}
+    greedy = _greedy(list(answers), ["yes"] * n, correct)
+    scores = C.consistency_scores(_long(answers), greedy, k)
+    share = np.maximum(agree, k - agree) / k  # the majority's share, whichever answer it is
+    np.testing.assert_allclose(scores["s_sc"], share)
+    summary = C.consistency_summary(scores, k, n_boot=200, seed=0)
+    assert list(summary.columns) == C.SUMMARY_COLUMNS
+    everything = summary[summary["task"] == "all"].iloc[0]
+    assert everything["auroc"] == roc_auc_score(correct, share)
+    assert everything["lo"] < everything["auroc"] < everything["hi"]
+    assert everything["r_pb"] == pytest.approx(scipy_stats.pointbiserialr(correct, share).statistic)
+    full = share == 1
+    lo, hi = proportion_confint(int(correct[full].sum()), int(full.sum()), alpha=0.05, method="wilson")
+    assert (everything["n_sc1"], everything["n_sc1_correct"]) == (int(full.sum()), int(correct[full].sum()))
+    assert everything["precision_at_sc1"] == correct[full].mean()
+    assert (everything["precision_lo"], everything["precision_hi"]) == (lo, hi)
+    assert everything["cost"] == "10x" and everything["k"] == k
+    assert everything["greedy_accuracy"] == correct.mean()
+    assert everything["majority_accuracy"] == np.mean(agree >= k / 2)  # ties keep the first answer, "yes"
+    assert set(summary["pope_setting"]) == {"", "random", "all"}
+
+
+def test_constant_agreement_gives_nan_correlation_not_an_error():
+    answers = {f"q{i}": ["no"] * 3 for i in range(6)}
+    scores = C.consistency_scores(_long(answers), _greedy(list(answers), ["no"] * 6, [True, False] * 3), 3)
+    row = C.consistency_summary(scores, 3, n_boot=20).iloc[0]
+    assert np.isnan(row["r_pb"]) and row["auroc"] == 0.5 and row["precision_at_sc1"] == 0.5
+
+
+def test_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="temperature"):
+        C.ConsistencySettings(temperature=0.0)
+    with pytest.raises(ValueError, match="top_p"):
+        C.ConsistencySettings(top_p=1.5)
+    assert C.ConsistencySettings.from_params({"k_max": 4, "k_values": [2, 4], "seed": 3}).k_max == 4
+    assert C.sampling_seed(0, 1, 2) != C.sampling_seed(0, 2, 1)
+
+
+@pytest.fixture(scope="module")
+def questions() -> pd.DataFrame:
+    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 2})
+    table = generate_split(config, "eval")
+    return table.groupby("task", sort=True).head(2).head(7).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def adapter(request, questions):
+    torch.set_num_threads(1)
+    extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
+    tokenizer = build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+    adapter = get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 1}, seed=2)
+    # a checkpoint default that would make every sample the greedy answer (Qwen2-VL-Instruct ships top_k=1)
+    adapter.model.generation_config.top_k = 1
+    return adapter
+
+
+def test_sampling_is_seeded_prefix_stable_and_decodes_only_new_tokens(adapter, questions):
+    settings = C.ConsistencySettings(k_max=3, temperature=1.0, top_p=0.95, max_new_tokens=3, batch_size=4, seed=7)
+    with_caption = pd.concat([questions, questions.head(1).assign(task="caption", question_id="cap")])
+    first = C.sample_answers(adapter, with_caption, settings, progress=False)
+    assert list(first.columns) == C.SAMPLE_COLUMNS
+    assert len(first) == 3 * len(questions) and "cap" not in set(first["question_id"])  # captions skipped
+    assert first["sample"].tolist() == [0, 1, 2] * len(questions)
+    assert first["normalized"].tolist() == [normalize_answer(t) for t in first["text"]]
+    # only the generated tokens are decoded (the prompts are longer than max_new_tokens words) ...
+    assert first["text"].map(lambda t: len(t.split()) <= 3).all()
+    # ... and sample s of batch b is the generate call seeded with sampling_seed(seed, b, s)
+    batch = questions.iloc[4:]  # batch 1 (batch_size 4)
+    inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
+    torch.manual_seed(C.sampling_seed(7, 1, 2))
+    output = adapter.model.generate(**inputs, do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
+                                    repetition_penalty=1.0, max_new_tokens=3,
+                                    pad_token_id=adapter.tokenizer.pad_token_id)
+    expected = adapter.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert first[first["sample"] == 2]["text"].tolist()[4:] == [t.strip() for t in expected]
+
+    again = C.sample_answers(adapter, questions, settings, progress=False)
+    pd.testing.assert_frame_equal(first, again)
+    longer = C.sample_answers(adapter, questions, C.ConsistencySettings(**{**settings.__dict__, "k_max": 5}),
+                              progress=False)
+    pd.testing.assert_frame_equal(longer[longer["sample"] < 3].reset_index(drop=True), first)
+    other_seed = C.sample_answers(adapter, questions, C.ConsistencySettings(**{**settings.__dict__, "seed": 8}),
+                                  progress=False)
+    assert (other_seed["text"] != first["text"]).any()
+    # the checkpoint's top_k=1 is overridden: samples of one question differ
+    assert first.groupby("question_id")["text"].nunique().max() > 1

@@ -1,0 +1,220 @@
+"""Attention-guided patch masking: patch counts, pixel geometry per family, seeding, paired statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+from statsmodels.stats.contingency_tables import mcnemar
+
+from vrp.adapters import FAMILIES, all_template_words, get_adapter_class
+from vrp.analysis.masking import (
+    causal_questions,
+    compare_by_subset,
+    mask_cells,
+    masked_images,
+    masking_table,
+    paired_comparison,
+    run_masking,
+    sample_rng,
+)
+from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+from vrp.scoring import candidate_sets, predict
+from vrp.zoo.tokenizer import build_word_tokenizer
+
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+# Per family: an image size (width, height) whose processor geometry is exact in integers, the grid
+# the processor gives it, and the original-pixel box of cell (row, col) worked out by hand.
+GEOMETRY = {
+    # shortest edge 160x128 -> 64: resize x0.5 to 64x80, centre-crop 64x64 from row 8 (= 16 original px)
+    "llava": ((128, 160), (8, 8), lambda r, c: (16 * c, 16 + 16 * r, 16 * c + 16, 32 + 16 * r)),
+    # SigLIP squashes to 64x64: 96 px wide -> 12 px per 8-px cell, 48 px high -> 6 px per cell
+    "paligemma": ((96, 48), (8, 8), lambda r, c: (12 * c, 6 * r, 12 * c + 12, 6 * r + 6)),
+    # Qwen2-VL keeps 64x48 (multiples of patch*merge = 8, under max_pixels): a 6x8 grid of 8-px cells
+    "qwen2vl": ((64, 48), (6, 8), lambda r, c: (8 * c, 8 * r, 8 * c + 8, 8 * r + 8)),
+}
+# n_masked(p, S) = floor(p*S + 0.5) for the default sweep, S = 64 and S = 48 (written out by hand)
+EXPECTED_COUNTS = {
+    64: {0.2: 13, 0.25: 16, 0.3: 19, 0.35: 22, 0.4: 26},
+    48: {0.2: 10, 0.25: 12, 0.3: 14, 0.35: 17, 0.4: 19},
+}
+
+
+@pytest.fixture(scope="module")
+def questions() -> pd.DataFrame:
+    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 2})
+    return generate_split(config, "eval")
+
+
+@pytest.fixture(scope="module")
+def tokenizer(questions):
+    return build_word_tokenizer([*questions["question"], *questions["answer"]], all_template_words())
+
+
+@pytest.fixture(scope="module")
+def adapters(tokenizer):
+    torch.set_num_threads(1)
+    return {f: get_adapter_class(f).build_tiny(tokenizer, {"num_hidden_layers": 2}, seed=2) for f in FAMILIES}
+
+
+def noise_image(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    # values below 100, so no original pixel is already the grey fill (128)
+    width, height = size
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 100, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_masking_p_masks_round_p_n_patches_and_exactly_their_pixels(adapters, family):
+    adapter = adapters[family]
+    size, grid, box_of = GEOMETRY[family]
+    assert adapter.expected_grid(size) == grid
+    n_patches = grid[0] * grid[1]
+    image = noise_image(size)
+    scores = np.random.default_rng(1).random(n_patches)
+    for p, expected in EXPECTED_COUNTS[n_patches].items():
+        for mode in ("high", "low", "random"):
+            rngs = [np.random.default_rng(3)] if mode == "random" else None
+            (masked,), (count,) = masked_images(adapter, [image], [scores], [grid], p, mode, rngs)
+            assert count == expected
+            changed = np.any(np.array(masked) != np.array(image), axis=-1)
+            grey = np.all(np.array(masked) == 128, axis=-1)
+            assert (changed == grey).all()  # every changed pixel is grey, every grey pixel changed
+            if mode == "high":  # the most attended cells, checked against the hand-made boxes
+                cells = np.argsort(-scores, kind="stable")[:expected]
+                want = np.zeros_like(changed)
+                for cell in cells:
+                    x0, y0, x1, y1 = box_of(cell // grid[1], cell % grid[1])
+                    want[y0:y1, x0:x1] = True
+                assert (changed == want).all()
+
+
+@pytest.mark.parametrize("family", ["llava", "paligemma"])
+def test_masked_cells_are_grey_in_the_pixels_the_vision_tower_sees(adapters, family):
+    adapter = adapters[family]
+    size, grid, _ = GEOMETRY[family]
+    scores = np.random.default_rng(4).random(grid[0] * grid[1])
+    (masked,), _ = masked_images(adapter, [noise_image(size, 2)], [scores], [grid], 0.3, "high")
+    processor = adapter.processor.image_processor
+    pixels = processor(images=[masked], return_tensors="pt")["pixel_values"][0].numpy()  # (3, 64, 64)
+    grey = (128 / 255 - np.asarray(processor.image_mean)) / np.asarray(processor.image_std)
+    masked_cells = set(np.argsort(-scores, kind="stable")[:19].tolist())
+    for cell in range(grid[0] * grid[1]):
+        r, c = divmod(cell, grid[1])
+        # the 4x4 centre of the 8x8 patch: resampling only blurs the 2 px next to a cell edge
+        centre = pixels[:, 8 * r + 2 : 8 * r + 6, 8 * c + 2 : 8 * c + 6]
+        is_grey = np.allclose(centre, grey[:, None, None], atol=1e-3)
+        assert is_grey == (cell in masked_cells), cell
+
+
+def test_random_masks_are_seeded_per_seed_and_question(adapters):
+    adapter = adapters["qwen2vl"]
+    image, scores, grid = noise_image((64, 64)), np.zeros(64), (8, 8)
+
+    def cells(seed, row):
+        (masked,), _ = masked_images(adapter, [image], [scores], [grid], 0.3, "random", [sample_rng(0, seed, row)])
+        return np.array(masked)
+
+    assert np.array_equal(cells(1, 7), cells(1, 7))
+    assert not np.array_equal(cells(1, 7), cells(2, 7))
+    assert not np.array_equal(cells(1, 7), cells(1, 8))
+
+
+def test_mask_cells_paints_half_open_boxes():
+    image = Image.new("RGB", (4, 3), (0, 0, 0))
+    boxes = np.array([[[0, 0, 2, 3], [2, 0, 4, 3]]])  # one row, two cells
+    out = np.array(mask_cells(image, boxes, [1], fill=(9, 8, 7)))
+    assert (out[:, 2:] == [9, 8, 7]).all() and (out[:, :2] == 0).all()
+
+
+def _predictions(correct, predictions=None, tasks=None):
+    n = len(correct)
+    return pd.DataFrame({
+        "question_id": [f"q{i}" for i in range(n)],
+        "task": tasks or ["presence"] * n,
+        "prediction": predictions if predictions is not None else ["yes" if c else "no" for c in correct],
+        "correct": correct,
+    })
+
+
+def test_mcnemar_and_ttest_equal_statsmodels_and_scipy_on_a_hand_made_table():
+    # [[both right 5, right->wrong 7], [wrong->right 1, both wrong 3]]
+    ref = [1] * 5 + [1] * 7 + [0] * 1 + [0] * 3
+    new = [1] * 5 + [0] * 7 + [1] * 1 + [0] * 3
+    result = paired_comparison(_predictions(ref), _predictions(new), n_boot=200)
+    expected = mcnemar(np.array([[5, 7], [1, 3]]), exact=True).pvalue
+    assert result["mcnemar_p"] == pytest.approx(expected, abs=0)
+    assert result["mcnemar_p"] == pytest.approx(2 * (1 + 8) / 2**8)  # 2 * P(X <= 1), X ~ Bin(8, 1/2)
+    assert (result["mcnemar_b"], result["mcnemar_c"]) == (7, 1)
+    t = stats.ttest_rel(ref, new)
+    assert result["ttest_t"] == pytest.approx(t.statistic) and result["ttest_p"] == pytest.approx(t.pvalue)
+    assert result["n"] == 16 and result["drop_pp"] == pytest.approx(100 * 6 / 16)
+    assert (result["right_to_wrong"], result["wrong_to_right"], result["answers_changed"]) == (7, 1, 8)
+    assert result["acc_reference"] == pytest.approx(75.0) and result["acc_changed"] == pytest.approx(37.5)
+    assert result["drop_lo"] <= result["drop_pp"] <= result["drop_hi"]
+
+
+def test_paired_comparison_counts_changed_answers_without_a_correctness_flip():
+    ref = _predictions([False, False], predictions=["1", "2"])
+    new = _predictions([False, False], predictions=["3", "2"])
+    result = paired_comparison(ref, new, n_boot=50)
+    assert result["answers_changed"] == 1 and result["right_to_wrong"] == result["wrong_to_right"] == 0
+
+
+def test_paired_comparison_refuses_different_questions():
+    with pytest.raises(ValueError, match="same questions"):
+        paired_comparison(_predictions([1, 0]), _predictions([1, 0, 1]))
+
+
+def test_compare_by_subset_gives_all_then_each_task():
+    tasks = ["presence", "presence", "object_id", "object_id"]
+    rows = compare_by_subset(_predictions([1, 1, 1, 1], tasks=tasks), _predictions([1, 1, 0, 1], tasks=tasks), n_boot=50)
+    assert [r["subset"] for r in rows] == ["all", "object_id", "presence"]
+    assert [r["drop_pp"] for r in rows] == [25.0, 50.0, 0.0]
+
+
+def test_masking_table_contrasts():
+    base = _predictions([1, 1, 1, 1])
+    runs = []
+    for condition, seed, correct in [("high", -1, [0, 0, 0, 1]), ("low", -1, [1, 1, 1, 1]),
+                                     ("random", 0, [1, 0, 1, 1]), ("random", 1, [1, 1, 1, 1])]:
+        runs.append(_predictions(correct).assign(condition=condition, seed=seed, p=0.3, n_masked=19))
+    table = masking_table(base, pd.concat(runs), n_boot=50)
+    table = table[table["subset"] == "all"].set_index(["contrast", "seed"])["drop_pp"]
+    assert table[("full_vs_high", -1)] == 75.0
+    assert table[("full_vs_low", -1)] == 0.0
+    assert table[("low_vs_high", -1)] == 75.0  # the paper's effect size LOW - HIGH
+    assert table[("full_vs_random", 0)] == 25.0 and table[("full_vs_random", 1)] == 0.0
+    assert table[("random_vs_high", 0)] == 50.0 and table[("random_vs_high", 1)] == 75.0
+    assert len(table) == 7
+
+
+def test_causal_questions_align_with_the_extraction_and_keep_whole_images(questions):
+    scored = questions[questions["task"] != "caption"].reset_index(drop=True)
+    kept = causal_questions(questions, scored[["question_id"]], max_images=1)
+    first_image = scored["image_id"].iloc[0]
+    assert set(kept["image_id"]) == {first_image}
+    assert kept["row"].tolist() == scored.index[scored["image_id"] == first_image].tolist()
+    with pytest.raises(ValueError, match="rerun the extraction"):
+        causal_questions(questions, scored[["question_id"]].iloc[::-1].reset_index(drop=True))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_masking_everything_equals_scoring_a_grey_image(adapters, questions, family):
+    adapter = adapters[family]
+    subset = causal_questions(questions, questions[["question_id"]].iloc[: len(questions)], max_images=None)
+    subset = subset.groupby("task").head(2).reset_index(drop=True)
+    n = len(subset)
+    attention = np.random.default_rng(0).random((subset["row"].max() + 1, adapter.num_layers, 64))
+    runs = run_masking(adapter, subset, candidate_sets(questions), attention, [(8, 8)] * n, p=1.0,
+                       random_seeds=[0, 1], batch_size=4, chunk_size=3)
+    assert runs.groupby(["condition", "seed"]).size().to_dict() == {("high", -1): n, ("low", -1): n,
+                                                                    ("random", 0): n, ("random", 1): n}
+    assert (runs["n_masked"] == 64).all() and (runs["n_patches"] == 64).all()
+    grey = predict(adapter, subset, candidate_sets(questions), images=[Image.new("RGB", (64, 64), (128,) * 3)] * n)
+    for _, group in runs.groupby(["condition", "seed"]):
+        assert group["prediction"].tolist() == grey["prediction"].tolist()
+        np.testing.assert_allclose(group["p_answer"], grey["p_answer"], rtol=1e-5)
