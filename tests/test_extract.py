@@ -132,3 +132,17 @@ def test_changed_settings_do_not_reuse_stale_shards(adapter, questions, tmp_path
     extract(adapter, subset, tmp_path, spec, ExtractionSettings(batch_size=4, shard_size=8, per_head=False), progress=False)
     manifest = extract(adapter, subset, tmp_path, spec, ExtractionSettings(batch_size=4, shard_size=8, per_head=True), progress=False)
     assert "head_logit" in manifest["arrays"]
+
+
+def test_retrained_checkpoint_does_not_reuse_shards(adapter, questions, tmp_path):
+    subset = questions.head(4).reset_index(drop=True)
+    checkpoint = tmp_path / "checkpoint"
+    adapter.save(checkpoint)
+    spec = {"family": adapter.family, "path": str(checkpoint)}
+    settings = ExtractionSettings(batch_size=4, shard_size=4, per_head=False)
+    first = extract(adapter, subset, tmp_path / "out", spec, settings, progress=False)
+    with torch.no_grad():
+        adapter.lm_head().weight.add_(0.5)  # "retraining": new weights under the same path
+    adapter.save(checkpoint)
+    second = extract(adapter, subset, tmp_path / "out", spec, settings, progress=False)
+    assert first["fingerprint"] != second["fingerprint"]

@@ -266,10 +266,21 @@ class Extractor:
         return float(getattr(self.final_norm, "eps", getattr(self.final_norm, "variance_epsilon", 1e-6)))
 
 
+def _checkpoint_identity(path: str) -> list | None:
+    """(name, size, mtime) of a local checkpoint's files: a retrained model must not reuse old shards."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return None  # a Hub id: its revision in the spec identifies it
+    return sorted(
+        (str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file()
+    )
+
+
 def fingerprint(model_spec: dict, settings: ExtractionSettings, questions: pd.DataFrame) -> str:
-    """Hash of everything that determines the shards' content."""
+    """Hash of everything that determines the shards' content (model files included)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"model": model_spec, "settings": asdict(settings)}, sort_keys=True).encode())
+    identity = {"model": model_spec, "settings": asdict(settings), "checkpoint": _checkpoint_identity(str(model_spec.get("path", "")))}
+    digest.update(json.dumps(identity, sort_keys=True).encode())
     digest.update(pd.util.hash_pandas_object(questions[["question_id", "question", "answer"]], index=False).values.tobytes())
     return digest.hexdigest()[:16]
 
