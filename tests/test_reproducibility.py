@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, planned_jobs, run_snakemake
 
 CI_CONFIG = REPO / "tests" / "config" / "ci.yaml"
 
@@ -124,6 +124,7 @@ def test_changing_one_figure_parameter_reruns_only_that_figure(demo_workdir, tmp
     workdir = tmp_path / "demo"
     # a copy (mtimes and .snakemake metadata kept) so the shared demo run stays untouched
     shutil.copytree(demo_workdir, workdir, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    assert planned_jobs(workdir) == {}, "the demo run is not up to date before the change (code edited since?)"
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     _set(config, path, value)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
