@@ -343,17 +343,25 @@ def sc_precision(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
     return measure
 
 
+def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
+    """The one table1 row of ``family`` with its evidence string, or an 'absent' Measurement."""
+    if not ctx.models_of(family):
+        return Measurement.absent(f"no {family} model in this run")
+    rows, model = _family_rows(table, ctx, family, "table1")
+    evidence = f"table1.csv: {_where(model=model, dataset=ctx.dataset)}, column {column}"
+    if len(rows) != 1:
+        return Measurement.absent(f"table1 has {len(rows)} rows for {model}", evidence)
+    return rows.iloc[0], evidence
+
+
 def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
     """Table 1: supervised stress-test accuracy on attention features, with a Wilson interval."""
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        if not ctx.models_of(family):
-            return Measurement.absent(f"no {family} model in this run")
-        rows, model = _family_rows(table, ctx, family, "table1")
-        evidence = f"table1.csv: {_where(model=model, dataset=ctx.dataset)}, column stress_accuracy"
-        if len(rows) != 1:
-            return Measurement.absent(f"table1 has {len(rows)} rows for {model}", evidence)
-        row = rows.iloc[0]
+        found = _table1_row(table, ctx, family, "stress_accuracy")
+        if isinstance(found, Measurement):
+            return found
+        row, evidence = found
         accuracy, n = _float(row["stress_accuracy"]), int(row["n"])
         if math.isnan(accuracy) or n == 0:
             return Measurement.absent(f"stress test not run ({row.get('stress_status', 'no status')})", evidence)
@@ -367,13 +375,10 @@ def topk_r2(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
     """Table 1: max over K of the top-K-heads attention R²; interval from r's Fisher-z interval."""
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        if not ctx.models_of(family):
-            return Measurement.absent(f"no {family} model in this run")
-        rows, model = _family_rows(table, ctx, family, "table1")
-        evidence = f"table1.csv: {_where(model=model, dataset=ctx.dataset)}, column topk_r2_max"
-        if len(rows) != 1:
-            return Measurement.absent(f"table1 has {len(rows)} rows for {model}", evidence)
-        row = rows.iloc[0]
+        found = _table1_row(table, ctx, family, "topk_r2_max")
+        if isinstance(found, Measurement):
+            return found
+        row, evidence = found
         r2, n = _float(row["topk_r2_max"]), int(row["n"])
         if math.isnan(r2) or n < 4:
             return Measurement.absent("top-K attention R² undefined", evidence)
