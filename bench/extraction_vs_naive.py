@@ -3,7 +3,12 @@
 The naive pattern (what peers do): one ``generate(..., output_attentions=True,
 output_hidden_states=True, return_dict_in_generate=True)`` call per question, keeping every
 returned tensor for later analysis. vrp: batched teacher-forced forwards whose hooks keep only
-the last-token / image-span reductions (plus a blank-image pass).
+the last-token / image-span reductions. Both patterns also run the grey blank image (the
+visual-attribution margin needs it), so they deliver the same analyses.
+
+``--geometry paper`` swaps the trained zoo model for a random-init tiny LLaVA with the real
+LLaVA-1.5 image geometry (336 px, 14-px patches: 576 image tokens per question), where the naive
+pattern's full attention tensors (layers x heads x T x T per question) are what peers run into.
 
 Each pattern runs in its own subprocess so peak resident memory (ru_maxrss) is measured cleanly;
 "retained" is the bytes of tensors each pattern holds for the analyses after the run.
@@ -40,17 +45,32 @@ def run_pattern(args) -> dict:
     answers, retained = [], 0
     start = time.perf_counter()
     if args.pattern == "naive":
-        kept = []
-        for _, row in questions.iterrows():
-            inputs = adapter.encode(decode_images([row["image"]]), [row["question"]])
+        from PIL import Image
+
+        from vrp.extract import BLANK_GREY
+
+        from vrp.scoring import CandidateIndex, readouts_from_logits
+
+        index = CandidateIndex(adapter, candidates)
+
+        def generate(image, question):
+            inputs = adapter.encode([image], [question])
             with torch.no_grad():
                 out = adapter.model.generate(
-                    **inputs, max_new_tokens=args.max_new_tokens, do_sample=False,
+                    **inputs, max_new_tokens=args.max_new_tokens, do_sample=False, output_logits=True,
                     output_attentions=True, output_hidden_states=True, return_dict_in_generate=True,
                 )
             kept.append(out)
-            first = out.sequences[0, inputs["input_ids"].shape[1]]
-            answers.append(adapter.tokenizer.decode([int(first)]).strip().lower())
+            return out.logits[0]  # first generated position's logits (1, V)
+
+        kept = []
+        for _, row in questions.iterrows():
+            image = decode_images([row["image"]])[0]
+            logits = generate(image, row["question"])
+            if args.blank:
+                generate(Image.new("RGB", image.size, BLANK_GREY), row["question"])
+            # the same answer rule as vrp: the best-scoring candidate answer of the question's task
+            answers.append(readouts_from_logits(logits, [row["task"]], [row["answer"]], index)["prediction"][0])
         for out in kept:
             for group in (out.attentions, out.hidden_states):
                 for step in group:
@@ -76,6 +96,19 @@ def run_pattern(args) -> dict:
     }
 
 
+def build_paper_geometry(args) -> None:
+    """Save a random-init tiny model with LLaVA-1.5's image geometry at ``args.checkpoint``."""
+    from transformers import AutoTokenizer
+
+    from vrp.adapters import get_adapter_class
+
+    if args.family != "llava":
+        raise SystemExit("--geometry paper builds a LLaVA (336 px, 14-px patches); pass --family llava")
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    adapter = get_adapter_class("llava").build_tiny(tokenizer, {"image_size": 336, "patch_size": 14}, seed=0)
+    adapter.save(args.checkpoint)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True)
@@ -84,9 +117,16 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=2)
+    parser.add_argument("--max-new-tokens", type=int, default=2, help="naive pattern: answer word + eos")
+    parser.add_argument("--no-blank", dest="blank", action="store_false",
+                        help="naive pattern: skip the blank-image generate (vrp always runs its blank pass)")
+    parser.add_argument("--geometry", choices=["zoo", "paper"], default="zoo",
+                        help="paper: build a random-init 336-px/14-px LLaVA (576 image tokens) at --checkpoint")
+    parser.add_argument("--tokenizer", default="results/zoo/tokenizer", help="word-level tokenizer (paper geometry)")
     parser.add_argument("--pattern", choices=["naive", "vrp"])
     args = parser.parse_args()
+    if args.geometry == "paper" and not args.pattern:
+        build_paper_geometry(args)
     if args.pattern:
         print(json.dumps(run_pattern(args)))
         return

@@ -45,6 +45,11 @@ def model_section(section):
     return section_of
 
 
+def training_priority(wildcards):
+    """Scheduling priority of a tiny model's training job: its step budget."""
+    return config["models"][wildcards.model].get("train", {}).get("steps", 0)
+
+
 def model_checkpoint(wildcards):
     """Input files of a model: the trained tiny checkpoint, or nothing for a Hub model."""
     if config["models"][wildcards.model]["source"] == "tiny":

@@ -18,6 +18,7 @@ rule accuracy_table:
         "logs/accuracy.log",
     benchmark:
         "benchmarks/accuracy.tsv"
+    priority: 1
     conda:
         "../envs/vrp.yaml"
     params:

@@ -12,6 +12,8 @@ rule extract_activations:
         "logs/extract/{model}/{dataset}.log",
     benchmark:
         "benchmarks/extract/{model}/{dataset}.tsv"
+    # the shards and accuracy.csv before the analyses that read them
+    priority: 1
     conda:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]

@@ -138,6 +138,7 @@ rule table7:
             "output_confidence",
             "margin_top2",
             "margin_only",
+            "margin_only_pred",
             "probe_peak",
             "probe_last_k",
             "self_consistency",

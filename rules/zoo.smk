@@ -45,6 +45,8 @@ rule train_tiny_model:
         "benchmarks/zoo/{model}.tsv"
     wildcard_constraints:
         model=alternatives(TINY_MODELS),
+    # longest training first, so the models finish together on few cores
+    priority: training_priority
     conda:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]

@@ -143,7 +143,8 @@ def scored(planted):
     rng = np.random.default_rng(3)
     samples = _samples(y, groups, rng)
     arrays = {"hidden": hidden, "mlp_out": mlp_out, "image_attention": rng.random((len(y), 3, 4)),
-              "lens_margin": rng.normal(size=(len(y), 4)) + y[:, None]}
+              "lens_margin": rng.normal(size=(len(y), 4)) + y[:, None],
+              "lens_margin_pred": rng.normal(size=(len(y), 4))}
     settings = P.ProbeSettings(mlp_hidden=8, mlp_max_iter=20, n_splits=5, n_boot=100, last_k_layers=2)
     return P.reliability_scores(samples, arrays, peak_layer=1, settings=settings), samples
 

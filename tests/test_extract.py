@@ -71,6 +71,15 @@ def test_readouts_match_the_models_own_outputs(adapter, questions):
     others = logits.clone()
     others[torch.arange(n), answer_ids] = -torch.inf
     np.testing.assert_allclose(arrays["lens_margin"][:, -1], (answer_logit - others.max(-1).values).numpy(), atol=1e-4)
+    # the deployable margin reads the predicted token: at the last layer, its logit minus the best other
+    predicted_ids = [extractor.index.answer_token(t, p) for t, p in zip(batch["task"], samples["prediction"])]
+    predicted_logit = logits[torch.arange(n), predicted_ids]
+    others = logits.clone()
+    others[torch.arange(n), predicted_ids] = -torch.inf
+    np.testing.assert_allclose(arrays["lens_margin_pred"][:, -1], (predicted_logit - others.max(-1).values).numpy(),
+                               atol=1e-4)
+    correct = samples["correct"].to_numpy()
+    np.testing.assert_allclose(arrays["lens_margin_pred"][correct], arrays["lens_margin"][correct], atol=1e-5)
     total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
     np.testing.assert_allclose(total, answer_logit.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(arrays["head_logit"].sum(-1), arrays["attn_logit"], rtol=1e-4, atol=1e-5)

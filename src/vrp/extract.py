@@ -22,11 +22,13 @@ mlp_logit           (n, L)            MLP direct logit contribution to the answe
 embed_logit         (n,)              the embeddings' direct logit contribution
 lens_margin         (n, L+1)          logit lens margin of the answer token (final norm applied once)
 lens_margin_blank   (n, L+1)          the same with a grey image
+lens_margin_pred    (n, L+1)          logit lens margin of the model's own predicted answer token
 visual_update_norm  (n, L)            mean over image tokens of ||h_l - h_(l-1)||_2
 ==================  ================  =====================================================
 
 "Answer token" is the first token of the ground-truth answer (the paper's "correct token").
-Margin = its logit minus the largest other logit. Direct logit contributions linearise the final
+Margin = its logit minus the largest other logit. ``lens_margin_pred`` reads the token the model
+answers with instead, so it needs no ground truth (a deployable margin readout). Direct logit contributions linearise the final
 RMSNorm at the sample's own final residual scale, so embed + sum(attn) + sum(mlp) equals the
 answer token's final logit exactly (the decoders here are pure residual sums); per-head values sum
 to the attention block's. Images with fewer than S_max tokens (Qwen2-VL's dynamic grid) are
@@ -242,6 +244,10 @@ class Extractor:
                 [contribution(self._head_outputs(i, rec.head_z[i])) for i in range(layers)], dim=1
             )
         samples = readouts_from_logits(logits, tasks, answers, self.index)
+        predicted_ids = torch.tensor(
+            [self.index.answer_token(t, p) for t, p in zip(tasks, samples["prediction"])], device=logits.device
+        )
+        arrays["lens_margin_pred"] = self._lens_margin(resid, predicted_ids)
 
         blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
         blank_logits, blank_rec, _ = self._forward(blank_images, questions)

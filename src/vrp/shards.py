@@ -23,7 +23,10 @@ def load_array(manifest_path: str | os.PathLike, name: str, mmap: bool = True) -
     manifest_path = Path(manifest_path)
     manifest = read_json(manifest_path)
     if name not in manifest["arrays"]:
-        raise KeyError(f"{manifest_path} has no array {name!r}; it has {sorted(manifest['arrays'])}")
+        raise KeyError(
+            f"{manifest_path} has no array {name!r}; it has {sorted(manifest['arrays'])}. It was written by an "
+            "older vrp: rerun the extraction (snakemake -R extract_activations)"
+        )
     shards = manifest["arrays"][name]["shards"]
     parts = [np.load(manifest_path.parent / rel, mmap_mode="r" if mmap else None) for rel in shards]
     if len(parts) == 1:

@@ -11,7 +11,7 @@ log = setup_job_logging(snakemake.log[0], threads=1)
 settings = ProbeSettings.from_params(snakemake.params.probes)
 samples = pd.read_parquet(snakemake.input.samples)
 arrays = {name: load_array(snakemake.input.manifest, name)
-          for name in ("hidden", "mlp_out", "image_attention", "lens_margin")}
+          for name in ("hidden", "mlp_out", "image_attention", "lens_margin", "lens_margin_pred")}
 peak = read_json(snakemake.input.peak)["peak_layer"]
 scores = reliability_scores(samples, arrays, peak, settings, attention_layers=snakemake.params.attention_layers)
 log.info("peak layer %d; %d questions; score means by correctness:\n%s", peak, len(scores),

@@ -45,6 +45,8 @@ READOUTS: dict[str, tuple[str, str, str]] = {
     "output_confidence": ("Output confidence", "1x", "softmax probability of the predicted answer token"),
     "margin_top2": ("Top-1 minus top-2 logit margin", "1x", "top-1 minus top-2 next-token logit"),
     "margin_only": ("Margin-only ΔM_l", "1x", "logistic probe on the logit-lens margin of every layer"),
+    "margin_only_pred": ("Margin-only ΔM_l (own answer)", "1x",
+                         "the same probe on the margin of the model's predicted token (no ground truth)"),
     "probe_last_layer": ("Linear probe (h_last)", "1x", "logistic probe on the last layer's hidden state"),
     "probe_peak": ("Hidden-state probe (best layer)", "1x", "logistic probe on the peak layer's hidden state"),
     "mlp_probe_peak": ("MLP probe (best layer)", "1x", "one-hidden-layer MLP probe at the peak layer"),
@@ -257,7 +259,7 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     """Every single-pass readout of :data:`READOUTS` for every question, learned ones out-of-fold.
 
     ``samples`` is the extraction's samples.parquet; ``arrays`` holds its ``hidden``, ``mlp_out``,
-    ``image_attention`` and ``lens_margin`` (rows aligned with ``samples``). All learned readouts
+    ``image_attention``, ``lens_margin`` and ``lens_margin_pred`` (rows aligned with ``samples``). All learned readouts
     share one grouped split. ``attention_layers`` = [first, last] restricts the gaze map of H_s
     and C_k (:func:`attention_structure`). Returns the samples' question_id, image_id, task, pope_setting,
     answer, correct, the raw ``spatial_entropy_nats`` / ``cluster_count_raw``, and one score
@@ -269,6 +271,7 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     hidden = _check_rows("hidden", np.asarray(arrays["hidden"]), n)
     mlp_out = _check_rows("mlp_out", np.asarray(arrays["mlp_out"]), n)
     lens = _check_rows("lens_margin", np.asarray(arrays["lens_margin"], dtype=np.float64), n)
+    lens_pred = _check_rows("lens_margin_pred", np.asarray(arrays["lens_margin_pred"], dtype=np.float64), n)
     attention = _check_rows("image_attention", np.asarray(arrays["image_attention"], dtype=np.float64), n)
     num_layers = hidden.shape[1] - 1
     if not 0 <= peak_layer < num_layers:
@@ -292,6 +295,7 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
         "output_confidence": samples["confidence"].to_numpy(dtype=np.float64),
         "margin_top2": samples["margin_top2"].to_numpy(dtype=np.float64),
         "margin_only": held_out(lens, settings.logistic()),
+        "margin_only_pred": held_out(lens_pred, settings.logistic()),
         "probe_last_layer": held_out(hidden[:, num_layers, :], settings.logistic()),
         "probe_peak": held_out(hidden[:, peak_layer + 1, :], settings.logistic()),
         "mlp_probe_peak": held_out(hidden[:, peak_layer + 1, :], settings.mlp()),
@@ -384,7 +388,7 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
 
 # The method rows of Tables 7 and 8, in order (rules/probes.smk passes the same lists as params).
 TABLE7_METHODS = ("spatial_entropy", "cluster_count", "logit_entropy", "output_confidence", "margin_top2",
-                  "margin_only", "probe_peak", "probe_last_k", "self_consistency")
+                  "margin_only", "margin_only_pred", "probe_peak", "probe_last_k", "self_consistency")
 TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",
                   "mlp_probe_peak", "l1_probe_peak", "probe_last_k", "attention_ensemble", "self_consistency")
 
