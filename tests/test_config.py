@@ -65,3 +65,18 @@ def test_cross_key_checks(demo):
     bad["models"]["llava"]["prompt_template"] = "USER: <image> ASSISTANT:"
     with pytest.raises(ConfigError, match=r"must contain '\{question\}'"):
         validate_config(bad)
+
+
+def test_key_order_does_not_change_the_validated_config(demo):
+    # Snakemake compares params by their text: reordered keys must not look like a change
+    def reversed_keys(value):
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        return value
+
+    shuffled = reversed_keys(copy.deepcopy(demo))
+    assert list(shuffled["datasets"]["synthetic"]["synthetic"]) != list(demo["datasets"]["synthetic"]["synthetic"])
+    a, b = validate_config(demo), validate_config(shuffled)
+    assert repr(a["datasets"]) == repr(b["datasets"])
+    assert repr(a["models"]) == repr(b["models"]) and repr(a["attention"]) == repr(b["attention"])
+    assert list(a["datasets"]["synthetic"]["synthetic"]) == sorted(a["datasets"]["synthetic"]["synthetic"])

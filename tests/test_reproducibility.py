@@ -118,8 +118,6 @@ def _run_through_api(workdir: Path, targets=("all",)) -> tuple[dict[str, int], l
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="failed once on a clean clone (session 1, under heavy load); "
-                   "suspected spurious 'code changed' reruns — under investigation, see the closing note")
 @pytest.mark.parametrize("path, value, rules, outputs", FIGURE_PARAMETERS,
                          ids=[".".join(p[0]) for p in FIGURE_PARAMETERS])
 def test_changing_one_figure_parameter_reruns_only_that_figure(demo_workdir, tmp_path, path, value, rules, outputs):
@@ -144,7 +142,6 @@ def test_changing_one_figure_parameter_reruns_only_that_figure(demo_workdir, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not yet run to completion on a clean clone (session 1); see the closing note")
 def test_two_runs_with_the_same_seed_give_byte_identical_tables(demo_workdir, tmp_path):
     second = _workdir_with(tmp_path / "second", _ci_config())
     result = run_snakemake(second)

@@ -57,7 +57,20 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
             lines.append(f"config error at {_key_path(err)}: {msg}")
         raise ConfigError("\n".join(lines))
     _check_cross_keys(config)
-    return config
+    return canonical_order(config)
+
+
+def canonical_order(value):
+    """``value`` with every mapping's keys in sorted order (recursively).
+
+    Snakemake compares a rule's params by their text, so a config whose keys were merely
+    reordered (or a default filled in at another position) would otherwise rerun every job.
+    """
+    if isinstance(value, dict):
+        return {key: canonical_order(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [canonical_order(item) for item in value]
+    return value
 
 
 def _check_cross_keys(config: dict) -> None:
