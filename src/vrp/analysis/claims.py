@@ -68,13 +68,13 @@ class Margins:
     """Interpretive bounds the paper states only in words (config section ``claims``)."""
 
     near_zero_r: float = 0.1
-    near_chance_accuracy: float = 0.6
+    near_chance_margin: float = 0.1
 
     @classmethod
     def from_params(cls, params: Mapping) -> "Margins":
-        unknown = set(params) - {"near_zero_r", "near_chance_accuracy"}
+        unknown = set(params) - {"near_zero_r", "near_chance_margin"}
         if unknown:
-            raise ValueError(f"unknown claims setting(s) {sorted(unknown)}; known: near_zero_r, near_chance_accuracy")
+            raise ValueError(f"unknown claims setting(s) {sorted(unknown)}; known: near_zero_r, near_chance_margin")
         return cls(**dict(params))
 
 
@@ -355,7 +355,11 @@ def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
 
 
 def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Table 1: supervised stress-test accuracy on attention features, with a Wilson interval."""
+    """Table 1: stress-test accuracy above chance (the majority-class rate), with a Wilson interval.
+
+    Chance is the accuracy of always answering the majority label: the paper's 52-55% sit near
+    50% on balanced labels, while a model that is right 70% of the time makes 70% the floor.
+    """
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
         found = _table1_row(table, ctx, family, "stress_accuracy")
@@ -363,10 +367,12 @@ def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measuremen
             return found
         row, evidence = found
         accuracy, n = _float(row["stress_accuracy"]), int(row["n"])
-        if math.isnan(accuracy) or n == 0:
+        chance = _float(row["stress_majority_accuracy"])
+        if math.isnan(accuracy) or math.isnan(chance) or n == 0:
             return Measurement.absent(f"stress test not run ({row.get('stress_status', 'no status')})", evidence)
         lo, hi = wilson_interval(round(accuracy * n), n)
-        return Measurement(accuracy, lo, hi, n, evidence=evidence)
+        evidence += f" minus stress_majority_accuracy ({chance:.4g})"
+        return Measurement(accuracy - chance, lo - chance, hi - chance, n, evidence=evidence)
 
     return measure
 
@@ -445,15 +451,16 @@ CLAIMS: tuple[Claim, ...] = (
           "Table 1; Figure 1 ('Structural R² < 0.08')", "table1", topk_r2("paligemma"), lambda m: Requirement(high=R2_BAR)),
     Claim("topk_r2_qwen2vl", "Top-K attention heads explain little: max R² small", "qwen2vl", "0.007",
           "Table 1; Figure 1 ('Structural R² < 0.08')", "table1", topk_r2("qwen2vl"), lambda m: Requirement(high=R2_BAR)),
-    Claim("stress_test_llava", "A supervised classifier on attention features stays near chance", "llava", "53.0%",
+    Claim("stress_test_llava", "A supervised classifier on attention features stays near chance", "llava",
+          "53.0% (chance-level labels: ~50%)",
           "abstract; Table 1 (52-55%)", "table1", stress_accuracy("llava"),
-          lambda m: Requirement(high=m.near_chance_accuracy)),
+          lambda m: Requirement(high=m.near_chance_margin)),
     Claim("stress_test_paligemma", "A supervised classifier on attention features stays near chance", "paligemma",
-          "55.0%", "abstract; Table 1 (52-55%)", "table1", stress_accuracy("paligemma"),
-          lambda m: Requirement(high=m.near_chance_accuracy)),
+          "55.0% (chance-level labels: ~50%)", "abstract; Table 1 (52-55%)", "table1", stress_accuracy("paligemma"),
+          lambda m: Requirement(high=m.near_chance_margin)),
     Claim("stress_test_qwen2vl", "A supervised classifier on attention features stays near chance", "qwen2vl",
-          "52.0%", "abstract; Table 1 (52-55%)", "table1", stress_accuracy("qwen2vl"),
-          lambda m: Requirement(high=m.near_chance_accuracy)),
+          "52.0% (chance-level labels: ~50%)", "abstract; Table 1 (52-55%)", "table1", stress_accuracy("qwen2vl"),
+          lambda m: Requirement(high=m.near_chance_margin)),
     Claim("masking_drop_llava", "Masking the top-30% attended patches lowers accuracy, p < 0.001", "llava",
           "-8.2 pp, p < 0.001", "abstract; §3.11", "table_masking", masking_drop("llava"),
           lambda m: Requirement(low=0.0, alpha=MASKING_ALPHA, unit=" pp")),
