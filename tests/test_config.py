@@ -80,3 +80,11 @@ def test_key_order_does_not_change_the_validated_config(demo):
     assert repr(a["datasets"]) == repr(b["datasets"])
     assert repr(a["models"]) == repr(b["models"]) and repr(a["attention"]) == repr(b["attention"])
     assert list(a["datasets"]["synthetic"]["synthetic"]) == sorted(a["datasets"]["synthetic"]["synthetic"])
+
+
+def test_known_fields_keeps_only_the_settings_fields():
+    from vrp.analysis.probes import ProbeSettings
+    from vrp.config import known_fields
+
+    assert known_fields(ProbeSettings, {"C": 0.5, "top_channels": 5, "n_boot": 10}) == {"C": 0.5, "n_boot": 10}
+    assert ProbeSettings.from_params({"C": 0.5, "top_channels": 5}) == ProbeSettings(C=0.5)

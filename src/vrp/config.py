@@ -7,6 +7,7 @@ path and the fix, e.g. ``config error at models.llava.family: 'lava' is not one 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def validate_config(config: dict, schema: dict | None = None) -> dict:
         raise ConfigError("\n".join(lines))
     _check_cross_keys(config)
     return canonical_order(config)
+
+
+def known_fields(settings_class, params) -> dict:
+    """The entries of config mapping ``params`` that are fields of dataclass ``settings_class``.
+
+    A stage's settings object reads its share of a config section and ignores the rest (e.g. the
+    ``probes`` section also holds keys only the figure rules read).
+    """
+    names = {f.name for f in dataclasses.fields(settings_class)}
+    return {key: value for key, value in dict(params).items() if key in names}
 
 
 def canonical_order(value):

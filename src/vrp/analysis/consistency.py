@@ -30,7 +30,7 @@ bootstrap CI, and the precision of the greedy answer among questions whose K sam
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from vrp import stats
+from vrp.config import known_fields
 from vrp.adapters.base import FamilyAdapter
 from vrp.analysis.probes import auroc_or_nan, evaluation_subsets
 from vrp.scoring import SCORED_TASKS_EXCLUDED
@@ -71,8 +72,7 @@ class ConsistencySettings:
     @classmethod
     def from_params(cls, params: dict) -> "ConsistencySettings":
         """Build from a config dict, ignoring keys that are not sampling settings."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(params).items() if k in names})
+        return cls(**known_fields(cls, params))
 
 
 def sampling_seed(seed: int, batch_index: int, sample_index: int) -> int:

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from vrp import stats
+from vrp.config import known_fields
 from vrp.benchmark.schema import POPE_SETTINGS
 
 # Score column -> (label as in the paper's tables, inference cost, what it is).
@@ -75,8 +76,7 @@ class ProbeSettings:
     @classmethod
     def from_params(cls, params: dict) -> "ProbeSettings":
         """Build from a config dict, ignoring keys that are not probe hyperparameters."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in dict(params).items() if k in names})
+        return cls(**known_fields(cls, params))
 
     def logistic(self):
         return functools.partial(stats.logistic_probe, C=self.C)
