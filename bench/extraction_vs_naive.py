@@ -48,7 +48,6 @@ def run_pattern(args) -> dict:
         from PIL import Image
 
         from vrp.extract import BLANK_GREY
-
         from vrp.scoring import CandidateIndex, readouts_from_logits
 
         index = CandidateIndex(adapter, candidates)

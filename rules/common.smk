@@ -46,8 +46,8 @@ def model_section(section):
 
 
 def training_priority(wildcards):
-    """Scheduling priority of a tiny model's training job: its step budget."""
-    return config["models"][wildcards.model].get("train", {}).get("steps", 0)
+    """Scheduling priority of a tiny model's training job: its step budget (schema-defaulted)."""
+    return config["models"][wildcards.model]["train"]["steps"]
 
 
 def model_checkpoint(wildcards):

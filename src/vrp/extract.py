@@ -28,8 +28,8 @@ visual_update_norm  (n, L)            mean over image tokens of ||h_l - h_(l-1)|
 
 "Answer token" is the first token of the ground-truth answer (the paper's "correct token").
 Margin = its logit minus the largest other logit. ``lens_margin_pred`` reads the token the model
-answers with instead, so it needs no ground truth (a deployable margin readout). Direct logit contributions linearise the final
-RMSNorm at the sample's own final residual scale, so embed + sum(attn) + sum(mlp) equals the
+answers with instead, so it needs no ground truth (a deployable margin readout). Direct logit
+contributions linearise the final RMSNorm at the sample's own final residual scale, so embed + sum(attn) + sum(mlp) equals the
 answer token's final logit exactly (the decoders here are pure residual sums); per-head values sum
 to the attention block's. Images with fewer than S_max tokens (Qwen2-VL's dynamic grid) are
 NaN-padded; ``grid_rows``/``grid_cols`` in samples.parquet give each grid.
@@ -188,13 +188,17 @@ class Extractor:
             ones = torch.ones(adapter.hidden_size, device=adapter.device, dtype=adapter.dtype)
             self.norm_gain = self.final_norm(ones).float()  # RMSNorm of a ones vector = its gain
 
-    def _lens_margin(self, resid: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:
-        """(B, K, d) residuals -> (B, K) answer-token margin after final norm and lm_head."""
-        normed = self.final_norm(resid.to(self.adapter.dtype))
-        logits = self.lm_head(normed).float()  # (B, K, V)
-        answer = logits.gather(-1, answer_ids[:, None, None].expand(-1, logits.shape[1], 1)).squeeze(-1)
-        others = logits.scatter(-1, answer_ids[:, None, None].expand(-1, logits.shape[1], 1), float("-inf"))
-        return answer - others.max(-1).values
+    def _lens_logits(self, resid: torch.Tensor) -> torch.Tensor:
+        """(B, K, d) residuals -> (B, K, V) logit-lens logits (final norm applied once, then lm_head)."""
+        return self.lm_head(self.final_norm(resid.to(self.adapter.dtype))).float()
+
+    @staticmethod
+    def _lens_margin(logits: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+        """(B, K, V) lens logits -> (B, K) margin of ``token_ids`` (one per row) over the best other token."""
+        index = token_ids[:, None, None].expand(-1, logits.shape[1], 1)
+        token = logits.gather(-1, index).squeeze(-1)
+        others = logits.scatter(-1, index, float("-inf"))
+        return token - others.max(-1).values
 
     @torch.no_grad()
     def _forward(self, images: list[Image.Image], questions: list[str]):
@@ -235,7 +239,6 @@ class Extractor:
             "attn_logit": contribution(attn_out),
             "mlp_logit": contribution(mlp_out),
             "embed_logit": contribution(resid[:, 0, :]),
-            "lens_margin": self._lens_margin(resid, answer_ids),
             "visual_update_norm": torch.stack([rec.update_norm[i] for i in range(layers)], dim=1),
         }
         if self.settings.per_head:
@@ -247,12 +250,15 @@ class Extractor:
         predicted_ids = torch.tensor(
             [self.index.answer_token(t, p) for t, p in zip(tasks, samples["prediction"])], device=logits.device
         )
-        arrays["lens_margin_pred"] = self._lens_margin(resid, predicted_ids)
+        lens_logits = self._lens_logits(resid)  # one lm_head pass serves both margins
+        arrays["lens_margin"] = self._lens_margin(lens_logits, answer_ids)
+        arrays["lens_margin_pred"] = self._lens_margin(lens_logits, predicted_ids)
+        del lens_logits
 
         blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
         blank_logits, blank_rec, _ = self._forward(blank_images, questions)
         blank_resid = torch.stack([blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1)
-        arrays["lens_margin_blank"] = self._lens_margin(blank_resid, answer_ids)
+        arrays["lens_margin_blank"] = self._lens_margin(self._lens_logits(blank_resid), answer_ids)
         blank = readouts_from_logits(blank_logits, tasks, answers, self.index)
         samples["blank_prediction"] = blank["prediction"]
         samples["grid_rows"] = [g[0] for g in grids]

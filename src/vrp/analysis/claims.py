@@ -34,7 +34,7 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pandas as pd
 
@@ -72,9 +72,10 @@ class Margins:
 
     @classmethod
     def from_params(cls, params: Mapping) -> "Margins":
-        unknown = set(params) - {"near_zero_r", "near_chance_margin"}
+        known = [f.name for f in fields(cls)]
+        unknown = set(params) - set(known)
         if unknown:
-            raise ValueError(f"unknown claims setting(s) {sorted(unknown)}; known: near_zero_r, near_chance_margin")
+            raise ValueError(f"unknown claims setting(s) {sorted(unknown)}; known: {', '.join(known)}")
         return cls(**dict(params))
 
 

@@ -38,9 +38,9 @@ import torch
 from tqdm.auto import tqdm
 
 from vrp import stats
-from vrp.config import known_fields
 from vrp.adapters.base import FamilyAdapter
 from vrp.analysis.probes import auroc_or_nan, evaluation_subsets
+from vrp.config import known_fields
 from vrp.scoring import SCORED_TASKS_EXCLUDED
 from vrp.zoo.train import decode_images
 

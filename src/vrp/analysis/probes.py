@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from vrp import stats
-from vrp.config import known_fields
 from vrp.benchmark.schema import POPE_SETTINGS
+from vrp.config import known_fields
 
 # Score column -> (label as in the paper's tables, inference cost, what it is).
 READOUTS: dict[str, tuple[str, str, str]] = {
