@@ -199,6 +199,12 @@ class FakeHub:
     def __init__(self, repo: Path, fail_with: BaseException | None = None):
         self.repo, self.fail_with, self.calls = repo, fail_with, []
 
+    def repo_info(self, repo_id, **kwargs):
+        self.calls.append(("info", repo_id, kwargs))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return None
+
     def hf_hub_download(self, repo_id, filename, *, local_dir, **kwargs):
         self.calls.append(("file", repo_id, filename, kwargs))
         if self.fail_with is not None:
@@ -224,6 +230,7 @@ def _install(monkeypatch, fake: FakeHub) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake.hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake.snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: fake)
 
 
 def test_download_fetches_one_config(tmp_path, monkeypatch, pope_repo, no_network):

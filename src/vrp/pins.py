@@ -165,7 +165,8 @@ def unpinned_message(missing: list[HubArtefact], lock_path: str | Path | None, c
     return (
         f"Hub artefact(s) not pinned to a commit in {where}: {listed}. Fix: on a machine with Hub "
         f"access run `{resolve_command(config_path)}` (resolves each to its current commit and "
-        "writes the lock; commit the lock file), or set the artefact's `revision` to a 40-hex commit"
+        "writes the lock; commit the lock file), or set the artefact's `revision` to a 40-hex "
+        "commit, or point the key at a local copy (a model folder; `datasets.<name>.pope.local_dir`)"
     )
 
 
@@ -251,7 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     if not lock_path:
         print(f"{args.config} sets no lock_file; pass --lock <path>", file=sys.stderr)
         return 2
-    lock = resolve_pins(config, lock_path, update=args.update)
+    from vrp.hub import network_errors
+
+    try:
+        lock = resolve_pins(config, lock_path, update=args.update)
+    except network_errors() as err:
+        print(
+            f"cannot resolve the pins: the Hub is unreachable or refused ({type(err).__name__}: {err}); "
+            "run this on a machine with Hub access (gated models: accept the licence, `hf auth login`)",
+            file=sys.stderr,
+        )
+        return 1
     for entry in lock["hub"]:
         print(f"{entry['repo_type']:8s} {entry['repo_id']} @ {entry['revision'] or 'default'} -> {entry['commit']}")
     print(f"wrote {lock_path}")
