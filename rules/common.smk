@@ -16,20 +16,34 @@ from vrp.hub import apply_offline_env
 apply_offline_env(config["runtime"]["hf_offline"])
 
 # Pins: each Hub artefact's commit from the lock file (vrp.pins); the commit reaches the rules'
-# params, so manifests and shard fingerprints carry it. A dry run only warns, so the plan shows.
+# params, so manifests and shard fingerprints carry it. An unpinned artefact is warned about here
+# (a dry run still shows the plan) and refused by the first job that needs it, naming the fix.
 from snakemake.logging import logger
 
 from vrp.pins import pins_for, unpinned_message
 
 PINS, _unpinned = pins_for(config, config["lock_file"])
-if _unpinned:
-    _config_paths = [os.path.relpath(p) for p in workflow.overwrite_configfiles or []]
-    _message = unpinned_message(
-        _unpinned, config["lock_file"], _config_paths[-1] if _config_paths else None
+_config_paths = [os.path.relpath(p) for p in workflow.overwrite_configfiles or []]
+UNPINNED = {
+    a.key: unpinned_message(
+        [a], config["lock_file"], _config_paths[-1] if _config_paths else None
     )
-    if config["lock_file"] and not workflow.dryrun:
-        raise WorkflowError(_message)
-    logger.warning(_message)
+    for a in _unpinned
+    if config["lock_file"]
+}
+if _unpinned:
+    logger.warning(
+        unpinned_message(
+            _unpinned, config["lock_file"], _config_paths[-1] if _config_paths else None
+        )
+    )
+
+
+def pinned(key, revision):
+    """(revision, refusal): the lock's commit of a Hub artefact, or the configured revision and,
+    when the config names a lock file, the message the job fails with."""
+    return PINS.get(key, revision), UNPINNED.get(key)
+
 
 MODELS = sorted(config["models"])
 DATASETS = sorted(config["datasets"])
@@ -88,18 +102,20 @@ def model_spec(wildcards):
     name = wildcards.model
     model = config["models"][name]
     tiny = model["source"] == "tiny"
-    return {
+    revision, refusal = pinned(f"models.{name}.path", model["revision"])
+    spec = {
         "name": name,
         "family": model["family"],
         "path": f"results/zoo/{name}/checkpoint" if tiny else model["path"],
-        "revision": (
-            None if tiny else PINS.get(f"models.{name}.path", model["revision"])
-        ),
+        "revision": None if tiny else revision,
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
         "device": config["runtime"]["device"],
         "hf_offline": config["runtime"]["hf_offline"],
     }
+    if refusal and not tiny:
+        spec["unpinned"] = refusal  # vrp.models refuses to load it
+    return spec
 
 
 def model_gpus(wildcards):
@@ -121,7 +137,9 @@ def pope_section(wildcards):
     """The dataset's pope section with its revision pinned to the lock file's commit."""
     section = dict(config["datasets"][wildcards.dataset]["pope"])
     key = f"datasets.{wildcards.dataset}.pope.repo_id"
-    section["revision"] = PINS.get(key, section["revision"])
+    section["revision"], refusal = pinned(key, section["revision"])
+    if refusal:
+        section["unpinned"] = refusal  # fetch_pope refuses to download it
     return section
 
 

@@ -120,57 +120,69 @@ def test_locate_checkpoint_local_folder_and_file(tmp_path):
         locate_checkpoint(str(tmp_path / "weights.bin"), None, "models.m.path")
 
 
-def _load_in_subprocess(tmp_path: Path, spec: dict, offline_env: bool) -> subprocess.CompletedProcess:
-    code = textwrap.dedent(
-        f"""
-        import json, sys
-        from vrp.models import load_model_from_spec
-        try:
-            load_model_from_spec(json.loads({json.dumps(json.dumps(spec))}))
-        except Exception as err:
-            print(type(err).__name__ + ": " + str(err))
-            sys.exit(3)
-        """
-    )
-    env = network_off(tmp_path)
-    if offline_env:
-        env["HF_HUB_OFFLINE"] = "1"
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=FAIL_FAST_TIMEOUT_S
-    )
-
-
 SPEC = {"name": "llava", "family": "llava", "revision": None, "dtype": "float32", "device": "cpu",
         "prompt_template": None}
+LOAD_CASES = {
+    # a local folder that is not there
+    "missing_folder": {**SPEC, "path": "/nonexistent/vrp-test/llava-checkpoint", "hf_offline": True},
+    # runtime.hf_offline: true and nothing cached
+    "offline_hub_id": {**SPEC, "path": "nobody-vrp/no-such-model", "hf_offline": True},
+    # online mode but no network (pinned revision)
+    "unreachable_hub_id": {**SPEC, "path": "nobody-vrp/no-such-model", "hf_offline": False, "revision": "5" * 40},
+}
 
 
-def test_missing_local_folder_names_the_config_key(tmp_path):
-    done = _load_in_subprocess(tmp_path, {**SPEC, "path": str(tmp_path / "no" / "such" / "folder"),
-                                          "hf_offline": True}, offline_env=False)
-    assert done.returncode == 3, done.stdout + done.stderr
-    assert "ModelUnavailableError" in done.stdout
-    assert "`models.llava.path`" in done.stdout and "no such local model folder" in done.stdout
-    assert "repo id" not in done.stdout.lower()
+@pytest.fixture(scope="module")
+def load_failures(tmp_path_factory) -> dict[str, str]:
+    """{case: message} from load_model_from_spec in ONE fresh interpreter, network switched off.
+
+    The online case runs first: the late apply_offline_env of an offline spec switches the whole
+    process offline, as it does in a job.
+    """
+    code = textwrap.dedent(
+        f"""
+        import json
+        from vrp.models import load_model_from_spec
+        cases, out = json.loads({json.dumps(json.dumps(LOAD_CASES))}), {{}}
+        for name in ("unreachable_hub_id", "missing_folder", "offline_hub_id"):
+            try:
+                load_model_from_spec(cases[name])
+                out[name] = "loaded"
+            except Exception as err:
+                out[name] = type(err).__name__ + ": " + str(err)
+        print(json.dumps(out))
+        """
+    )
+    env = network_off(tmp_path_factory.mktemp("load"))
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=FAIL_FAST_TIMEOUT_S
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Retrying" not in done.stderr  # no from_pretrained retry loop was entered
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_hub_id_offline_without_a_copy_fails_fast_with_the_fix(tmp_path):
-    """runtime.hf_offline: true and nothing cached: refused before from_pretrained, naming the fix."""
-    done = _load_in_subprocess(tmp_path, {**SPEC, "path": "nobody-vrp/no-such-model", "hf_offline": True},
-                               offline_env=False)
-    assert done.returncode == 3, done.stdout + done.stderr
-    for needle in ("`models.llava.path`", "'nobody-vrp/no-such-model'", "offline", "hf download nobody-vrp/no-such-model",
-                   "local folder"):
-        assert needle in done.stdout, done.stdout
+def test_missing_local_folder_names_the_config_key(load_failures):
+    message = load_failures["missing_folder"]
+    assert message.startswith("ModelUnavailableError")
+    assert "`models.llava.path`" in message and "no such local model folder" in message
+    assert "repo id" not in message.lower()
 
 
-def test_hub_id_without_network_fails_fast_with_the_fix(tmp_path):
+def test_hub_id_offline_without_a_copy_fails_fast_with_the_fix(load_failures):
+    """Refused before from_pretrained, naming the key, the download command and the local option."""
+    message = load_failures["offline_hub_id"]
+    for needle in ("ModelUnavailableError", "`models.llava.path`", "'nobody-vrp/no-such-model'", "offline",
+                   "hf download nobody-vrp/no-such-model", "local folder"):
+        assert needle in message, message
+
+
+def test_hub_id_without_network_fails_fast_with_the_fix(load_failures):
     """Online mode but no network: one probe without retries, not from_pretrained's retry loop."""
-    done = _load_in_subprocess(tmp_path, {**SPEC, "path": "nobody-vrp/no-such-model", "hf_offline": False,
-                                          "revision": "5" * 40}, offline_env=False)
-    assert done.returncode == 3, done.stdout + done.stderr
-    for needle in ("`models.llava.path`", "unreachable", f"--revision {'5' * 40}", "local folder"):
-        assert needle in done.stdout, done.stdout
-    assert "Retrying" not in done.stderr
+    message = load_failures["unreachable_hub_id"]
+    for needle in ("ModelUnavailableError", "`models.llava.path`", "unreachable", f"--revision {'5' * 40}",
+                   "local folder"):
+        assert needle in message, message
 
 
 def test_gated_and_unknown_repositories_name_the_fix(monkeypatch):
@@ -321,3 +333,72 @@ def test_paper_models_declare_their_size():
     sizes = {name: model_mem_mb(model, config["runtime"]["device"]) for name, model in config["models"].items()}
     assert all(JOB_OVERHEAD_MB < mb < 16_000 for mb in sizes.values()), sizes
     assert validate_config({**yaml.safe_load(PAPER.read_text())})["models"]["llava"]["n_params"] == 7_063_427_072
+
+
+# --------------------------------------------------------------------------------------------
+# the paper face's data rules, planned and run without network
+
+
+def _paper_workdir(tmp_path: Path, **runtime) -> tuple[Path, Path]:
+    """A workdir with config/paper.yaml whose lock (fake commits) lives in the workdir."""
+    workdir = tmp_path / "work"
+    (workdir / "config").mkdir(parents=True)
+    raw = yaml.safe_load(PAPER.read_text())
+    raw["runtime"].update(runtime)
+    config_path = workdir / "config" / "paper.yaml"
+    config_path.write_text(yaml.safe_dump(raw))
+    pins.resolve_pins(load_config(config_path), workdir / raw["lock_file"], resolver=fake_resolver)
+    return workdir, config_path
+
+
+def test_paper_dry_run_lists_the_coco_fetch_and_warns_about_missing_pins(tmp_path):
+    from conftest import planned_jobs
+
+    workdir = tmp_path / "plain"
+    (workdir / "config").mkdir(parents=True)
+    jobs = planned_jobs(workdir, "--configfile", str(PAPER), "--replace-workflow-config")
+    assert jobs["fetch_coco_val2014"] == 1 and jobs["fetch_pope"] == 1 and jobs["build_coco_tasks"] == 1
+
+
+def test_paper_data_rules_fail_fast_offline_naming_key_file_and_source(tmp_path):
+    """No network, no local copies: both data rules fail in seconds (hang guard: the timeout).
+
+    runtime.hf_offline: true here, and the test itself never sets HF_HUB_OFFLINE: the POPE job's
+    message saying it is set shows the parse-time environment reached the job.
+    """
+    from conftest import run_snakemake
+
+    workdir, config_path = _paper_workdir(tmp_path, hf_offline=True)
+    env_backup, env = dict(os.environ), network_off(tmp_path / "net")
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        done = run_snakemake(
+            workdir, "--configfile", str(config_path), "--replace-workflow-config", "--keep-going",
+            "results/data/coco_tasks/eval.parquet", "results/data/pope/eval.parquet",
+            timeout=4 * FAIL_FAST_TIMEOUT_S,
+        )
+    finally:
+        os.environ.clear()
+        os.environ.update(env_backup)
+    assert done.returncode != 0
+    assert (workdir / "logs" / "data" / "fetch_coco_val2014.log").is_file(), done.stderr[-5000:]
+    coco_log = (workdir / "logs" / "data" / "fetch_coco_val2014.log").read_text()
+    for needle in ("DataUnavailableError", "`datasets.coco_tasks.coco.annotations`", "`datasets.coco_tasks.coco.image_dir`",
+                   "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
+                   "http://images.cocodataset.org/zips/val2014.zip", "unreachable"):
+        assert needle in coco_log, coco_log[-3000:]
+    pope_log = (workdir / "logs" / "data" / "pope.log").read_text()
+    for needle in ("DataUnavailableError", "'lmms-lab/POPE'", "HF_HUB_OFFLINE is set", "`datasets.pope.pope.local_dir`",
+                   "https://huggingface.co/datasets/lmms-lab/POPE"):
+        assert needle in pope_log, pope_log[-3000:]
+    assert not (workdir / "results" / "data").exists() or not list((workdir / "results" / "data").rglob("*.parquet"))
+    assert not (workdir / "resources" / "coco" / "val2014").exists()
+
+
+def test_an_unpinned_model_is_refused_before_loading():
+    from vrp.models import load_model_from_spec
+
+    message = pins.unpinned_message([pins.hub_artefacts(load_config(PAPER))[0]], "config/paper.lock.yaml")
+    with pytest.raises(pins.PinError, match=r"not pinned.*python -m vrp\.pins"):
+        load_model_from_spec({**SPEC, "path": "llava-hf/llava-1.5-7b-hf", "unpinned": message})

@@ -7,6 +7,7 @@ import torch
 from vrp.adapters import get_adapter_class
 from vrp.adapters.base import FamilyAdapter
 from vrp.hub import apply_offline_env, locate_checkpoint
+from vrp.pins import PinError
 
 
 def resolve_device(device: str) -> str:
@@ -23,11 +24,14 @@ def resolve_device(device: str) -> str:
 def load_model_from_spec(spec: dict) -> FamilyAdapter:
     """Load from a rule's ``model_spec`` params (name, family, path, revision, dtype, ...).
 
-    Before any weights are read, :func:`vrp.hub.locate_checkpoint` checks that the model can be
+    A Hub id the config's lock file does not pin (``spec["unpinned"]``, set by rules/common.smk)
+    is refused with the fix. Before any weights are read, :func:`vrp.hub.locate_checkpoint` checks that the model can be
     had (local folder, cached Hub id, or a Hub that answers) and otherwise fails in seconds with
     the fix, naming ``models.<name>.path``. Offline mode itself is set in the job's environment
     before it starts (rules/common.smk); setting it here again only covers callers outside a job.
     """
+    if spec.get("unpinned"):
+        raise PinError(spec["unpinned"])
     apply_offline_env(spec.get("hf_offline", True))
     key = f"models.{spec.get('name', '<name>')}.path"
     path = locate_checkpoint(str(spec["path"]), spec.get("revision"), key)

@@ -5,10 +5,13 @@ from pathlib import Path
 from vrp.benchmark.coco import sha256_file
 from vrp.benchmark.pope import download_pope, find_pope_parquets, load_pope
 from vrp.io import write_json, write_parquet
+from vrp.pins import PinError
 from vrp.runlog import setup_job_logging
 
 log = setup_job_logging(snakemake.log[0])
 pope = snakemake.params.pope
+if pope.get("unpinned") and not pope.get("local_dir"):
+    raise PinError(pope["unpinned"])
 if pope.get("local_dir"):
     paths = find_pope_parquets(pope["local_dir"])
 else:
