@@ -409,7 +409,7 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 def _checked(path: Path, url: str, expected: Mapping | None) -> dict:
     info = {"url": url, "size": path.stat().st_size, "sha256": sha256_file(path)}
     if expected and (info["size"] != expected.get("size") or info["sha256"] != expected.get("sha256")):
-        bad = path.with_name(path.name + ".corrupt")
+        bad = path.with_name(path.name.removesuffix(".part") + ".corrupt")
         os.replace(path, bad)
         raise DataUnavailableError(
             f"{url} downloaded as {info['size']} bytes with sha256 {info['sha256']}, but the lock file "
