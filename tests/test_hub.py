@@ -402,3 +402,38 @@ def test_an_unpinned_model_is_refused_before_loading():
     message = pins.unpinned_message([pins.hub_artefacts(load_config(PAPER))[0]], "config/paper.lock.yaml")
     with pytest.raises(pins.PinError, match=r"not pinned.*python -m vrp\.pins"):
         load_model_from_spec({**SPEC, "path": "llava-hf/llava-1.5-7b-hf", "unpinned": message})
+
+
+# --------------------------------------------------------------------------------------------
+# loading straight to the device
+
+
+@pytest.mark.parametrize(("device", "device_map"), [("cpu", None), ("cuda:0", {"": "cuda:0"})])
+def test_load_places_weights_with_device_map_off_the_cpu(tmp_path, monkeypatch, device, device_map):
+    """Off the CPU the weights go straight to the device: device_map, and no model.to() after."""
+    import torch
+
+    from vrp.adapters import get_adapter_class
+    from vrp.zoo.tokenizer import build_word_tokenizer
+
+    adapter_class = get_adapter_class("llava")
+    tokenizer = build_word_tokenizer(["is there a cat ?"], adapter_class.template_words())
+    tiny = adapter_class.build_tiny(tokenizer, {}, seed=0)
+    tiny.save(tmp_path)
+    seen = {}
+    real = adapter_class.model_class.from_pretrained.__func__
+
+    def from_pretrained(cls, path, **kwargs):
+        seen.update(kwargs)
+        return real(cls, path, **{k: v for k, v in kwargs.items() if k != "device_map"})
+
+    def no_move(self, *args, **kwargs):
+        raise AssertionError("the loaded model was moved after loading")
+
+    monkeypatch.setattr(adapter_class.model_class, "from_pretrained", classmethod(from_pretrained))
+    monkeypatch.setattr(torch.nn.Module, "to", no_move)
+    loaded = adapter_class.load(tmp_path, device=device)
+    assert seen["device_map"] == device_map
+    monkeypatch.undo()
+    for (name, a), (_, b) in zip(tiny.model.state_dict().items(), loaded.model.state_dict().items()):
+        assert torch.equal(a, b), name  # the same weights as before
