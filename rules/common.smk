@@ -125,12 +125,16 @@ def model_gpus(wildcards):
 def model_mem_mb(wildcards, attempt):
     """Host memory of a job loading this model: from its size and dtype (vrp.resources)."""
     model = config["models"][wildcards.model]
-    return resources_for_model(model, config["runtime"]["device"], attempt)
+    return resources_for_model(
+        model, config["runtime"]["device"], attempt, name=wildcards.model
+    )
 
 
 def all_models_cpu_mem_mb(wildcards, attempt):
     """Host memory to load the largest configured model on the CPU."""
-    return max(resources_for_model(config["models"][m], "cpu", attempt) for m in MODELS)
+    return max(
+        resources_for_model(config["models"][m], "cpu", attempt, name=m) for m in MODELS
+    )
 
 
 def pope_section(wildcards):

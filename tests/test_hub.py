@@ -351,7 +351,7 @@ def _paper_workdir(tmp_path: Path, **runtime) -> tuple[Path, Path]:
     return workdir, config_path
 
 
-def test_paper_dry_run_lists_the_coco_fetch_and_warns_about_missing_pins(tmp_path):
+def test_paper_dry_run_lists_the_coco_fetch_rule(tmp_path):
     from conftest import planned_jobs
 
     workdir = tmp_path / "plain"
@@ -437,3 +437,18 @@ def test_load_places_weights_with_device_map_off_the_cpu(tmp_path, monkeypatch, 
     monkeypatch.undo()
     for (name, a), (_, b) in zip(tiny.model.state_dict().items(), loaded.model.state_dict().items()):
         assert torch.equal(a, b), name  # the same weights as before
+
+
+def test_pins_command_writes_the_lock_and_reports_an_unreachable_hub(tmp_path, monkeypatch, capsys):
+    lock_path = tmp_path / "lock.yaml"
+    monkeypatch.setattr(pins, "hub_resolver", lambda timeout=30.0: fake_resolver)
+    assert pins.main([str(PAPER), "--lock", str(lock_path)]) == 0
+    assert pins.pins_for(load_config(PAPER), lock_path)[1] == []
+    assert "lmms-lab/POPE @ default -> " + "4" * 40 in capsys.readouterr().out
+
+    def unreachable(artefact):
+        raise ConnectionError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(pins, "hub_resolver", lambda timeout=30.0: unreachable)
+    assert pins.main([str(PAPER), "--lock", str(tmp_path / "other.yaml"), "--update"]) == 1
+    assert "run this on a machine with Hub access" in capsys.readouterr().err

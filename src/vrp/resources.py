@@ -74,7 +74,7 @@ def weights_mb(model: dict) -> int | None:
     return math.ceil(params * DTYPE_BYTES[model.get("dtype", "float32")] / 1e6)
 
 
-def model_mem_mb(model: dict, device: str, attempt: int = 1) -> int:
+def model_mem_mb(model: dict, device: str, attempt: int = 1, name: str = "<name>") -> int:
     """Host memory (MB) of a job that loads ``model`` (a validated ``models.<name>`` section).
 
     ``device`` is ``runtime.device``; a Hub model on "cuda" / "auto" runs in a GPU job (its rules
@@ -87,7 +87,7 @@ def model_mem_mb(model: dict, device: str, attempt: int = 1) -> int:
     if size is None:
         raise ValueError(
             f"the size of model {model.get('path')!r} is unknown before it is downloaded: set "
-            "models.<name>.n_params (its parameter count, e.g. 7063427072 from the model card) so the "
+            f"models.{name}.n_params (its parameter count, e.g. 7063427072 from the model card) so the "
             "jobs that load it request enough memory"
         )
     on_gpu = device != "cpu"
