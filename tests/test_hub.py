@@ -14,7 +14,12 @@ import yaml
 
 from vrp import pins
 from vrp.config import load_config, validate_config
-from vrp.hub import ModelUnavailableError, apply_offline_env, locate_checkpoint, looks_like_local_path
+from vrp.hub import (
+    ModelUnavailableError,
+    apply_offline_env,
+    locate_checkpoint,
+    looks_like_local_path,
+)
 from vrp.resources import JOB_OVERHEAD_MB, TINY_MODEL_MB, local_checkpoint_params, model_mem_mb
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +41,7 @@ def fake_resolver(artefact: pins.HubArtefact) -> str:
 def network_off(folder: Path) -> dict[str, str]:
     """Environment whose Python processes cannot open a socket (a sitecustomize refuses it)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(
-        textwrap.dedent(
-            """
+    (folder / "sitecustomize.py").write_text(textwrap.dedent("""
             import socket
 
             def _refuse(*args, **kwargs):
@@ -47,10 +50,10 @@ def network_off(folder: Path) -> dict[str, str]:
             socket.socket.connect = _refuse
             socket.create_connection = _refuse
             socket.getaddrinfo = _refuse
-            """
-        )
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+            """))
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
     env["PYTHONPATH"] = os.pathsep.join([str(folder), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env["HF_HOME"] = str(folder / "hf_home")  # an empty cache: nothing is "already downloaded"
     return env
@@ -62,8 +65,7 @@ def network_off(folder: Path) -> dict[str, str]:
 
 def test_offline_env_set_before_import_reaches_huggingface_hub(tmp_path):
     """The parse-time call puts HF_HUB_OFFLINE in the environment before any Hub library loads."""
-    code = textwrap.dedent(
-        """
+    code = textwrap.dedent("""
         import sys
         from vrp.hub import apply_offline_env
         assert "huggingface_hub" not in sys.modules
@@ -71,10 +73,11 @@ def test_offline_env_set_before_import_reaches_huggingface_hub(tmp_path):
         import transformers  # noqa: F401  (imports huggingface_hub, which reads the variable)
         from huggingface_hub import constants
         print(constants.HF_HUB_OFFLINE, constants.is_offline_mode())
-        """
-    )
+        """)
     env = network_off(tmp_path)
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "True"]
 
@@ -120,15 +123,30 @@ def test_locate_checkpoint_local_folder_and_file(tmp_path):
         locate_checkpoint(str(tmp_path / "weights.bin"), None, "models.m.path")
 
 
-SPEC = {"name": "llava", "family": "llava", "revision": None, "dtype": "float32", "device": "cpu",
-        "prompt_template": None}
+SPEC = {
+    "name": "llava",
+    "family": "llava",
+    "revision": None,
+    "dtype": "float32",
+    "device": "cpu",
+    "prompt_template": None,
+}
 LOAD_CASES = {
     # a local folder that is not there
-    "missing_folder": {**SPEC, "path": "/nonexistent/vrp-test/llava-checkpoint", "hf_offline": True},
+    "missing_folder": {
+        **SPEC,
+        "path": "/nonexistent/vrp-test/llava-checkpoint",
+        "hf_offline": True,
+    },
     # runtime.hf_offline: true and nothing cached
     "offline_hub_id": {**SPEC, "path": "nobody-vrp/no-such-model", "hf_offline": True},
     # online mode but no network (pinned revision)
-    "unreachable_hub_id": {**SPEC, "path": "nobody-vrp/no-such-model", "hf_offline": False, "revision": "5" * 40},
+    "unreachable_hub_id": {
+        **SPEC,
+        "path": "nobody-vrp/no-such-model",
+        "hf_offline": False,
+        "revision": "5" * 40,
+    },
 }
 
 
@@ -139,8 +157,7 @@ def load_failures(tmp_path_factory) -> dict[str, str]:
     The online case runs first: the late apply_offline_env of an offline spec switches the whole
     process offline, as it does in a job.
     """
-    code = textwrap.dedent(
-        f"""
+    code = textwrap.dedent(f"""
         import json
         from vrp.models import load_model_from_spec
         cases, out = json.loads({json.dumps(json.dumps(LOAD_CASES))}), {{}}
@@ -151,11 +168,14 @@ def load_failures(tmp_path_factory) -> dict[str, str]:
             except Exception as err:
                 out[name] = type(err).__name__ + ": " + str(err)
         print(json.dumps(out))
-        """
-    )
+        """)
     env = network_off(tmp_path_factory.mktemp("load"))
     done = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=FAIL_FAST_TIMEOUT_S
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=FAIL_FAST_TIMEOUT_S,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Retrying" not in done.stderr  # no from_pretrained retry loop was entered
@@ -172,16 +192,27 @@ def test_missing_local_folder_names_the_config_key(load_failures):
 def test_hub_id_offline_without_a_copy_fails_fast_with_the_fix(load_failures):
     """Refused before from_pretrained, naming the key, the download command and the local option."""
     message = load_failures["offline_hub_id"]
-    for needle in ("ModelUnavailableError", "`models.llava.path`", "'nobody-vrp/no-such-model'", "offline",
-                   "hf download nobody-vrp/no-such-model", "local folder"):
+    for needle in (
+        "ModelUnavailableError",
+        "`models.llava.path`",
+        "'nobody-vrp/no-such-model'",
+        "offline",
+        "hf download nobody-vrp/no-such-model",
+        "local folder",
+    ):
         assert needle in message, message
 
 
 def test_hub_id_without_network_fails_fast_with_the_fix(load_failures):
     """Online mode but no network: one probe without retries, not from_pretrained's retry loop."""
     message = load_failures["unreachable_hub_id"]
-    for needle in ("ModelUnavailableError", "`models.llava.path`", "unreachable", f"--revision {'5' * 40}",
-                   "local folder"):
+    for needle in (
+        "ModelUnavailableError",
+        "`models.llava.path`",
+        "unreachable",
+        f"--revision {'5' * 40}",
+        "local folder",
+    ):
         assert needle in message, message
 
 
@@ -190,7 +221,9 @@ def test_gated_and_unknown_repositories_name_the_fix(monkeypatch):
     import huggingface_hub
     from huggingface_hub import errors as hub_errors
 
-    response = httpx2.Response(403, request=httpx2.Request("GET", "https://huggingface.co/api/models/g/p"))
+    response = httpx2.Response(
+        403, request=httpx2.Request("GET", "https://huggingface.co/api/models/g/p")
+    )
 
     class FakeApi:
         error: Exception
@@ -202,10 +235,15 @@ def test_gated_and_unknown_repositories_name_the_fix(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     FakeApi.error = hub_errors.GatedRepoError("403", response=response)
-    with pytest.raises(ModelUnavailableError, match=r"gated.*huggingface\.co/google/paligemma-3b-mix-224.*hf auth login"):
+    with pytest.raises(
+        ModelUnavailableError,
+        match=r"gated.*huggingface\.co/google/paligemma-3b-mix-224.*hf auth login",
+    ):
         locate_checkpoint("google/paligemma-3b-mix-224", None, "models.paligemma.path")
     FakeApi.error = hub_errors.RepositoryNotFoundError("404", response=response)
-    with pytest.raises(ModelUnavailableError, match=r"`models\.paligemma\.path` = 'g/typo' is neither"):
+    with pytest.raises(
+        ModelUnavailableError, match=r"`models\.paligemma\.path` = 'g/typo' is neither"
+    ):
         locate_checkpoint("g/typo", None, "models.paligemma.path")
 
 
@@ -219,7 +257,11 @@ def test_resolve_pins_writes_a_lock_that_runs_read(tmp_path):
     pinned, missing = pins.pins_for(config, lock_path)
     assert pinned == {} and {a.repo_id for a in missing} == set(FAKE_COMMITS)
     message = pins.unpinned_message(missing, lock_path, "config/paper.yaml")
-    for needle in ("`models.paligemma.path`", "`datasets.pope.pope.repo_id`", "python -m vrp.pins config/paper.yaml"):
+    for needle in (
+        "`models.paligemma.path`",
+        "`datasets.pope.pope.repo_id`",
+        "python -m vrp.pins config/paper.yaml",
+    ):
         assert needle in message
 
     pins.resolve_pins(config, lock_path, resolver=fake_resolver)
@@ -255,7 +297,10 @@ def test_commit_revisions_local_folders_and_changed_requests(tmp_path):
     lock_path = tmp_path / "lock.yaml"
     pins.resolve_pins(config, lock_path, resolver=fake_resolver)
     pinned, missing = pins.pins_for(config, lock_path)
-    assert missing == [] and pinned == {"models.llava.path": "a" * 40, "models.paligemma.path": "2" * 40}
+    assert missing == [] and pinned == {
+        "models.llava.path": "a" * 40,
+        "models.paligemma.path": "2" * 40,
+    }
     config["models"]["paligemma"]["revision"] = "v2"  # a different request is not the pinned one
     assert [a.key for a in pins.pins_for(config, lock_path)[1]] == ["models.paligemma.path"]
 
@@ -285,7 +330,9 @@ def test_the_pinned_commit_reaches_the_model_spec_and_pope_params(tmp_path):
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
             workflow = api.workflow(
                 resource_settings=ResourceSettings(cores=1),
-                config_settings=ConfigSettings(configfiles=[config_path], replace_workflow_config=True),
+                config_settings=ConfigSettings(
+                    configfiles=[config_path], replace_workflow_config=True
+                ),
                 snakefile=REPO / "Snakefile",
                 workdir=tmp_path,
             )
@@ -305,7 +352,12 @@ def test_the_pinned_commit_reaches_the_model_spec_and_pope_params(tmp_path):
 
 
 def test_mem_mb_from_parameter_count_and_dtype():
-    model = {"source": "hub", "path": "Qwen/Qwen2-VL-7B-Instruct", "n_params": 8_291_375_616, "dtype": "bfloat16"}
+    model = {
+        "source": "hub",
+        "path": "Qwen/Qwen2-VL-7B-Instruct",
+        "n_params": 8_291_375_616,
+        "dtype": "bfloat16",
+    }
     weights = 16_583  # MB: 8.29e9 params x 2 bytes, rounded up
     assert model_mem_mb(model, "cpu") == JOB_OVERHEAD_MB + weights
     assert model_mem_mb(model, "cuda") == JOB_OVERHEAD_MB + -(-weights // 4)  # straight to the GPU
@@ -318,7 +370,9 @@ def test_mem_mb_from_parameter_count_and_dtype():
 
 def test_mem_mb_of_a_local_folder_reads_its_safetensors(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
-    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": 4_000_000_000}}))
+    (tmp_path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 4_000_000_000}})
+    )
     assert local_checkpoint_params(tmp_path) == 2_000_000_000
     model = {"source": "hub", "path": str(tmp_path), "n_params": None, "dtype": "float32"}
     assert model_mem_mb(model, "cpu") == JOB_OVERHEAD_MB + 8_000
@@ -330,9 +384,15 @@ def test_mem_mb_of_a_local_folder_reads_its_safetensors(tmp_path):
 
 def test_paper_models_declare_their_size():
     config = load_config(PAPER)
-    sizes = {name: model_mem_mb(model, config["runtime"]["device"]) for name, model in config["models"].items()}
+    sizes = {
+        name: model_mem_mb(model, config["runtime"]["device"])
+        for name, model in config["models"].items()
+    }
     assert all(JOB_OVERHEAD_MB < mb < 16_000 for mb in sizes.values()), sizes
-    assert validate_config({**yaml.safe_load(PAPER.read_text())})["models"]["llava"]["n_params"] == 7_063_427_072
+    assert (
+        validate_config({**yaml.safe_load(PAPER.read_text())})["models"]["llava"]["n_params"]
+        == 7_063_427_072
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +417,11 @@ def test_paper_dry_run_lists_the_coco_fetch_rule(tmp_path):
     workdir = tmp_path / "plain"
     (workdir / "config").mkdir(parents=True)
     jobs = planned_jobs(workdir, "--configfile", str(PAPER), "--replace-workflow-config")
-    assert jobs["fetch_coco_val2014"] == 1 and jobs["fetch_pope"] == 1 and jobs["build_coco_tasks"] == 1
+    assert (
+        jobs["fetch_coco_val2014"] == 1
+        and jobs["fetch_pope"] == 1
+        and jobs["build_coco_tasks"] == 1
+    )
 
 
 def test_paper_data_rules_fail_fast_offline_naming_key_file_and_source(tmp_path):
@@ -374,8 +438,13 @@ def test_paper_data_rules_fail_fast_offline_naming_key_file_and_source(tmp_path)
     os.environ.update(env)
     try:
         done = run_snakemake(
-            workdir, "--configfile", str(config_path), "--replace-workflow-config", "--keep-going",
-            "results/data/coco_tasks/eval.parquet", "results/data/pope/eval.parquet",
+            workdir,
+            "--configfile",
+            str(config_path),
+            "--replace-workflow-config",
+            "--keep-going",
+            "results/data/coco_tasks/eval.parquet",
+            "results/data/pope/eval.parquet",
             timeout=4 * FAIL_FAST_TIMEOUT_S,
         )
     finally:
@@ -384,22 +453,36 @@ def test_paper_data_rules_fail_fast_offline_naming_key_file_and_source(tmp_path)
     assert done.returncode != 0
     assert (workdir / "logs" / "data" / "fetch_coco_val2014.log").is_file(), done.stderr[-5000:]
     coco_log = (workdir / "logs" / "data" / "fetch_coco_val2014.log").read_text()
-    for needle in ("DataUnavailableError", "`datasets.coco_tasks.coco.annotations`", "`datasets.coco_tasks.coco.image_dir`",
-                   "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
-                   "http://images.cocodataset.org/zips/val2014.zip", "unreachable"):
+    for needle in (
+        "DataUnavailableError",
+        "`datasets.coco_tasks.coco.annotations`",
+        "`datasets.coco_tasks.coco.image_dir`",
+        "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
+        "http://images.cocodataset.org/zips/val2014.zip",
+        "unreachable",
+    ):
         assert needle in coco_log, coco_log[-3000:]
     pope_log = (workdir / "logs" / "data" / "pope.log").read_text()
-    for needle in ("DataUnavailableError", "'lmms-lab/POPE'", "HF_HUB_OFFLINE is set", "`datasets.pope.pope.local_dir`",
-                   "https://huggingface.co/datasets/lmms-lab/POPE"):
+    for needle in (
+        "DataUnavailableError",
+        "'lmms-lab/POPE'",
+        "HF_HUB_OFFLINE is set",
+        "`datasets.pope.pope.local_dir`",
+        "https://huggingface.co/datasets/lmms-lab/POPE",
+    ):
         assert needle in pope_log, pope_log[-3000:]
-    assert not (workdir / "results" / "data").exists() or not list((workdir / "results" / "data").rglob("*.parquet"))
+    assert not (workdir / "results" / "data").exists() or not list(
+        (workdir / "results" / "data").rglob("*.parquet")
+    )
     assert not (workdir / "resources" / "coco" / "val2014").exists()
 
 
 def test_an_unpinned_model_is_refused_before_loading():
     from vrp.models import load_model_from_spec
 
-    message = pins.unpinned_message([pins.hub_artefacts(load_config(PAPER))[0]], "config/paper.lock.yaml")
+    message = pins.unpinned_message(
+        [pins.hub_artefacts(load_config(PAPER))[0]], "config/paper.lock.yaml"
+    )
     with pytest.raises(pins.PinError, match=r"not pinned.*python -m vrp\.pins"):
         load_model_from_spec({**SPEC, "path": "llava-hf/llava-1.5-7b-hf", "unpinned": message})
 
@@ -435,7 +518,9 @@ def test_load_places_weights_with_device_map_off_the_cpu(tmp_path, monkeypatch, 
     loaded = adapter_class.load(tmp_path, device=device)
     assert seen["device_map"] == device_map
     monkeypatch.undo()
-    for (name, a), (_, b) in zip(tiny.model.state_dict().items(), loaded.model.state_dict().items()):
+    for (name, a), (_, b) in zip(
+        tiny.model.state_dict().items(), loaded.model.state_dict().items()
+    ):
         assert torch.equal(a, b), name  # the same weights as before
 
 

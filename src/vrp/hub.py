@@ -35,11 +35,11 @@ HUB_PROBE_TIMEOUT_S = 10.0
 
 
 class ModelUnavailableError(RuntimeError):
-    """A configured model cannot be loaded (missing folder, no network, gated); the message says what to do."""
+    """A configured model cannot be loaded (missing folder, no network, gated); says what to do."""
 
 
 def apply_offline_env(offline: bool, environ: MutableMapping[str, str] | None = None) -> None:
-    """Put ``HF_HUB_OFFLINE=1`` in the environment when ``offline`` (runtime.hf_offline); else leave it.
+    """Put ``HF_HUB_OFFLINE=1`` in the environment when ``offline`` (runtime.hf_offline).
 
     ``offline=False`` does not unset a variable the user exported: offline is never switched off.
     """
@@ -53,8 +53,11 @@ def apply_offline_env(offline: bool, environ: MutableMapping[str, str] | None = 
 
 
 def offline_requested() -> bool:
-    """True when ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is set now or was when huggingface_hub loaded."""
-    env = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    """True when ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` is set now or was at Hub import."""
+    env = (
+        os.environ.get(name, "").strip().lower()
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
     if any(value in _TRUE for value in env):
         return True
     constants = sys.modules.get("huggingface_hub.constants")
@@ -78,7 +81,7 @@ def network_errors() -> tuple[type[BaseException], ...]:
 
 
 def looks_like_local_path(path: str) -> bool:
-    """True for what can only be a file-system path (absolute, ./, ~, several folders), not a Hub id."""
+    """True for what can only be a file-system path (absolute, ./, ~, several folders)."""
     text = str(path)
     return (
         text.startswith(("/", "./", "../", "~"))
@@ -92,7 +95,8 @@ def looks_like_local_path(path: str) -> bool:
 def _download_hint(repo_id: str, revision: str | None) -> str:
     rev = f" --revision {revision}" if revision else ""
     return (
-        f"on a machine with Hub access run `hf download {repo_id}{rev}` (fills the Hugging Face cache, "
+        f"on a machine with Hub access run `hf download {repo_id}{rev}` (fills the Hugging Face "
+        "cache, "
         f"$HF_HOME; copy it over) or `hf download {repo_id}{rev} --local-dir <folder>`"
     )
 
@@ -129,7 +133,8 @@ def locate_checkpoint(path: str, revision: str | None, key: str, repo_type: str 
     local_fix = f"or set `{key}` to a local folder holding the checkpoint"
     if offline_requested():
         raise ModelUnavailableError(
-            f"`{key}` = {where} is a Hub id with no copy in the local Hugging Face cache, and offline "
+            f"`{key}` = {where} is a Hub id with no copy in the local Hugging Face cache, and "
+            "offline "
             f"mode is on (runtime.hf_offline / HF_HUB_OFFLINE), so nothing is downloaded. Fix: "
             f"{_download_hint(text, revision)}, {local_fix}; or set runtime.hf_offline: false on a "
             "machine with Hub access"
@@ -139,7 +144,8 @@ def locate_checkpoint(path: str, revision: str | None, key: str, repo_type: str 
     except hub_errors.GatedRepoError as err:
         raise ModelUnavailableError(
             f"`{key}` = {where} is gated on the Hub: accept its licence at "
-            f"https://huggingface.co/{text} with your account, then log in here with `hf auth login` "
+            f"https://huggingface.co/{text} with your account, then log in here with "
+            "`hf auth login` "
             f"(or set HF_TOKEN); {local_fix}"
         ) from err
     except hub_errors.RepositoryNotFoundError as err:
@@ -149,7 +155,8 @@ def locate_checkpoint(path: str, revision: str | None, key: str, repo_type: str 
         ) from err
     except hub_errors.RevisionNotFoundError as err:
         raise ModelUnavailableError(
-            f"`{key}` = {text!r} has no revision {revision!r} on the Hub; fix the model's `revision` "
+            f"`{key}` = {text!r} has no revision {revision!r} on the Hub; fix the model's "
+            "`revision` "
             "or re-resolve the pins (`python -m vrp.pins <config>`)"
         ) from err
     except network_errors() as err:

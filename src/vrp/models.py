@@ -25,10 +25,11 @@ def load_model_from_spec(spec: dict) -> FamilyAdapter:
     """Load from a rule's ``model_spec`` params (name, family, path, revision, dtype, ...).
 
     A Hub id the config's lock file does not pin (``spec["unpinned"]``, set by rules/common.smk)
-    is refused with the fix. Before any weights are read, :func:`vrp.hub.locate_checkpoint` checks that the model can be
-    had (local folder, cached Hub id, or a Hub that answers) and otherwise fails in seconds with
-    the fix, naming ``models.<name>.path``. Offline mode itself is set in the job's environment
-    before it starts (rules/common.smk); setting it here again only covers callers outside a job.
+    is refused with the fix. Before any weights are read, :func:`vrp.hub.locate_checkpoint`
+    checks that the model can be had (local folder, cached Hub id, or a Hub that answers) and
+    otherwise fails in seconds with the fix, naming ``models.<name>.path``. Offline mode itself
+    is set in the job's environment before it starts (rules/common.smk); setting it here again
+    only covers callers outside a job.
     """
     if spec.get("unpinned"):
         raise PinError(spec["unpinned"])

@@ -38,7 +38,8 @@ from vrp.io import atomic_path
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 LOCK_HEADER = (
-    "# Pins of every Hub artefact and checksums of every unchecksummed download of the paper face.\n"
+    "# Pins of every Hub artefact and checksums of every unchecksummed download of the paper\n"
+    "# face.\n"
     "# Written by `python -m vrp.pins <config>` (hub) and the COCO fetch job (files); see\n"
     "# src/vrp/pins.py. Commit this file: later runs read it.\n"
 )
@@ -70,7 +71,7 @@ def is_commit(revision: str | None) -> bool:
 
 
 def hub_artefacts(config: dict) -> list[HubArtefact]:
-    """Every Hub repository a validated config downloads from (local folders and copies excluded)."""
+    """Every Hub repository a validated config downloads from (local folders and copies not)."""
     found = []
     for name, model in sorted(config.get("models", {}).items()):
         path = model.get("path")
@@ -85,7 +86,9 @@ def hub_artefacts(config: dict) -> list[HubArtefact]:
             continue
         found.append(
             HubArtefact(
-                f"datasets.{name}.pope.repo_id", "dataset", pope.get("repo_id", "lmms-lab/POPE"),
+                f"datasets.{name}.pope.repo_id",
+                "dataset",
+                pope.get("repo_id", "lmms-lab/POPE"),
                 pope.get("revision"),
             )
         )
@@ -93,14 +96,17 @@ def hub_artefacts(config: dict) -> list[HubArtefact]:
 
 
 def read_lock(path: str | Path) -> dict:
-    """The lock file's content (``{"hub": [...], "files": {...}}``); a missing file is an empty lock."""
+    """The lock file's content (``{"hub": [...], "files": {...}}``); missing = an empty lock."""
     path = Path(path)
     if not path.is_file():
         return {"hub": [], "files": {}}
     with open(path, encoding="utf-8") as fh:
         data = yaml.safe_load(fh) or {}
     if not isinstance(data, dict) or not isinstance(data.get("hub", []), list):
-        raise PinError(f"lock file {str(path)!r} is malformed (expected mappings 'hub' and 'files'); delete it and re-resolve")
+        raise PinError(
+            f"lock file {str(path)!r} is malformed (expected mappings 'hub' and 'files'); "
+            "delete it and re-resolve"
+        )
     data.setdefault("hub", [])
     data["files"] = data.get("files") or {}
     return data
@@ -108,7 +114,9 @@ def read_lock(path: str | Path) -> dict:
 
 def write_lock(path: str | Path, lock: dict) -> None:
     """Write the lock atomically, entries in a stable order (reruns give the same bytes)."""
-    hub = sorted(lock.get("hub", []), key=lambda e: (e["repo_type"], e["repo_id"], str(e.get("revision"))))
+    hub = sorted(
+        lock.get("hub", []), key=lambda e: (e["repo_type"], e["repo_id"], str(e.get("revision")))
+    )
     body = {"hub": hub, "files": dict(sorted((lock.get("files") or {}).items()))}
     with atomic_path(path, ".yaml") as tmp:
         tmp.write_text(LOCK_HEADER + yaml.safe_dump(body, sort_keys=True), encoding="utf-8")
@@ -141,7 +149,9 @@ def resolve_command(config_path: str | None = None) -> str:
     return f".venv/bin/python -m vrp.pins {config_path or '<your config>.yaml'}"
 
 
-def pins_for(config: dict, lock_path: str | Path | None) -> tuple[dict[str, str], list[HubArtefact]]:
+def pins_for(
+    config: dict, lock_path: str | Path | None
+) -> tuple[dict[str, str], list[HubArtefact]]:
     """(config key -> pinned commit, artefacts without one) for a validated config.
 
     Without a lock file only revisions that are commits count as pinned.
@@ -157,7 +167,9 @@ def pins_for(config: dict, lock_path: str | Path | None) -> tuple[dict[str, str]
     return pinned, missing
 
 
-def unpinned_message(missing: list[HubArtefact], lock_path: str | Path | None, config_path: str | None = None) -> str:
+def unpinned_message(
+    missing: list[HubArtefact], lock_path: str | Path | None, config_path: str | None = None
+) -> str:
     listed = "; ".join(
         f"`{a.key}` = {a.repo_id!r} (revision {a.revision or 'default branch'})" for a in missing
     )
@@ -166,18 +178,22 @@ def unpinned_message(missing: list[HubArtefact], lock_path: str | Path | None, c
         f"Hub artefact(s) not pinned to a commit in {where}: {listed}. Fix: on a machine with Hub "
         f"access run `{resolve_command(config_path)}` (resolves each to its current commit and "
         "writes the lock; commit the lock file), or set the artefact's `revision` to a 40-hex "
-        "commit, or point the key at a local copy (a model folder; `datasets.<name>.pope.local_dir`)"
+        "commit, or point the key at a local copy (a model folder; "
+        "`datasets.<name>.pope.local_dir`)"
     )
 
 
 def hub_resolver(timeout: float = 30.0) -> Callable[[HubArtefact], str]:
-    """The real resolver: the commit the Hub reports for (repo, revision) via ``HfApi.repo_info``."""
+    """The real resolver: the commit ``HfApi.repo_info`` reports for (repo, revision)."""
 
     def resolve(artefact: HubArtefact) -> str:
         from huggingface_hub import HfApi
 
         info = HfApi().repo_info(
-            artefact.repo_id, revision=artefact.revision, repo_type=artefact.repo_type, timeout=timeout
+            artefact.repo_id,
+            revision=artefact.revision,
+            repo_type=artefact.repo_type,
+            timeout=timeout,
         )
         return info.sha
 
@@ -205,7 +221,9 @@ def resolve_pins(
                 continue
             commit = resolver(artefact)
             if not is_commit(commit):
-                raise PinError(f"the Hub gave {commit!r} for {artefact.repo_id!r}, not a 40-hex commit")
+                raise PinError(
+                    f"the Hub gave {commit!r} for {artefact.repo_id!r}, not a 40-hex commit"
+                )
             lock["hub"] = [e for e in lock["hub"] if not artefact.matches(e)]
             lock["hub"].append(
                 {
@@ -258,13 +276,17 @@ def main(argv: list[str] | None = None) -> int:
         lock = resolve_pins(config, lock_path, update=args.update)
     except network_errors() as err:
         print(
-            f"cannot resolve the pins: the Hub is unreachable or refused ({type(err).__name__}: {err}); "
-            "run this on a machine with Hub access (gated models: accept the licence, `hf auth login`)",
+            f"cannot resolve the pins: the Hub is unreachable or refused "
+            f"({type(err).__name__}: {err}); run this on a machine with Hub access "
+            "(gated models: accept the licence, `hf auth login`)",
             file=sys.stderr,
         )
         return 1
     for entry in lock["hub"]:
-        print(f"{entry['repo_type']:8s} {entry['repo_id']} @ {entry['revision'] or 'default'} -> {entry['commit']}")
+        print(
+            f"{entry['repo_type']:8s} {entry['repo_id']} @ {entry['revision'] or 'default'}"
+            f" -> {entry['commit']}"
+        )
     print(f"wrote {lock_path}")
     return 0
 

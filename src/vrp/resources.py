@@ -1,4 +1,4 @@
-"""Host memory of a job that loads a model, from the checkpoint's size and dtype (rules' ``mem_mb``).
+"""Host memory of a job that loads a model, from the checkpoint's size and dtype (``mem_mb``).
 
 The weights' size is the parameter count times the bytes of the configured dtype. The parameter
 count is ``models.<name>.n_params`` when the config gives it (the paper face does, from the model
@@ -37,7 +37,13 @@ def _saved_bytes_per_param(folder: Path) -> int:
     if config_path.is_file():
         config = json.loads(config_path.read_text(encoding="utf-8"))
         text = config.get("text_config") or {}
-        saved = config.get("dtype") or config.get("torch_dtype") or text.get("dtype") or text.get("torch_dtype") or saved
+        saved = (
+            config.get("dtype")
+            or config.get("torch_dtype")
+            or text.get("dtype")
+            or text.get("torch_dtype")
+            or saved
+        )
     return DTYPE_BYTES.get(str(saved).replace("torch.", ""), 4)
 
 
@@ -87,7 +93,8 @@ def model_mem_mb(model: dict, device: str, attempt: int = 1, name: str = "<name>
     if size is None:
         raise ValueError(
             f"the size of model {model.get('path')!r} is unknown before it is downloaded: set "
-            f"models.{name}.n_params (its parameter count, e.g. 7063427072 from the model card) so the "
+            f"models.{name}.n_params (its parameter count, e.g. 7063427072 from the model card) "
+            "so the "
             "jobs that load it request enough memory"
         )
     on_gpu = device != "cpu"

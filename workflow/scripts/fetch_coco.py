@@ -14,14 +14,27 @@ dest = Path(snakemake.output.annotations).parent.parent
 urls = coco_urls()
 expected = {url: recorded_file(lock_file, url) for url in urls.values()}
 result = download_coco_val2014(
-    dest, expected={u: e for u, e in expected.items() if e}, dataset=datasets[0] if datasets else None
+    dest,
+    expected={u: e for u, e in expected.items() if e},
+    dataset=datasets[0] if datasets else None,
 )
 for info in result["files"]:
     if expected.get(info["url"]):
         log.info("verified %s: %d bytes, sha256 %s", info["url"], info["size"], info["sha256"])
     elif lock_file:
         record_file(lock_file, info["url"], info["size"], info["sha256"])
-        log.info("recorded %s in %s: %d bytes, sha256 %s", info["url"], lock_file, info["size"], info["sha256"])
+        log.info(
+            "recorded %s in %s: %d bytes, sha256 %s",
+            info["url"],
+            lock_file,
+            info["size"],
+            info["sha256"],
+        )
     else:
-        log.warning("no lock_file configured: %s (sha256 %s) is not recorded", info["url"], info["sha256"])
-write_json({"source": "COCO val2014", "files": result["files"], "lock_file": lock_file}, snakemake.output.manifest)
+        log.warning(
+            "no lock_file configured: %s (sha256 %s) is not recorded", info["url"], info["sha256"]
+        )
+write_json(
+    {"source": "COCO val2014", "files": result["files"], "lock_file": lock_file},
+    snakemake.output.manifest,
+)

@@ -29,7 +29,9 @@ write_json(
         "repo_id": None if pope.get("local_dir") else pope["repo_id"],
         "revision": None if pope.get("local_dir") else pope["revision"],
         "local_dir": pope.get("local_dir"),
-        "files": [{"path": str(p), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in paths],
+        "files": [
+            {"path": str(p), "size": p.stat().st_size, "sha256": sha256_file(p)} for p in paths
+        ],
         "n_questions": len(questions),
     },
     snakemake.output.manifest,

@@ -392,9 +392,11 @@ def _unavailable(url: str, err: BaseException, dataset: str | None = None) -> Da
         f"Cannot download COCO val2014 from {url}: the network is unreachable ({type(err).__name__}: {err}). "
         "Either run this step on a machine with internet access (it fetches "
         f"{COCO_BASE_URL}/annotations/annotations_trainval2014.zip, ~241 MB, and "
-        f"{COCO_BASE_URL}/zips/val2014.zip, ~6.2 GB), or download them elsewhere, unzip, and set the config "
+        f"{COCO_BASE_URL}/zips/val2014.zip, ~6.2 GB), or download them elsewhere, unzip, and set "
+        "the config "
         f"keys `{_config_key(ANNOTATIONS_KEY, dataset)}` (path of instances_val2014.json) and "
-        f"`{_config_key(IMAGE_DIR_KEY, dataset)}` (folder of COCO_val2014_*.jpg images) to local copies."
+        f"`{_config_key(IMAGE_DIR_KEY, dataset)}` (folder of COCO_val2014_*.jpg images) to local "
+        "copies."
     )
 
 
@@ -408,13 +410,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def _checked(path: Path, url: str, expected: Mapping | None) -> dict:
     info = {"url": url, "size": path.stat().st_size, "sha256": sha256_file(path)}
-    if expected and (info["size"] != expected.get("size") or info["sha256"] != expected.get("sha256")):
+    recorded = (expected.get("size"), expected.get("sha256")) if expected else None
+    if recorded and (info["size"], info["sha256"]) != recorded:
         bad = path.with_name(path.name.removesuffix(".part") + ".corrupt")
         os.replace(path, bad)
         raise DataUnavailableError(
-            f"{url} downloaded as {info['size']} bytes with sha256 {info['sha256']}, but the lock file "
-            f"records {expected.get('size')} bytes, sha256 {expected.get('sha256')}: a corrupt or changed "
-            f"download (moved to {str(bad)!r}). Delete that file and rerun to download it again; if the "
+            f"{url} downloaded as {info['size']} bytes with sha256 {info['sha256']}, but the lock "
+            f"file records {recorded[0]} bytes, sha256 {recorded[1]}: a corrupt or changed "
+            f"download (moved to {str(bad)!r}). Delete that file and rerun to download it again; "
+            "if the "
             "source really changed, remove its entry under `files:` in the lock file"
         )
     return info

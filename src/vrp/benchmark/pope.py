@@ -152,8 +152,9 @@ def _unavailable_message(repo_id: str, reason: str, dataset: str | None = None) 
     key = LOCAL_DIR_KEY.replace("<name>", dataset) if dataset else LOCAL_DIR_KEY
     return (
         f"Cannot download the POPE dataset {repo_id!r}: the network / HuggingFace Hub is unreachable ({reason}). "
-        f"Either run this step on a machine with Hub access (it downloads the dataset's parquet files, "
-        f"three test shards of ~85 MB, images embedded, from https://huggingface.co/datasets/{repo_id}), or set the config "
+        "Either run this step on a machine with Hub access (it downloads the dataset's parquet "
+        "files, three test shards of ~85 MB, images embedded, from "
+        f"https://huggingface.co/datasets/{repo_id}), or set the config "
         f"key `{key}` to a folder holding the POPE parquet files (e.g. from `hf download {repo_id} "
         "--repo-type dataset --local-dir <folder>` on a machine that has Hub access)."
     )
@@ -187,7 +188,9 @@ def download_pope(
         if not offline:
             # one metadata request with a timeout and no retries: an unreachable Hub fails in
             # seconds here instead of in hf_hub_download's retry loop (~30 s)
-            HfApi().repo_info(repo_id, repo_type="dataset", revision=revision, timeout=HUB_PROBE_TIMEOUT_S)
+            HfApi().repo_info(
+                repo_id, repo_type="dataset", revision=revision, timeout=HUB_PROBE_TIMEOUT_S
+            )
         card_path = hf_hub_download(filename="README.md", **common)
         patterns = pope_parquet_patterns(Path(card_path).read_text(encoding="utf-8"), config, settings)
         snapshot_download(allow_patterns=patterns, **common)
