@@ -77,12 +77,14 @@ class LinearProbe:
 
     @classmethod
     def from_pipeline(cls, pipeline) -> "LinearProbe":
-        """From a fitted ``StandardScaler + LogisticRegression`` pipeline (:func:`vrp.stats.logistic_probe`)."""
+        """From a fitted StandardScaler + LogisticRegression (:func:`vrp.stats.logistic_probe`)."""
         scaler, logistic = pipeline[0], pipeline[-1]
-        return cls(mean=np.asarray(scaler.mean_, dtype=np.float64),
-                   scale=np.asarray(scaler.scale_, dtype=np.float64),
-                   coef=np.asarray(logistic.coef_, dtype=np.float64).ravel(),
-                   intercept=float(np.ravel(logistic.intercept_)[0]))
+        return cls(
+            mean=np.asarray(scaler.mean_, dtype=np.float64),
+            scale=np.asarray(scaler.scale_, dtype=np.float64),
+            coef=np.asarray(logistic.coef_, dtype=np.float64).ravel(),
+            intercept=float(np.ravel(logistic.intercept_)[0]),
+        )
 
     @property
     def width(self) -> int:
@@ -127,10 +129,17 @@ class Calibrator:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=ConvergenceWarning)
                 model = LogisticRegression(C=1e6, max_iter=1000).fit(_logit(p)[:, None], y)
-            return cls(method, platt=np.array([float(model.coef_[0, 0]), float(model.intercept_[0])]))
-        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(np.asarray(p, float), y)
-        return cls(method, isotonic_x=np.asarray(model.X_thresholds_, dtype=np.float64),
-                   isotonic_y=np.asarray(model.y_thresholds_, dtype=np.float64))
+            return cls(
+                method, platt=np.array([float(model.coef_[0, 0]), float(model.intercept_[0])])
+            )
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+            np.asarray(p, float), y
+        )
+        return cls(
+            method,
+            isotonic_x=np.asarray(model.X_thresholds_, dtype=np.float64),
+            isotonic_y=np.asarray(model.y_thresholds_, dtype=np.float64),
+        )
 
     def apply(self, p) -> np.ndarray:
         p = np.asarray(p, dtype=np.float64)
@@ -155,7 +164,7 @@ def _fit_logistic(features, correct, C: float):
 
 
 def cross_fitted_calibration(method: str, raw, correct, folds) -> np.ndarray:
-    """Calibrated held-out scores: fold k's scores go through a calibrator fit on the other folds."""
+    """Calibrated held-out scores: fold k's scores through a calibrator fit on the other folds."""
     raw = np.asarray(raw, dtype=np.float64)
     y = np.asarray(correct).astype(np.int64)
     out = np.full(len(raw), np.nan)
@@ -194,12 +203,14 @@ def expected_calibration_error(correct, p, n_bins: int = 10) -> float:
     p = np.asarray(p, dtype=np.float64)
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
     counts = np.bincount(bins, minlength=n_bins)
-    gap = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, weights=p, minlength=n_bins)
+    gap = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(
+        bins, weights=p, minlength=n_bins
+    )
     return float(np.abs(gap).sum() / len(y))
 
 
 def reliability_bins(correct, p, n_bins: int = 10) -> pd.DataFrame:
-    """Per equal-width bin: count, mean predicted P(correct), observed accuracy (reliability diagram)."""
+    """Per equal-width bin: count, mean predicted P(correct), observed accuracy."""
     y = np.asarray(correct, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
@@ -207,9 +218,16 @@ def reliability_bins(correct, p, n_bins: int = 10) -> pd.DataFrame:
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.bincount(bins, weights=p, minlength=n_bins) / counts
         accuracy = np.bincount(bins, weights=y, minlength=n_bins) / counts
-    return pd.DataFrame({"bin": np.arange(n_bins), "lower": np.arange(n_bins) / n_bins,
-                         "upper": np.arange(1, n_bins + 1) / n_bins, "n": counts,
-                         "mean_p": mean_p, "accuracy": accuracy})
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins),
+            "lower": np.arange(n_bins) / n_bins,
+            "upper": np.arange(1, n_bins + 1) / n_bins,
+            "n": counts,
+            "mean_p": mean_p,
+            "accuracy": accuracy,
+        }
+    )
 
 
 def selective_accuracy(correct, score, coverage: float) -> float:
@@ -224,15 +242,19 @@ def selective_accuracy(correct, score, coverage: float) -> float:
     return float(y[order[:keep]].mean()) if keep else float("nan")
 
 
-def score_metrics(correct, p, n_bins: int = 10, coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> dict:
-    """AUROC, ECE, Brier, AUPRC (of the correct class) and accuracy at each coverage of score ``p``."""
+def score_metrics(
+    correct, p, n_bins: int = 10, coverages: Sequence[float] = (0.8, 0.9, 0.95)
+) -> dict:
+    """AUROC, ECE, Brier, AUPRC (correct class) and accuracy at each coverage of score ``p``."""
     y = np.asarray(correct).astype(np.int64)
     p = np.asarray(p, dtype=np.float64)
     both = 0 < y.sum() < len(y)
-    out = {"auroc": float(roc_auc_score(y, p)) if both else float("nan"),
-           "ece": expected_calibration_error(y, p, n_bins),
-           "brier": float(brier_score_loss(y, p, labels=[0, 1])),
-           "auprc": float(average_precision_score(y, p)) if both else float("nan")}
+    out = {
+        "auroc": float(roc_auc_score(y, p)) if both else float("nan"),
+        "ece": expected_calibration_error(y, p, n_bins),
+        "brier": float(brier_score_loss(y, p, labels=[0, 1])),
+        "auprc": float(average_precision_score(y, p)) if both else float("nan"),
+    }
     for coverage in coverages:
         out[coverage_key(coverage)] = selective_accuracy(y, p, coverage)
     return out
@@ -247,8 +269,9 @@ def metric_names(coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> list[str]:
     return ["auroc", "ece", "brier", "auprc"] + [coverage_key(c) for c in coverages]
 
 
-def image_bootstrap_metric_ci(groups, metric_fn, n_boot: int = 200, seed: int = 0,
-                              ci: float = 0.95) -> dict[str, tuple[float, float]]:
+def image_bootstrap_metric_ci(
+    groups, metric_fn, n_boot: int = 200, seed: int = 0, ci: float = 0.95
+) -> dict[str, tuple[float, float]]:
     """Plain percentile bootstrap CIs that resample whole IMAGES with replacement.
 
     ``metric_fn(index)`` returns a dict of metrics for the questions at ``index`` (row indices,
@@ -270,13 +293,23 @@ def image_bootstrap_metric_ci(groups, metric_fn, n_boot: int = 200, seed: int = 
     for key, values in draws.items():
         finite = np.asarray(values, dtype=np.float64)
         finite = finite[np.isfinite(finite)]
-        out[key] = tuple(float(v) for v in np.quantile(finite, [alpha, 1 - alpha])) if len(finite) else (
-            float("nan"), float("nan"))
+        out[key] = (
+            tuple(float(v) for v in np.quantile(finite, [alpha, 1 - alpha]))
+            if len(finite)
+            else (float("nan"), float("nan"))
+        )
     return out
 
 
-def metrics_with_ci(correct, scores: dict[str, np.ndarray], groups, n_bins=10, coverages=(0.8, 0.9, 0.95),
-                    n_boot: int = 200, seed: int = 0) -> list[dict]:
+def metrics_with_ci(
+    correct,
+    scores: dict[str, np.ndarray],
+    groups,
+    n_bins=10,
+    coverages=(0.8, 0.9, 0.95),
+    n_boot: int = 200,
+    seed: int = 0,
+) -> list[dict]:
     """One row per method: every :func:`score_metrics` value with its image-bootstrap 95% CI.
 
     All methods share the resamples, so their CIs are paired.
@@ -286,7 +319,9 @@ def metrics_with_ci(correct, scores: dict[str, np.ndarray], groups, n_bins=10, c
     def all_metrics(index):
         out = {}
         for method, p in scores.items():
-            for key, value in score_metrics(y[index], np.asarray(p)[index], n_bins, coverages).items():
+            for key, value in score_metrics(
+                y[index], np.asarray(p)[index], n_bins, coverages
+            ).items():
                 out[f"{method}|{key}"] = value
         return out
 
@@ -294,7 +329,12 @@ def metrics_with_ci(correct, scores: dict[str, np.ndarray], groups, n_bins=10, c
     cis = image_bootstrap_metric_ci(groups, all_metrics, n_boot=n_boot, seed=seed)
     rows = []
     for method in scores:
-        row = {"method": method, "n": len(y), "n_pos": int(y.sum()), "n_images": int(pd.Series(groups).nunique())}
+        row = {
+            "method": method,
+            "n": len(y),
+            "n_pos": int(y.sum()),
+            "n_images": int(pd.Series(groups).nunique()),
+        }
         for key in metric_names(coverages):
             row[key] = point[f"{method}|{key}"]
             row[f"{key}_lo"], row[f"{key}_hi"] = cis[f"{method}|{key}"]
@@ -311,12 +351,24 @@ def shift_domains(samples: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
     settings = samples["pope_setting"].fillna("").to_numpy()
     domains = [("task", task, tasks == task) for task in sorted(set(tasks))]
     presence = tasks == "presence"
-    domains += [("pope_setting", s, presence & (settings == s)) for s in sorted(set(settings[presence])) if s]
+    domains += [
+        ("pope_setting", s, presence & (settings == s))
+        for s in sorted(set(settings[presence]))
+        if s
+    ]
     return domains
 
 
-def shift_evaluation(states, samples: pd.DataFrame, settings, calibration: str, n_bins=10,
-                     coverages=(0.8, 0.9, 0.95), n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
+def shift_evaluation(
+    states,
+    samples: pd.DataFrame,
+    settings,
+    calibration: str,
+    n_bins=10,
+    coverages=(0.8, 0.9, 0.95),
+    n_boot: int = 200,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Monitor vs output confidence when the probe is trained on one domain and scored on another.
 
     For each source domain (:func:`shift_domains`) and each fold of the workflow's image-grouped
@@ -342,25 +394,42 @@ def shift_evaluation(states, samples: pd.DataFrame, settings, calibration: str, 
         for train, test in folds:
             fit_rows = train[source_mask[train]]
             if len(np.unique(y[fit_rows])) < 2:
-                problem = f"the source's training folds hold one class only ({len(fit_rows)} questions)"
+                problem = (
+                    f"the source's training folds hold one class only ({len(fit_rows)} questions)"
+                )
                 break
-            raw[test] = _fit_logistic(states[fit_rows], y[fit_rows], settings.C).predict_proba(states[test])[:, 1]
+            raw[test] = _fit_logistic(states[fit_rows], y[fit_rows], settings.C).predict_proba(
+                states[test]
+            )[:, 1]
         if problem is None:
             calibrated = np.full(len(y), np.nan)
             for train, test in folds:
                 fit_rows = train[source_mask[train]]
-                calibrated[test] = Calibrator.fit(calibration, raw[fit_rows], y[fit_rows]).apply(raw[test])
+                calibrated[test] = Calibrator.fit(calibration, raw[fit_rows], y[fit_rows]).apply(
+                    raw[test]
+                )
         for target_axis, target, target_mask in domains:
             if target_axis != axis:
                 continue
-            base = {"axis": axis, "source": source, "target": target,
-                    "kind": "in_distribution" if target == source else "shift"}
+            base = {
+                "axis": axis,
+                "source": source,
+                "target": target,
+                "kind": "in_distribution" if target == source else "shift",
+            }
             if problem is not None:
                 rows.append({**base, "method": "monitor", "note": problem})
                 continue
             index = np.flatnonzero(target_mask)
-            for row in metrics_with_ci(y[index], {"monitor": calibrated[index], "confidence": confidence[index]},
-                                       groups[index], n_bins, coverages, n_boot, seed):
+            for row in metrics_with_ci(
+                y[index],
+                {"monitor": calibrated[index], "confidence": confidence[index]},
+                groups[index],
+                n_bins,
+                coverages,
+                n_boot,
+                seed,
+            ):
                 rows.append({**base, **row, "note": ""})
     return pd.DataFrame(rows)
 
@@ -380,34 +449,50 @@ def weights_signature(adapter) -> list[float]:
 def model_identity(adapter, spec: dict) -> dict:
     """What identifies the model a probe was trained on (stored in the card, checked on load)."""
     config = adapter.model.config
-    return {"family": adapter.family, "model_type": config.model_type, "path": str(spec["path"]),
-            "path_absolute": str(Path(spec["path"]).resolve()) if Path(spec["path"]).exists() else None,
-            "revision": spec.get("revision"), "resolved_revision": getattr(config, "_commit_hash", None),
-            "dtype": str(spec.get("dtype", "float32")), "hidden_size": adapter.hidden_size,
-            "num_layers": adapter.num_layers, "weights_signature": weights_signature(adapter)}
+    return {
+        "family": adapter.family,
+        "model_type": config.model_type,
+        "path": str(spec["path"]),
+        "path_absolute": str(Path(spec["path"]).resolve()) if Path(spec["path"]).exists() else None,
+        "revision": spec.get("revision"),
+        "resolved_revision": getattr(config, "_commit_hash", None),
+        "dtype": str(spec.get("dtype", "float32")),
+        "hidden_size": adapter.hidden_size,
+        "num_layers": adapter.num_layers,
+        "weights_signature": weights_signature(adapter),
+    }
 
 
 def check_model(adapter, identity: dict, source: str = "the monitor") -> None:
     """Raise :class:`MonitorModelMismatch` when ``adapter`` is not the model of ``identity``."""
     problems = []
-    for key, actual in (("family", adapter.family), ("hidden_size", adapter.hidden_size),
-                        ("num_layers", adapter.num_layers)):
+    for key, actual in (
+        ("family", adapter.family),
+        ("hidden_size", adapter.hidden_size),
+        ("num_layers", adapter.num_layers),
+    ):
         if identity[key] != actual:
             problems.append(f"{key} is {actual!r}, the probe was trained on {identity[key]!r}")
     resolved = getattr(adapter.model.config, "_commit_hash", None)
     if identity.get("resolved_revision") and resolved and resolved != identity["resolved_revision"]:
-        problems.append(f"revision is {resolved!r}, the probe was trained on {identity['resolved_revision']!r}")
+        problems.append(
+            f"revision is {resolved!r}, the probe was trained on {identity['resolved_revision']!r}"
+        )
     if not problems:
         signature = weights_signature(adapter)
         if not np.allclose(signature, identity["weights_signature"], rtol=1e-3, atol=1e-6):
-            problems.append(f"the output-projection weights differ (signature {signature}, trained on "
-                            f"{identity['weights_signature']}): a retrained or different checkpoint")
+            problems.append(
+                f"the output-projection weights differ (signature {signature}, trained on "
+                f"{identity['weights_signature']}): a retrained or different checkpoint"
+            )
     if problems:
         raise MonitorModelMismatch(
             f"{source} was trained on {identity['family']} model {identity['path']!r} "
-            f"(revision {identity.get('resolved_revision') or identity.get('revision')}), but the loaded model "
-            f"differs: {'; '.join(problems)}. Load the model the monitor was exported from, or re-export the "
-            "monitor for this model (snakemake results/monitor/<model>/<dataset>/)")
+            f"(revision {identity.get('resolved_revision') or identity.get('revision')}), but the "
+            f"loaded model differs: {'; '.join(problems)}. Load the model the monitor was exported "
+            "from, or re-export the "
+            "monitor for this model (snakemake results/monitor/<model>/<dataset>/)"
+        )
 
 
 def config_hash(value) -> str:
@@ -418,7 +503,9 @@ def config_hash(value) -> str:
 # ---------------------------------------------------------------------------------------------
 # The bundle
 # ---------------------------------------------------------------------------------------------
-def write_bundle(out_dir, card: dict, probe: LinearProbe, calibrator: Calibrator, oof: pd.DataFrame) -> None:
+def write_bundle(
+    out_dir, card: dict, probe: LinearProbe, calibrator: Calibrator, oof: pd.DataFrame
+) -> None:
     """Write the bundle atomically (a temp folder beside ``out_dir``, renamed when complete)."""
     from safetensors.numpy import save_file
 
@@ -426,12 +513,22 @@ def write_bundle(out_dir, card: dict, probe: LinearProbe, calibrator: Calibrator
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        tensors = {"mean": probe.mean, "scale": probe.scale, "coef": probe.coef,
-                   "intercept": np.array([probe.intercept]), **calibrator.arrays()}
-        save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()},
-                  str(tmp / WEIGHTS_FILE), metadata={"format_version": str(FORMAT_VERSION)})
+        tensors = {
+            "mean": probe.mean,
+            "scale": probe.scale,
+            "coef": probe.coef,
+            "intercept": np.array([probe.intercept]),
+            **calibrator.arrays(),
+        }
+        save_file(
+            {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in tensors.items()},
+            str(tmp / WEIGHTS_FILE),
+            metadata={"format_version": str(FORMAT_VERSION)},
+        )
         oof.to_parquet(tmp / OOF_FILE, index=False)
-        (tmp / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n")
+        (tmp / CARD_FILE).write_text(
+            json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n"
+        )
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
@@ -455,19 +552,27 @@ def read_bundle(directory) -> tuple[dict, LinearProbe, Calibrator]:
     directory = Path(directory)
     card_path = directory / CARD_FILE
     if not card_path.exists():
-        raise FileNotFoundError(f"{directory} holds no {CARD_FILE}: not a monitor bundle; build one with "
-                                "snakemake results/monitor/<model>/<dataset>/")
+        raise FileNotFoundError(
+            f"{directory} holds no {CARD_FILE}: not a monitor bundle; build one with "
+            "snakemake results/monitor/<model>/<dataset>/"
+        )
     card = json.loads(card_path.read_text())
     if card.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{card_path} has format_version {card.get('format_version')!r}; this vrp reads "
-                         f"version {FORMAT_VERSION}: re-export the monitor with this vrp")
+        raise ValueError(
+            f"{card_path} has format_version {card.get('format_version')!r}; this vrp reads "
+            f"version {FORMAT_VERSION}: re-export the monitor with this vrp"
+        )
     arrays = load_file(str(directory / WEIGHTS_FILE))
-    probe = LinearProbe(arrays["mean"], arrays["scale"], arrays["coef"], float(arrays["intercept"][0]))
+    probe = LinearProbe(
+        arrays["mean"], arrays["scale"], arrays["coef"], float(arrays["intercept"][0])
+    )
     method = card["calibration"]
     if method == "platt":
         calibrator = Calibrator(method, platt=arrays["platt"])
     else:
-        calibrator = Calibrator(method, isotonic_x=arrays["isotonic_x"], isotonic_y=arrays["isotonic_y"])
+        calibrator = Calibrator(
+            method, isotonic_x=arrays["isotonic_x"], isotonic_y=arrays["isotonic_y"]
+        )
     return card, probe, calibrator
 
 
@@ -493,12 +598,19 @@ class MonitorSettings:
 
     def __post_init__(self):
         if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"monitor.calibration must be one of {list(CALIBRATIONS)}, got {self.calibration!r}")
+            raise ValueError(
+                f"monitor.calibration must be one of {list(CALIBRATIONS)}, got {self.calibration!r}"
+            )
 
 
-def export_check(monitor: "ReliabilityMonitor", samples: pd.DataFrame, states: np.ndarray, n: int,
-                 atol: float = 1e-4) -> dict:
-    """Score the first ``n`` training questions live; the probe on the extraction's states must agree.
+def export_check(
+    monitor: "ReliabilityMonitor",
+    samples: pd.DataFrame,
+    states: np.ndarray,
+    n: int,
+    atol: float = 1e-4,
+) -> dict:
+    """Score the first ``n`` training questions live: they must agree with the extraction's states.
 
     Compares, for the same questions, the probe applied to the extraction's hidden states with
     :meth:`ReliabilityMonitor.score` (the hook in the answering forward), and the live answers and
@@ -508,65 +620,114 @@ def export_check(monitor: "ReliabilityMonitor", samples: pd.DataFrame, states: n
     from vrp.zoo.train import decode_images
 
     rows = samples.iloc[:n]
-    live = monitor.score_batch(decode_images(rows["image"]), rows["question"].tolist(), rows["task"].tolist())
+    live = monitor.score_batch(
+        decode_images(rows["image"]), rows["question"].tolist(), rows["task"].tolist()
+    )
     offline = monitor.probe.probability(states[:n])
     diff = float(np.max(np.abs(live["probe_p"].to_numpy() - offline)))
     same_answers = bool((live["answer"].to_numpy() == rows["prediction"].to_numpy()).all())
-    confidence_diff = float(np.max(np.abs(live["confidence"].to_numpy() - rows["confidence"].to_numpy())))
-    check = {"questions": int(len(rows)), "max_abs_probe_diff": diff, "answers_match": same_answers,
-             "max_abs_confidence_diff": confidence_diff, "atol": atol}
+    confidence_diff = float(
+        np.max(np.abs(live["confidence"].to_numpy() - rows["confidence"].to_numpy()))
+    )
+    check = {
+        "questions": int(len(rows)),
+        "max_abs_probe_diff": diff,
+        "answers_match": same_answers,
+        "max_abs_confidence_diff": confidence_diff,
+        "atol": atol,
+    }
     if diff > atol or confidence_diff > atol or not same_answers:
-        raise RuntimeError(f"the live monitor disagrees with the extraction on the same questions: {check}")
+        raise RuntimeError(
+            f"the live monitor disagrees with the extraction on the same questions: {check}"
+        )
     return check
 
 
-def build_monitor(samples: pd.DataFrame, hidden, manifest: dict, layer: int, adapter, spec: dict,
-                  probe_settings, settings: MonitorSettings, provenance: dict):
+def build_monitor(
+    samples: pd.DataFrame,
+    hidden,
+    manifest: dict,
+    layer: int,
+    adapter,
+    spec: dict,
+    probe_settings,
+    settings: MonitorSettings,
+    provenance: dict,
+):
     """Fit the probe and calibrator of one (model, dataset) and assemble the bundle's card.
 
     ``samples`` = the extraction's samples.parquet joined with the question table's ``question``
-    and ``image`` columns (for the export-time check), ``hidden`` = its (n, L+1, d) array, ``layer`` = the
+    and ``image`` columns (for the export-time check), ``hidden`` = its (n, L+1, d) array,
+    ``layer`` = the
     decoder layer (the peak of the held-out layer sweep). ``provenance`` holds the dataset name
     and config hashes. Returns (card, probe, calibrator, oof frame).
     """
     if adapter.family != manifest["family"] or adapter.hidden_size != manifest["hidden_size"]:
         raise MonitorModelMismatch(
-            f"the extraction was made with {manifest['family']} (hidden {manifest['hidden_size']}), the loaded "
-            f"model is {adapter.family} (hidden {adapter.hidden_size}): rerun the extraction")
+            f"the extraction was made with {manifest['family']} (hidden "
+            f"{manifest['hidden_size']}), the loaded "
+            f"model is {adapter.family} (hidden {adapter.hidden_size}): rerun the extraction"
+        )
     states = np.asarray(hidden[:, layer + 1, :], dtype=np.float64)
     correct = samples["correct"].to_numpy().astype(bool)
     groups = samples["image_id"].to_numpy()
-    probe, calibrator, probe_oof, p_correct_oof = fit_monitor(states, correct, groups, probe_settings,
-                                                              settings.calibration)
+    probe, calibrator, probe_oof, p_correct_oof = fit_monitor(
+        states, correct, groups, probe_settings, settings.calibration
+    )
     confidence = samples["confidence"].to_numpy(dtype=np.float64)
-    oof = samples[["question_id", "image_id", "task", "pope_setting", "answer", "prediction"]].reset_index(drop=True)
+    oof = samples[
+        ["question_id", "image_id", "task", "pope_setting", "answer", "prediction"]
+    ].reset_index(drop=True)
     oof["correct"] = correct
     oof["probe_oof"] = probe_oof
     oof["p_correct_oof"] = p_correct_oof
     oof["confidence"] = confidence
-    held_out = metrics_with_ci(correct, {"monitor": p_correct_oof, "confidence": confidence,
-                                         "probe_uncalibrated": probe_oof},
-                               groups, settings.n_bins, settings.coverages, settings.n_boot, settings.seed)
+    held_out = metrics_with_ci(
+        correct,
+        {"monitor": p_correct_oof, "confidence": confidence, "probe_uncalibrated": probe_oof},
+        groups,
+        settings.n_bins,
+        settings.coverages,
+        settings.n_boot,
+        settings.seed,
+    )
     card = {
         "format_version": FORMAT_VERSION,
         "layer": int(layer),
-        "layer_indexing": "decoder-layer index l in 0..L-1: the probe reads the output of decoder layer l at the "
-                          "last prompt token (the extraction's hidden[:, l + 1])",
-        "probe": {"kind": "logistic", "features": "hidden", "C": probe_settings.C, "standardised": True,
-                  "fit_on": "every training question", "width": probe.width},
+        "layer_indexing": "decoder-layer index l in 0..L-1: the probe reads the output of decoder "
+        "layer l at the "
+        "last prompt token (the extraction's hidden[:, l + 1])",
+        "probe": {
+            "kind": "logistic",
+            "features": "hidden",
+            "C": probe_settings.C,
+            "standardised": True,
+            "fit_on": "every training question",
+            "width": probe.width,
+        },
         "calibration": settings.calibration,
         "calibration_fit": "on the out-of-fold probe scores of every training question",
         "model": model_identity(adapter, spec),
         "prompt_template": adapter.prompt_template,
         "candidates": manifest["candidates"],
-        "training": {"n": int(len(correct)), "n_pos": int(correct.sum()), "n_images": int(len(set(groups))),
-                     "n_splits": probe_settings.n_splits, "seed": probe_settings.seed,
-                     "extraction_fingerprint": manifest["fingerprint"]},
-        "held_out": {"folds": f"{probe_settings.n_splits}-fold image-grouped stratified CV; calibration cross-fitted",
-                     "metrics": held_out},
+        "training": {
+            "n": int(len(correct)),
+            "n_pos": int(correct.sum()),
+            "n_images": int(len(set(groups))),
+            "n_splits": probe_settings.n_splits,
+            "seed": probe_settings.seed,
+            "extraction_fingerprint": manifest["fingerprint"],
+        },
+        "held_out": {
+            "folds": f"{probe_settings.n_splits}-fold image-grouped stratified CV; "
+            "calibration cross-fitted",
+            "metrics": held_out,
+        },
         **provenance,
     }
-    monitor = ReliabilityMonitor(adapter, card, probe, calibrator, source="the monitor being exported")
+    monitor = ReliabilityMonitor(
+        adapter, card, probe, calibrator, source="the monitor being exported"
+    )
     card["export_check"] = export_check(monitor, samples, states, settings.check_questions)
     return card, probe, calibrator, oof
 
@@ -598,32 +759,49 @@ class ReliabilityMonitor:
     """A loaded model with its exported reliability probe.
 
     ``ReliabilityMonitor.load(bundle_dir)`` loads the model named in the bundle's card;
-    ``ReliabilityMonitor.from_directory(adapter, bundle_dir)`` uses an already loaded adapter. Either way the
+    ``ReliabilityMonitor.from_directory(adapter, bundle_dir)`` uses an already loaded adapter.
+    Either way the
     model is checked against the card (family, hidden size, layers, resolved revision, weights
     signature) and a mismatch raises :class:`MonitorModelMismatch`.
     """
 
-    def __init__(self, adapter, card: dict, probe: LinearProbe, calibrator: Calibrator, source: str = "the monitor"):
+    def __init__(
+        self,
+        adapter,
+        card: dict,
+        probe: LinearProbe,
+        calibrator: Calibrator,
+        source: str = "the monitor",
+    ):
         check_model(adapter, card["model"], source=source)
         if probe.width != adapter.hidden_size:
-            raise MonitorModelMismatch(f"{source}: probe width {probe.width} != hidden size {adapter.hidden_size}")
+            raise MonitorModelMismatch(
+                f"{source}: probe width {probe.width} != hidden size {adapter.hidden_size}"
+            )
         self.adapter, self.card, self.probe, self.calibrator = adapter, card, probe, calibrator
         self.layer = int(card["layer"])
         self.candidates = {task: list(c) for task, c in card["candidates"].items()}
-        self.candidates[ANY_TASK] = sorted({c for cands in card["candidates"].values() for c in cands})
+        self.candidates[ANY_TASK] = sorted(
+            {c for cands in card["candidates"].values() for c in cands}
+        )
         from vrp.scoring import CandidateIndex
 
         self.index = CandidateIndex(adapter, self.candidates)
 
     @classmethod
     def from_directory(cls, adapter, directory) -> "ReliabilityMonitor":
-        """The bundle in ``directory`` on an already loaded ``adapter`` (checked against the card)."""
+        """The bundle in ``directory`` on a loaded ``adapter`` (checked against the card)."""
         card, probe, calibrator = read_bundle(directory)
         return cls(adapter, card, probe, calibrator, source=f"the monitor in {directory}")
 
     @classmethod
-    def load(cls, directory, device: str = "cpu", model_path: str | os.PathLike | None = None,
-             hf_offline: bool | None = None) -> "ReliabilityMonitor":
+    def load(
+        cls,
+        directory,
+        device: str = "cpu",
+        model_path: str | os.PathLike | None = None,
+        hf_offline: bool | None = None,
+    ) -> "ReliabilityMonitor":
         """Load the bundle and the model it names (``model_path`` overrides where the model is)."""
         from vrp.adapters import get_adapter_class
         from vrp.models import resolve_device
@@ -633,24 +811,36 @@ class ReliabilityMonitor:
         path = model_path
         if path is None:
             path = identity["path"]
-            if not Path(path).exists() and identity.get("path_absolute") and Path(identity["path_absolute"]).exists():
+            if (
+                not Path(path).exists()
+                and identity.get("path_absolute")
+                and Path(identity["path_absolute"]).exists()
+            ):
                 path = identity["path_absolute"]
         if hf_offline:
             os.environ["HF_HUB_OFFLINE"] = "1"
         adapter = get_adapter_class(identity["family"]).load(
-            path, revision=identity.get("resolved_revision") or identity.get("revision"), dtype=identity["dtype"],
-            device=resolve_device(device), prompt_template=card["prompt_template"])
+            path,
+            revision=identity.get("resolved_revision") or identity.get("revision"),
+            dtype=identity["dtype"],
+            device=resolve_device(device),
+            prompt_template=card["prompt_template"],
+        )
         return cls.from_directory(adapter, directory)
 
     def _tasks(self, tasks, n: int) -> list[str]:
         if tasks is None:
             return [ANY_TASK] * n
-        tasks = [ANY_TASK if t is None or (isinstance(t, float) and np.isnan(t)) or t == "" else str(t)
-                 for t in tasks]
+        tasks = [
+            ANY_TASK if t is None or (isinstance(t, float) and np.isnan(t)) or t == "" else str(t)
+            for t in tasks
+        ]
         unknown = sorted(set(tasks) - set(self.candidates))
         if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; the monitor knows {sorted(self.candidates)} "
-                             f"(leave the task empty to let every candidate answer compete)")
+            raise ValueError(
+                f"unknown task(s) {unknown}; the monitor knows {sorted(self.candidates)} "
+                f"(leave the task empty to let every candidate answer compete)"
+            )
         if len(tasks) != n:
             raise ValueError(f"got {len(tasks)} tasks for {n} questions")
         return tasks
@@ -666,17 +856,27 @@ class ReliabilityMonitor:
         with torch.no_grad():
             inputs = self.adapter.encode(list(images), questions)
             with _LastTokenState(self.adapter.decoder_layers()[self.layer]) as recorder:
-                logits = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1, :]
+                logits = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[
+                    :, -1, :
+                ]
         # the answer column only feeds p_answer / correct, which are dropped here
         placeholders = [self.candidates[t][0] for t in tasks]
         readouts = readouts_from_logits(logits, tasks, placeholders, self.index)
         states = recorder.state.cpu().numpy()
         probe_p = self.probe.probability(states)
-        return pd.DataFrame({"task": tasks, "answer": readouts["prediction"].to_numpy(),
-                             "p_correct": self.calibrator.apply(probe_p), "confidence": readouts["confidence"],
-                             "probe_p": probe_p})
+        return pd.DataFrame(
+            {
+                "task": tasks,
+                "answer": readouts["prediction"].to_numpy(),
+                "p_correct": self.calibrator.apply(probe_p),
+                "confidence": readouts["confidence"],
+                "probe_p": probe_p,
+            }
+        )
 
-    def score(self, images, questions, tasks=None, batch_size: int = 16, progress: bool = False) -> pd.DataFrame:
+    def score(
+        self, images, questions, tasks=None, batch_size: int = 16, progress: bool = False
+    ) -> pd.DataFrame:
         """Score (image, question) pairs; one forward per batch of ``batch_size``.
 
         ``images`` are PIL images (one per question); ``tasks`` (optional) restricts each answer
@@ -692,10 +892,17 @@ class ReliabilityMonitor:
             raise ValueError(f"got {len(images)} images for {len(questions)} questions")
         tasks = None if tasks is None else list(tasks)
         parts = []
-        for start in tqdm(range(0, len(questions), batch_size), desc="monitor", disable=not progress):
+        for start in tqdm(
+            range(0, len(questions), batch_size), desc="monitor", disable=not progress
+        ):
             end = start + batch_size
-            parts.append(self.score_batch(images[start:end], questions[start:end],
-                                          None if tasks is None else tasks[start:end]))
+            parts.append(
+                self.score_batch(
+                    images[start:end],
+                    questions[start:end],
+                    None if tasks is None else tasks[start:end],
+                )
+            )
         return pd.concat(parts, ignore_index=True)
 
 
@@ -717,26 +924,35 @@ def _table_images(table: pd.DataFrame, folder: Path) -> list:
         return [Image.open(io.BytesIO(b)).convert("RGB") for b in table["image"]]
     column = "image_path" if "image_path" in table else "image" if "image" in table else None
     if column is None:
-        raise ValueError("the question table needs an 'image' column (encoded bytes, or a file path) or "
-                         "an 'image_path' column (paths relative to the table's folder)")
+        raise ValueError(
+            "the question table needs an 'image' column (encoded bytes, or a file path) or "
+            "an 'image_path' column (paths relative to the table's folder)"
+        )
     return [Image.open(folder / p).convert("RGB") for p in table[column]]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="vrp-monitor",
-        description="Answer (image, question) pairs with a VLM and give each answer the reliability "
-                    "monitor's P(correct) beside the output confidence.")
+        description="Answer (image, question) pairs with a VLM and give each answer the "
+        "reliability "
+        "monitor's P(correct) beside the output confidence.",
+    )
     parser.add_argument("monitor", help="monitor bundle folder (results/monitor/<model>/<dataset>)")
     parser.add_argument("--image", help="one image file")
     parser.add_argument("--question", help="the question about --image")
     parser.add_argument("--task", help="restrict the answer to a task's candidates (e.g. presence)")
-    parser.add_argument("--table", help="a .parquet or .csv of questions: columns question, image or "
-                                        "image_path, optional task, question_id, answer")
+    parser.add_argument(
+        "--table",
+        help="a .parquet or .csv of questions: columns question, image or "
+        "image_path, optional task, question_id, answer",
+    )
     parser.add_argument("--output", help="write the scored table here (.csv or .parquet)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--model-path", help="load the model from here instead of the path in the card")
+    parser.add_argument(
+        "--model-path", help="load the model from here instead of the path in the card"
+    )
     parser.add_argument("--offline", action="store_true", help="never contact the Hugging Face Hub")
     args = parser.parse_args(argv)
     if (args.table is None) == (args.image is None):
@@ -746,10 +962,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from PIL import Image
 
-    monitor = ReliabilityMonitor.load(args.monitor, device=args.device, model_path=args.model_path,
-                                      hf_offline=args.offline)
+    monitor = ReliabilityMonitor.load(
+        args.monitor, device=args.device, model_path=args.model_path, hf_offline=args.offline
+    )
     if args.image is not None:
-        table = pd.DataFrame({"image_path": [args.image], "question": [args.question], "task": [args.task or ""]})
+        table = pd.DataFrame(
+            {"image_path": [args.image], "question": [args.question], "task": [args.task or ""]}
+        )
         images = [Image.open(args.image).convert("RGB")]
     else:
         table_path = Path(args.table)
@@ -758,8 +977,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(f"{table_path} has no 'question' column")
         images = _table_images(table, table_path.parent)
     tasks = table["task"].tolist() if "task" in table else None
-    scored = monitor.score(images, table["question"].tolist(), tasks, batch_size=args.batch_size,
-                           progress=len(table) > args.batch_size)
+    scored = monitor.score(
+        images,
+        table["question"].tolist(),
+        tasks,
+        batch_size=args.batch_size,
+        progress=len(table) > args.batch_size,
+    )
     keep = [c for c in ("question_id", "image_id", "image_path", "question") if c in table]
     out = pd.concat([table[keep].reset_index(drop=True), scored], axis=1)
     if "answer" in table and args.table is not None:
@@ -769,7 +993,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vrp.io import write_csv, write_parquet
 
         (write_parquet if args.output.endswith(".parquet") else write_csv)(out, args.output)
-    with pd.option_context("display.max_columns", None, "display.width", 160, "display.max_colwidth", 60):
+    with pd.option_context(
+        "display.max_columns", None, "display.width", 160, "display.max_colwidth", 60
+    ):
         print(out.drop(columns=[c for c in ("image_path",) if c in out]).to_string(index=False))
     return 0
 

@@ -1,4 +1,4 @@
-"""Export the reliability monitor of one (model, dataset): probe, calibration, card (see vrp.monitor)."""
+"""Export the reliability monitor of one (model, dataset): probe, calibration, card."""
 
 import pandas as pd
 
@@ -19,14 +19,30 @@ samples = samples.merge(images, on="question_id", how="left", validate="one_to_o
 layer = read_json(snakemake.input.peak)["peak_layer"]
 adapter = load_model_from_spec(snakemake.params.model)
 provenance = {
-    "dataset": {"name": snakemake.wildcards.dataset, "config": snakemake.params.dataset,
-                "config_hash": config_hash(snakemake.params.dataset)},
+    "dataset": {
+        "name": snakemake.wildcards.dataset,
+        "config": snakemake.params.dataset,
+        "config_hash": config_hash(snakemake.params.dataset),
+    },
     "config_hash": config_hash(snakemake.params.hashed),
     "model_name": snakemake.wildcards.model,
 }
-card, probe, calibrator, oof = build_monitor(samples, load_array(snakemake.input.manifest, "hidden"), manifest,
-                                             layer, adapter, snakemake.params.model, probe_settings, settings,
-                                             provenance)
-log.info("layer %d, %s calibration; held-out: %s; export check: %s", layer, settings.calibration,
-         card["held_out"]["metrics"], card["export_check"])
+card, probe, calibrator, oof = build_monitor(
+    samples,
+    load_array(snakemake.input.manifest, "hidden"),
+    manifest,
+    layer,
+    adapter,
+    snakemake.params.model,
+    probe_settings,
+    settings,
+    provenance,
+)
+log.info(
+    "layer %d, %s calibration; held-out: %s; export check: %s",
+    layer,
+    settings.calibration,
+    card["held_out"]["metrics"],
+    card["export_check"],
+)
 write_bundle(snakemake.output.bundle, card, probe, calibrator, oof)

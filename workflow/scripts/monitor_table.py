@@ -14,7 +14,19 @@ for (model, dataset), path in zip(snakemake.params.labels, snakemake.input.evalu
     frame.insert(0, "model", model)
     frames.append(frame)
 table = pd.concat(frames, ignore_index=True)
-keys = ["model", "dataset", "layer", "kind", "axis", "source", "target", "method", "n", "n_pos", "n_images"]
+keys = [
+    "model",
+    "dataset",
+    "layer",
+    "kind",
+    "axis",
+    "source",
+    "target",
+    "method",
+    "n",
+    "n_pos",
+    "n_images",
+]
 coverages = snakemake.params.coverages
 calibration_metrics = [m for m in metric_names(coverages) if not m.startswith("acc_at_")]
 selective_metrics = ["accuracy"] + [m for m in metric_names(coverages) if m.startswith("acc_at_")]

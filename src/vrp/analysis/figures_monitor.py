@@ -7,7 +7,10 @@ import pandas as pd
 from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS
 import matplotlib.pyplot as plt  # noqa: E402 (after plotting sets the Agg backend)
 
-METHOD_STYLES = {"monitor": ("Monitor P(correct)", "-", "o"), "confidence": ("Output confidence", "--", "s")}
+METHOD_STYLES = {
+    "monitor": ("Monitor P(correct)", "-", "o"),
+    "confidence": ("Output confidence", "--", "s"),
+}
 
 
 def reliability_diagram(bins: dict[tuple[str, str], pd.DataFrame], families: dict[str, str]):
@@ -26,12 +29,27 @@ def reliability_diagram(bins: dict[tuple[str, str], pd.DataFrame], families: dic
         for offset, (method, (label, style, marker)) in enumerate(METHOD_STYLES.items()):
             part = table[(table["method"] == method) & (table["n"] > 0)]
             share = part["n"] / part["n"].sum()
-            ax.bar(part["lower"] + width * (0.25 + 0.5 * offset), 0.25 * share, width=width * 0.45,
-                   bottom=0, color=colour, alpha=0.6 if method == "monitor" else 0.25)
+            ax.bar(
+                part["lower"] + width * (0.25 + 0.5 * offset),
+                0.25 * share,
+                width=width * 0.45,
+                bottom=0,
+                color=colour,
+                alpha=0.6 if method == "monitor" else 0.25,
+            )
             alpha = 1.0 if method == "monitor" else 0.6
-            ax.plot(part["mean_p"], part["accuracy"], ls=style, color=colour, alpha=alpha, label=label)
-            ax.scatter(part["mean_p"], part["accuracy"], marker=marker, color=colour, alpha=alpha,
-                       s=10 + 120 * share.to_numpy(), zorder=3)
+            ax.plot(
+                part["mean_p"], part["accuracy"], ls=style, color=colour, alpha=alpha, label=label
+            )
+            ax.scatter(
+                part["mean_p"],
+                part["accuracy"],
+                marker=marker,
+                color=colour,
+                alpha=alpha,
+                s=10 + 120 * share.to_numpy(),
+                zorder=3,
+            )
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_aspect("equal")
