@@ -115,9 +115,11 @@ def main() -> None:
     for _ in range(args.warmup):
         plain(), monitored()
     times = {"plain": [], "monitor": []}
-    for _ in range(args.repeats):  # interleaved, so drifting machine load hits both alike
-        times["plain"].append(timed(plain))
-        times["monitor"].append(timed(monitored))
+    # interleaved, alternating which goes first, so drifting load and cache effects hit both alike
+    for repeat in range(args.repeats):
+        order = ("plain", "monitor") if repeat % 2 == 0 else ("monitor", "plain")
+        for name in order:
+            times[name].append(timed(plain if name == "plain" else monitored))
     assert (plain()["prediction"].to_numpy() == monitored()["answer"].to_numpy()).all()
     median = {k: statistics.median(v) for k, v in times.items()}
     # paired per-repeat ratios are robust to load drift between repeats

@@ -147,9 +147,11 @@ def extraction(adapter, questions, model_dir, tmp_path_factory):
     )
     samples = pd.read_parquet(out / "samples.parquet")
     hidden = np.asarray(load_array(out / "manifest.json", "hidden"))
-    # planted signal: "correct" is a linear function of the probed state (untrained tiny model)
-    direction = np.random.default_rng(7).normal(size=hidden.shape[-1])
-    projection = hidden[:, LAYER + 1] @ direction
+    # planted signal: "correct" = the probed state's side of its median along its first principal
+    # direction (the tiny model is untrained, so its own answers carry no signal to learn)
+    states = hidden[:, LAYER + 1]
+    direction = np.linalg.svd(states - states.mean(0), full_matrices=False)[2][0]
+    projection = states @ direction
     samples["correct"] = projection > np.median(projection)
     samples = samples.merge(
         questions[["question_id", "question", "image"]], on="question_id", validate="one_to_one"
