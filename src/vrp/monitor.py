@@ -544,6 +544,12 @@ def write_bundle(
         (tmp / CARD_FILE).write_text(
             json.dumps(card, indent=2, sort_keys=True, default=_json_default) + "\n"
         )
+        # mkdtemp and safetensors create owner-only files; a bundle is shared like any result
+        umask = os.umask(0)
+        os.umask(umask)
+        for path in tmp.iterdir():
+            path.chmod(0o666 & ~umask)
+        tmp.chmod(0o777 & ~umask)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
