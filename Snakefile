@@ -17,6 +17,7 @@ include: "rules/attention.smk"
 include: "rules/probes.smk"
 include: "rules/consistency.smk"
 include: "rules/causal.smk"
+include: "rules/monitor.smk"
 include: "rules/report.smk"
 
 

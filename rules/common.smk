@@ -419,3 +419,16 @@ def claims_inputs(wildcards):
     """The result tables the claims check reads, limited to those this run's workflow builds."""
     built = set(TARGETS)
     return {key: path for key, path in CLAIM_TABLES.items() if path in built}
+
+
+# ---- reliability monitor (rules/monitor.smk) ----
+def monitor_hashed_config(wildcards):
+    """The config sections a monitor bundle depends on; the card stores their hash."""
+    return {
+        "model": config["models"][wildcards.model],
+        "dataset": config["datasets"][wildcards.dataset],
+        "extraction": config["extraction"],
+        "probes": config["probes"],
+        "monitor": config["monitor"],
+        "seed": config["seed"],
+    }
