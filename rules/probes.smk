@@ -61,6 +61,7 @@ rule probe_scores:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
         peak="results/probes/{model}/{dataset}/peak.json",
+        attention_stats="results/attention/{model}/{dataset}/stats.parquet",
     output:
         scores="results/probes/{model}/{dataset}/scores.parquet",
     log:
@@ -83,7 +84,6 @@ rule probe_scores:
             "last_k_layers",
             "seed",
         ),
-        attention_layers=attention_layer_span,
     script:
         "../workflow/scripts/probes_scores.py"
 
