@@ -13,7 +13,7 @@ from vrp.analysis import consistency as C
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.stats import normalize_answer
 from vrp.zoo.tokenizer import build_word_tokenizer
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 
 def _long(answers: dict[str, list[str]]) -> pd.DataFrame:

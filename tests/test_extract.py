@@ -14,7 +14,7 @@ from vrp.extract import ExtractionSettings, Extractor, extract
 from vrp.shards import load_array
 from vrp.scoring import candidate_sets
 from vrp.zoo.tokenizer import build_word_tokenizer
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 
 @pytest.fixture(scope="module")

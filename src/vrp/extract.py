@@ -60,7 +60,7 @@ from vrp.adapters.base import FamilyAdapter
 from vrp.io import write_json, write_parquet
 from vrp.shards import pad_last
 from vrp.scoring import SCORED_TASKS_EXCLUDED, CandidateIndex, candidate_sets, readouts_from_logits
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 1

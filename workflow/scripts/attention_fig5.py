@@ -10,7 +10,7 @@ from vrp.shards import load_array
 from vrp.io import write_json
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params

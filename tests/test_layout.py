@@ -1,0 +1,48 @@
+"""The package's arrows: which module may import which, and who may name a model family."""
+
+import ast
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vrp.benchmark.images import decode_images
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "src" / "vrp"
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _python_files(*roots: str) -> list[Path]:
+    return sorted(p for root in roots for p in (REPO / root).rglob("*.py"))
+
+
+def test_only_the_zoo_imports_the_training_module():
+    # the zoo's own rule (rules/zoo.smk) runs workflow/scripts/train_tiny_model.py
+    allowed = {PACKAGE / "zoo" / "train.py", REPO / "workflow" / "scripts" / "train_tiny_model.py"}
+    offenders = [str(p.relative_to(REPO)) for p in _python_files("src", "workflow", "tests", "bench")
+                 if p not in allowed and "vrp.zoo.train" in _imported_modules(p)]
+    assert not offenders, f"modules outside the zoo import vrp.zoo.train: {offenders}"
+
+
+def test_decode_images_returns_rgb_images_with_the_encoded_pixels():
+    pixels = np.zeros((3, 4), dtype=np.uint8)
+    pixels[1, 2] = 200
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    (image,) = decode_images([buffer.getvalue()])
+    assert image.mode == "RGB" and image.size == (4, 3)
+    assert np.asarray(image)[1, 2].tolist() == [200, 200, 200]
+    assert np.asarray(image)[0, 0].tolist() == [0, 0, 0]
