@@ -19,7 +19,7 @@ ADAPTERS: dict[str, type[FamilyAdapter]] = {
     PaliGemmaAdapter.family: PaliGemmaAdapter,
     Qwen2VLAdapter.family: Qwen2VLAdapter,
 }
-assert tuple(ADAPTERS) == FAMILIES
+assert tuple(ADAPTERS) == FAMILIES and ADAPTERS == FamilyAdapter.registry
 
 
 def get_adapter_class(family: str) -> type[FamilyAdapter]:

@@ -51,6 +51,14 @@ class FamilyAdapter(abc.ABC):
     answer_separator: ClassVar[str] = ""
     # Keys build_tiny accepts and their defaults; see build_tiny's docstring.
     tiny_defaults: ClassVar[dict[str, Any]]
+    # Every family adapter by family name, filled as each subclass is defined (vrp.adapters
+    # imports them all), so this module never imports the package that imports it.
+    registry: ClassVar[dict[str, type[FamilyAdapter]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:
+            FamilyAdapter.registry[cls.family] = cls
 
     def __init__(self, model: torch.nn.Module, processor: Any, prompt_template: str | None = None):
         if not isinstance(model, self.model_class):
@@ -523,9 +531,7 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def _registered_adapters() -> list[type[FamilyAdapter]]:
-    from vrp.adapters import ADAPTERS  # late import: the registry imports this module
-
-    return list(ADAPTERS.values())
+    return list(FamilyAdapter.registry.values())
 
 
 def unique_module(model: torch.nn.Module, cls: type, family: str) -> torch.nn.Module:
