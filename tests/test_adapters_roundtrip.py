@@ -255,7 +255,8 @@ def test_module_roles(adapters, family):
     assert adapter.lm_head().weight.shape == (len(adapter.tokenizer), 128)
     assert adapter.mlp_module(0) is adapter.decoder_layers()[0].mlp
     assert adapter.attention_module(3) is adapter.decoder_layers()[3].self_attn
-    # initializer_range 0.08 (feasibility §3), not HF's 0.02
+    assert adapter.output_projection(2) is adapter.decoder_layers()[2].self_attn.o_proj
+    # initializer_range 0.08 (docs/method.md, "The tiny zoo"), not HF's 0.02
     std = adapter.mlp_module(0).down_proj.weight.std().item()
     assert 0.07 < std < 0.09
     with pytest.raises(IndexError, match="4 decoder layers"):

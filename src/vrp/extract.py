@@ -79,16 +79,6 @@ class ExtractionSettings:
             )
 
 
-def _output_projection(attention: torch.nn.Module, hidden_size: int) -> torch.nn.Linear:
-    """The attention block's output projection: its last Linear mapping heads back to the residual."""
-    linears = [m for m in attention.children() if isinstance(m, torch.nn.Linear)]
-    if not linears or linears[-1].out_features != hidden_size:
-        raise AttributeError(
-            f"no output projection (a last Linear with out_features={hidden_size}) in {type(attention).__name__}"
-        )
-    return linears[-1]
-
-
 class _LastTokenRecorder:
     """Forward hooks that keep only the last-token / image-span reductions of one batch."""
 
@@ -113,7 +103,7 @@ class _LastTokenRecorder:
             self.handles.append(attention.register_forward_hook(self._attention_hook(index)))
             self.handles.append(self.adapter.mlp_module(index).register_forward_hook(self._mlp_hook(index)))
             if self.per_head:
-                projection = _output_projection(attention, self.adapter.hidden_size)
+                projection = self.adapter.output_projection(index)
                 self.handles.append(projection.register_forward_pre_hook(self._head_hook(index)))
         return self
 
@@ -268,7 +258,7 @@ class Extractor:
 
     def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention output."""
-        projection = _output_projection(self.adapter.attention_module(layer), self.adapter.hidden_size)
+        projection = self.adapter.output_projection(layer)
         heads = self.adapter.num_heads
         z = z.view(z.shape[0], heads, -1)  # (B, H, hd)
         weight = projection.weight.float().view(projection.out_features, heads, -1)  # (d, H, hd)

@@ -51,6 +51,8 @@ class FamilyAdapter(abc.ABC):
     answer_separator: ClassVar[str] = ""
     # Keys build_tiny accepts and their defaults; see build_tiny's docstring.
     tiny_defaults: ClassVar[dict[str, Any]]
+    # Attribute of a decoder layer's attention module that maps the heads back to the residual.
+    output_projection_name: ClassVar[str]
     # Every family adapter by family name, filled as each subclass is defined (vrp.adapters
     # imports them all), so this module never imports the package that imports it.
     registry: ClassVar[dict[str, type[FamilyAdapter]]] = {}
@@ -400,6 +402,17 @@ class FamilyAdapter(abc.ABC):
     def attention_module(self, layer: int) -> torch.nn.Module:
         """The self-attention module of decoder layer ``layer``."""
         return _child_by_suffix(self._layer(layer), "Attention", self.family)
+
+    def output_projection(self, layer: int) -> torch.nn.Linear:
+        """The attention output projection of decoder layer ``layer`` (input: the heads, concatenated)."""
+        attention = self.attention_module(layer)
+        projection = getattr(attention, self.output_projection_name, None)
+        if not isinstance(projection, torch.nn.Linear) or projection.out_features != self.hidden_size:
+            raise AttributeError(
+                f"{self.family}: {type(attention).__name__}.{self.output_projection_name} is not a Linear "
+                f"onto the {self.hidden_size}-wide residual; fix {type(self).__name__}.output_projection_name"
+            )
+        return projection
 
     def mlp_module(self, layer: int) -> torch.nn.Module:
         """The MLP of decoder layer ``layer``; its output is the MLP's contribution to the residual."""

@@ -60,6 +60,7 @@ class Qwen2VLAdapter(FamilyAdapter):
     # The user turn's text; the chat template supplies the turn markers and the image.
     default_prompt_template: ClassVar[str] = "{question}"
     answer_separator: ClassVar[str] = ""
+    output_projection_name: ClassVar[str] = "o_proj"  # Qwen2VLAttention.o_proj
     _per_token_answer_values: ClassVar[dict[str, int]] = {"mm_token_type_ids": 0}
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,  # max_pixels = image_size**2 unless given
