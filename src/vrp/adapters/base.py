@@ -51,6 +51,9 @@ class FamilyAdapter(abc.ABC):
     answer_separator: ClassVar[str] = ""
     # Keys build_tiny accepts and their defaults; see build_tiny's docstring.
     tiny_defaults: ClassVar[dict[str, Any]]
+    # Placeholder / turn tokens the family's processor and chat template need as whole special
+    # tokens of the vocabulary (the zoo's word-level tokenizer registers them, vrp.zoo.tokenizer).
+    special_tokens: ClassVar[tuple[str, ...]] = ()
     # Attribute of a decoder layer's attention module that maps the heads back to the residual.
     output_projection_name: ClassVar[str]
     # Every family adapter by family name, filled as each subclass is defined (vrp.adapters

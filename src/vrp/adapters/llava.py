@@ -37,6 +37,7 @@ class LlavaAdapter(FamilyAdapter):
     # "{image}" is replaced by the processor's own placeholder token ("<image>" for llava-hf).
     default_prompt_template: ClassVar[str] = "USER: {image}\n{question}\nASSISTANT:"
     answer_separator: ClassVar[str] = " "
+    special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
     output_projection_name: ClassVar[str] = "o_proj"  # LlamaAttention.o_proj
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,  # shortest-edge resize and square center crop

@@ -35,6 +35,7 @@ class PaliGemmaAdapter(FamilyAdapter):
     # The mix checkpoints' task prefix; the processor adds <bos> after the image and a final "\n".
     default_prompt_template: ClassVar[str] = "answer en {question}"
     answer_separator: ClassVar[str] = ""
+    special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
     output_projection_name: ClassVar[str] = "o_proj"  # GemmaAttention.o_proj
     _per_token_answer_values: ClassVar[dict[str, int]] = {"token_type_ids": 1}
     tiny_defaults: ClassVar[dict[str, Any]] = {

@@ -60,6 +60,15 @@ class Qwen2VLAdapter(FamilyAdapter):
     # The user turn's text; the chat template supplies the turn markers and the image.
     default_prompt_template: ClassVar[str] = "{question}"
     answer_separator: ClassVar[str] = ""
+    # the image placeholder, its video twin, the vision span markers and the chat-turn markers
+    special_tokens: ClassVar[tuple[str, ...]] = (
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|im_start|>",
+        "<|im_end|>",
+    )
     output_projection_name: ClassVar[str] = "o_proj"  # Qwen2VLAttention.o_proj
     _per_token_answer_values: ClassVar[dict[str, int]] = {"mm_token_type_ids": 0}
     tiny_defaults: ClassVar[dict[str, Any]] = {
@@ -120,16 +129,7 @@ class Qwen2VLAdapter(FamilyAdapter):
         )
         ids = tokenizer.convert_tokens_to_ids
         missing = [
-            t
-            for t in (
-                "<|image_pad|>",
-                "<|video_pad|>",
-                "<|vision_start|>",
-                "<|vision_end|>",
-                "<|im_start|>",
-                "<|im_end|>",
-            )
-            if ids(t) is None or ids(t) == tokenizer.unk_token_id
+            t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id
         ]
         if missing:
             raise ValueError(

@@ -3,7 +3,7 @@
 The Hub is out of reach, so the tiny zoo cannot download a real sentencepiece/BPE tokenizer.
 A word-level tokenizer over the benchmark's own words is enough for a synthetic question set,
 and it is a real ``PreTrainedTokenizerFast`` that every real processor class accepts
-(shared/docs/feasibility.md §2.1).
+(docs/method.md, "The tiny zoo").
 
 Ids are deterministic: the special tokens first, in :data:`SPECIAL_TOKENS` order, then the
 sorted words. Everyone builds ONE tokenizer from all texts plus every adapter's
@@ -17,17 +17,13 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from vrp.adapters import ADAPTERS
+
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
-# The image/vision placeholders of all three families plus Qwen's chat-turn markers; they are
-# registered as special tokens, so they are matched whole before pre-tokenisation.
-MULTIMODAL_TOKENS: tuple[str, ...] = (
-    "<image>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|im_start|>",
-    "<|im_end|>",
+# Every family's placeholder / turn tokens (FamilyAdapter.special_tokens), in family order without
+# repeats; they are registered as special tokens, so they are matched whole before pre-tokenisation.
+MULTIMODAL_TOKENS: tuple[str, ...] = tuple(
+    dict.fromkeys(token for adapter in ADAPTERS.values() for token in adapter.special_tokens)
 )
 SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD, UNK, *MULTIMODAL_TOKENS)
 
