@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrp.adapters import FAMILIES, all_template_words, get_adapter_class, load_adapter
-from vrp.zoo.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
+from vrp.adapters import FAMILIES, get_adapter_class, load_adapter
+from vrp.zoo.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, template_words
 
 # PaliGemma's processor calls np.array on tensors internally (harmless, transformers-side).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -26,7 +26,7 @@ LONG_Q, SHORT_Q, CAPTION_Q = TEXTS[0], TEXTS[1], TEXTS[2]
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_word_tokenizer(TEXTS, all_template_words())
+    return build_word_tokenizer(TEXTS, template_words())
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_word_tokenizer_ids_are_deterministic(tokenizer):
     words = sorted(set(vocab) - set(SPECIAL_TOKENS))
     assert [vocab[w] for w in words] == list(range(len(SPECIAL_TOKENS), len(vocab)))
     assert {"ASSISTANT", ":", "USER", "answer", "en", "user", "assistant", "?", "kite"} <= set(words)
-    rebuilt = build_word_tokenizer(reversed(TEXTS), reversed(all_template_words()))
+    rebuilt = build_word_tokenizer(reversed(TEXTS), reversed(template_words()))
     assert rebuilt.get_vocab() == vocab
     ids = tokenizer("USER: <image>\nIs there a kite ?\nASSISTANT:")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == [

@@ -12,7 +12,7 @@ from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis import consistency as C
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.stats import normalize_answer
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 from vrp.benchmark.images import decode_images
 
 
@@ -104,7 +104,7 @@ def questions() -> pd.DataFrame:
 @pytest.fixture(scope="module", params=FAMILIES)
 def adapter(request, questions):
     torch.set_num_threads(1)
-    extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
+    extra = template_words()
     tokenizer = build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
     adapter = get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 1}, seed=2)
     # a checkpoint default that would make every sample the greedy answer (Qwen2-VL-Instruct ships top_k=1)

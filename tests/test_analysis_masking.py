@@ -10,7 +10,7 @@ from PIL import Image
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
-from vrp.adapters import FAMILIES, all_template_words, get_adapter_class
+from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis.masking import (
     causal_questions,
     compare_by_subset,
@@ -23,7 +23,7 @@ from vrp.analysis.masking import (
 )
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.scoring import candidate_sets, predict
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -52,7 +52,7 @@ def questions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    return build_word_tokenizer([*questions["question"], *questions["answer"]], all_template_words())
+    return build_word_tokenizer([*questions["question"], *questions["answer"]], template_words())
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.extract import ExtractionSettings, Extractor, extract
 from vrp.shards import load_array
 from vrp.scoring import candidate_sets
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 from vrp.benchmark.images import decode_images
 
 
@@ -25,7 +25,7 @@ def questions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
+    extra = template_words()
     return build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
 
 

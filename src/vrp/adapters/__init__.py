@@ -35,11 +35,6 @@ def load_adapter(family: str, path_or_id: str | os.PathLike, **kwargs) -> Family
     return get_adapter_class(family).load(path_or_id, **kwargs)
 
 
-def all_template_words() -> list[str]:
-    """Every family's template words, for building the one shared word-level tokenizer."""
-    return sorted({word for adapter in ADAPTERS.values() for word in adapter.template_words()})
-
-
 __all__ = [
     "ADAPTERS",
     "FAMILIES",
@@ -47,7 +42,6 @@ __all__ = [
     "LlavaAdapter",
     "PaliGemmaAdapter",
     "Qwen2VLAdapter",
-    "all_template_words",
     "get_adapter_class",
     "load_adapter",
 ]

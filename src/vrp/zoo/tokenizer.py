@@ -6,8 +6,8 @@ and it is a real ``PreTrainedTokenizerFast`` that every real processor class acc
 (docs/method.md, "The tiny zoo").
 
 Ids are deterministic: the special tokens first, in :data:`SPECIAL_TOKENS` order, then the
-sorted words. Everyone builds ONE tokenizer from all texts plus every adapter's
-``template_words()`` and hands it to each family's ``build_tiny``.
+sorted words. Everyone builds ONE tokenizer from all texts plus :func:`template_words` and hands
+it to each family's ``build_tiny``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from vrp.adapters import ADAPTERS
+from vrp.adapters import ADAPTERS, FAMILIES, get_adapter_class
 
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
 # Every family's placeholder / turn tokens (FamilyAdapter.special_tokens), in family order without
@@ -26,6 +26,11 @@ MULTIMODAL_TOKENS: tuple[str, ...] = tuple(
     dict.fromkeys(token for adapter in ADAPTERS.values() for token in adapter.special_tokens)
 )
 SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD, UNK, *MULTIMODAL_TOKENS)
+
+
+def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
+    """The words the prompt templates of ``families`` add to the vocabulary (sorted, no repeats)."""
+    return sorted({word for family in families for word in get_adapter_class(family).template_words()})
 
 
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
