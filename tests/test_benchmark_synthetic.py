@@ -278,17 +278,6 @@ def test_theme_strength_one_draws_only_favoured_kinds():
         assert set(scene.present()) <= set(syn.THEMES[scene.theme])
 
 
-def test_scene_table_matches_scenes():
-    config = syn.SyntheticBenchmarkConfig(n_train_images=0, n_eval_images=4)
-    table = syn.scene_table(config, "eval")
-    scenes = syn.make_scenes(config, "eval")
-    assert len(table) == sum(len(s.objects) for s in scenes)
-    first = table.iloc[0]
-    obj = scenes[0].objects[0]
-    assert (first["image_id"], first["object"], first["x"], first["y"]) == ("syn-eval-000000", obj.name, obj.x, obj.y)
-    assert first["x0"] == int(np.floor(obj.x - obj.radius)) and first["x1"] == int(np.ceil(obj.x + obj.radius))
-
-
 def test_rendered_colour_at_object_centre():
     # Without noise or blur, the centre pixel of the topmost object has its kind's colour (+- jitter).
     config = syn.SyntheticBenchmarkConfig(n_train_images=0, n_eval_images=20, noise_sigma=0.0, blur_prob=0.0)

@@ -17,7 +17,6 @@ from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS, plt
 
 __all__ = [
     "model_label",
-    "uniform_cell_boxes",
     "heatmap_on_pixels",
     "figure_margin_by_layer",
     "figure_entropy_dynamics",
@@ -122,22 +121,6 @@ def figure_update_norm(curves: pd.DataFrame, title: str = "Figure 4") -> plt.Fig
 # --------------------------------------------------------------------------------------------
 # Figure 5
 # --------------------------------------------------------------------------------------------
-def uniform_cell_boxes(image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """(rows, cols, 4) boxes (x0, y0, x1, y1) splitting the whole image into equal cells.
-
-    The adapter-free geometry (right when the processor resizes the whole image, no crop or pad);
-    the exact one is :meth:`vrp.adapters.base.FamilyAdapter.cell_boxes`.
-    """
-    width, height = image_size
-    rows, cols = grid
-    xs = np.round(np.linspace(0, width, cols + 1)).astype(np.int64)
-    ys = np.round(np.linspace(0, height, rows + 1)).astype(np.int64)
-    boxes = np.empty((rows, cols, 4), dtype=np.int64)
-    boxes[..., 0], boxes[..., 2] = xs[None, :-1], xs[None, 1:]
-    boxes[..., 1], boxes[..., 3] = ys[:-1, None], ys[1:, None]
-    return boxes
-
-
 def heatmap_on_pixels(grid_map, boxes, image_size: tuple[int, int]) -> np.ndarray:
     """(height, width) array with each cell's attention painted over its pixel box; NaN elsewhere.
 
