@@ -1,6 +1,8 @@
 # Reliability readouts from the one-pass extraction: per-layer probes (peak layer), the L1 neuron
 # ranking, every single-pass readout per question, then Tables 3, 7, 8 and the probe figures.
 # Layer indices are decoder layers 0..L-1 (hidden[:, l+1]); see src/vrp/analysis/probes.py.
+# The method rows of Tables 7 and 8 are vrp.analysis.probes.TABLE7_METHODS / TABLE8_METHODS.
+from vrp.analysis.probes import TABLE7_METHODS, TABLE8_METHODS
 
 
 rule probe_layers:
@@ -131,18 +133,7 @@ rule table7:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
-        methods=[
-            "spatial_entropy",
-            "cluster_count",
-            "logit_entropy",
-            "output_confidence",
-            "margin_top2",
-            "margin_only",
-            "margin_only_pred",
-            "probe_peak",
-            "probe_last_k",
-            "self_consistency",
-        ],
+        methods=list(TABLE7_METHODS),
         subsets=[["all", ""], ["presence", "adversarial"]],
     script:
         "../workflow/scripts/probes_method_table.py"
@@ -168,18 +159,7 @@ rule table8:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
-        methods=[
-            "random",
-            "spatial_entropy",
-            "cluster_count",
-            "probe_last_layer",
-            "probe_peak",
-            "mlp_probe_peak",
-            "l1_probe_peak",
-            "probe_last_k",
-            "attention_ensemble",
-            "self_consistency",
-        ],
+        methods=list(TABLE8_METHODS),
         subsets=[["all", ""]],
     script:
         "../workflow/scripts/probes_method_table.py"

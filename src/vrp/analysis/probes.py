@@ -370,7 +370,7 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
     return pd.DataFrame(rows)
 
 
-# The method rows of Tables 7 and 8, in order (rules/probes.smk passes the same lists as params).
+# The method rows of Tables 7 and 8, in order (rules/probes.smk passes them to the jobs as params).
 TABLE7_METHODS = ("spatial_entropy", "cluster_count", "logit_entropy", "output_confidence", "margin_top2",
                   "margin_only", "margin_only_pred", "probe_peak", "probe_last_k", "self_consistency")
 TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",
