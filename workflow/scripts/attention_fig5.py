@@ -9,14 +9,14 @@ from vrp.analysis.plotting import save_figure
 from vrp.shards import load_array
 from vrp.io import write_json
 from vrp.models import load_model_from_spec
+from vrp.per_model import read_labelled
 from vrp.runlog import setup_job_logging
 from vrp.benchmark.images import decode_images
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params
 labels = [tuple(label) for label in params.labels]
-stats = pd.concat([pd.read_parquet(path).assign(model=model, family=family, dataset=dataset)
-                   for (model, family, dataset), path in zip(labels, snakemake.input.stats)], ignore_index=True)
+stats = read_labelled(labels, snakemake.input.stats, names=("model", "family", "dataset"))
 case = select_case_study(stats, entropy_quantile=params.entropy_quantile)
 log.info("case study: %s", case)
 
