@@ -10,10 +10,10 @@ from statsmodels.stats.proportion import proportion_confint
 
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis import consistency as C
+from vrp.benchmark.images import decode_images
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.stats import normalize_answer
 from vrp.zoo.tokenizer import build_word_tokenizer, template_words
-from vrp.benchmark.images import decode_images
 
 
 def _long(answers: dict[str, list[str]]) -> pd.DataFrame:

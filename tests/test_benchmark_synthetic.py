@@ -95,7 +95,7 @@ def test_each_image_asks_each_task(bench):
 
 def test_presence_positives_present_negatives_absent_half_yes(bench, scenes):
     for split, frame in bench.items():
-        for (image, setting), group in _presence(frame).groupby(["image_id", "pope_setting"]):
+        for (image, _setting), group in _presence(frame).groupby(["image_id", "pope_setting"]):
             present = set(scenes[split][image].present())
             yes = group[group["answer"] == "yes"]["object"]
             no = group[group["answer"] == "no"]["object"]

@@ -9,8 +9,8 @@ from sklearn.metrics import roc_auc_score
 from conftest import REPO, planned_jobs
 from vrp.analysis.consistency import consistency_scores
 from vrp.analysis.probes import READOUTS, TABLE7_METHODS, TABLE8_METHODS
-from vrp.shards import load_array
 from vrp.io import read_json
+from vrp.shards import load_array
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_probe_files_that_other_rules_read(demo_workdir):
 
         ranking = pd.read_parquet(base / "neuron_ranking.parquet")
         assert len(ranking) == n_layers * width
-        for layer, group in ranking.groupby("layer"):
+        for _layer, group in ranking.groupby("layer"):
             assert sorted(group["rank"]) == list(range(width)) and sorted(group["channel"]) == list(range(width))
         samples = pd.read_parquet(extract / "samples.parquet")
         mlp_out = load_array(extract / "manifest.json", "mlp_out")

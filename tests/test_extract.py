@@ -1,7 +1,6 @@
 """The one-pass extraction against the model's own outputs, and its resume-after-kill guarantee."""
 
 import filecmp
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -9,12 +8,12 @@ import pytest
 import torch
 
 from vrp.adapters import FAMILIES, get_adapter_class
+from vrp.benchmark.images import decode_images
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.extract import ExtractionSettings, Extractor, extract
-from vrp.shards import load_array
 from vrp.scoring import candidate_sets
+from vrp.shards import load_array
 from vrp.zoo.tokenizer import build_word_tokenizer, template_words
-from vrp.benchmark.images import decode_images
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ log = setup_job_logging(snakemake.log[0])
 baselines = pd.concat([pd.read_parquet(path) for path in snakemake.input.baselines], ignore_index=True)
 runs = pd.concat([pd.read_parquet(path) for path in snakemake.input.runs], ignore_index=True)
 frames = []
-for (model, dataset, p), group in runs.groupby(["model", "dataset", "p"], sort=True):
+for (model, dataset, _p), group in runs.groupby(["model", "dataset", "p"], sort=True):
     baseline = baselines[(baselines["model"] == model) & (baselines["dataset"] == dataset)]
     table = masking_table(baseline, group, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed)
     frames.append(prepend_labels(table, model=model, family=snakemake.params.families[model], dataset=dataset))

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from vrp.analysis.probes import ProbeSettings, reliability_scores
-from vrp.shards import load_array
 from vrp.io import read_json, write_parquet
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0], threads=1)
 settings = ProbeSettings.from_params(snakemake.params.probes)

@@ -57,7 +57,7 @@ def masking_figure(table: pd.DataFrame, alpha: float = 0.05):
             panel = curves[(curves["model"] == model) & (curves["dataset"] == dataset)]
             family = panel["family"].iloc[0] if len(panel) else ""
             colour = FAMILY_COLOURS.get(family, "black")
-            for condition, (label, style, marker, alpha_line) in CONDITION_STYLES.items():
+            for condition, (_label, style, marker, alpha_line) in CONDITION_STYLES.items():
                 line = panel[panel["condition"] == condition].sort_values("p")
                 if line.empty:
                     continue
