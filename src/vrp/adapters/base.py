@@ -42,6 +42,7 @@ class FamilyAdapter(abc.ABC):
     """Wraps a loaded model + processor of one family behind the project-wide interface."""
 
     family: ClassVar[str]
+    display_name: ClassVar[str]  # the family's name in figure legends and titles
     model_type: ClassVar[str]  # the checkpoint config's ``model_type`` for this family
     model_class: ClassVar[type]
     processor_class: ClassVar[type]

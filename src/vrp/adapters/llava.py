@@ -31,6 +31,7 @@ class LlavaAdapter(FamilyAdapter):
     """Adapter for ``LlavaForConditionalGeneration`` checkpoints (e.g. llava-hf/llava-1.5-7b-hf)."""
 
     family: ClassVar[str] = "llava"
+    display_name: ClassVar[str] = "LLaVA"
     model_type: ClassVar[str] = "llava"
     model_class: ClassVar[type] = LlavaForConditionalGeneration
     processor_class: ClassVar[type] = LlavaProcessor

@@ -29,6 +29,7 @@ class PaliGemmaAdapter(FamilyAdapter):
     """Adapter for ``PaliGemmaForConditionalGeneration`` checkpoints (e.g. google/paligemma-3b-mix-224)."""
 
     family: ClassVar[str] = "paligemma"
+    display_name: ClassVar[str] = "PaliGemma"
     model_type: ClassVar[str] = "paligemma"
     model_class: ClassVar[type] = PaliGemmaForConditionalGeneration
     processor_class: ClassVar[type] = PaliGemmaProcessor

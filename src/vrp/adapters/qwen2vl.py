@@ -54,6 +54,7 @@ class Qwen2VLAdapter(FamilyAdapter):
     """Adapter for ``Qwen2VLForConditionalGeneration`` checkpoints (e.g. Qwen/Qwen2-VL-2B-Instruct)."""
 
     family: ClassVar[str] = "qwen2vl"
+    display_name: ClassVar[str] = "Qwen2-VL"
     model_type: ClassVar[str] = "qwen2_vl"
     model_class: ClassVar[type] = Qwen2VLForConditionalGeneration
     processor_class: ClassVar[type] = Qwen2VLImageOnlyProcessor

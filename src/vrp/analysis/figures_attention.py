@@ -13,7 +13,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS, plt
+from vrp.adapters import FAMILIES
+from vrp.analysis.plotting import FAMILY_COLOURS, model_label, plt
 
 __all__ = [
     "model_label",
@@ -24,14 +25,8 @@ __all__ = [
     "figure_case_study",
 ]
 
-FAMILY_MARKERS = {"llava": "o", "paligemma": "s", "qwen2vl": "^"}
-FAMILY_LINESTYLES = {"llava": "-", "paligemma": "--", "qwen2vl": ":"}
-
-
-def model_label(model: str, family: str) -> str:
-    """The legend name of a model: its family's label, plus the model key when they differ."""
-    label = FAMILY_LABELS.get(family, family)
-    return label if model == family else f"{model} ({label})"
+FAMILY_MARKERS = dict(zip(FAMILIES, ("o", "s", "^")))
+FAMILY_LINESTYLES = dict(zip(FAMILIES, ("-", "--", ":")))
 
 
 def _models(curves: pd.DataFrame) -> list[tuple[str, str]]:
