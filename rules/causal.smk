@@ -61,7 +61,7 @@ rule causal_masking:
         "../workflow/scripts/causal_masking.py"
 
 
-rule causal_masking_table:
+rule causal_table_masking:
     input:
         baselines=expand(
             "results/causal/baseline/{model}/{dataset}.parquet",
@@ -92,10 +92,10 @@ rule causal_masking_table:
         n_boot=config["masking"]["n_boot"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/causal_masking_table.py"
+        "../workflow/scripts/causal_table_masking.py"
 
 
-rule causal_masking_figure:
+rule causal_figure_masking:
     input:
         "results/table_masking.csv",
     output:
@@ -117,7 +117,7 @@ rule causal_masking_figure:
     conda:
         "../envs/vrp.yaml"
     script:
-        "../workflow/scripts/causal_masking_figure.py"
+        "../workflow/scripts/causal_figure_masking.py"
 
 
 checkpoint causal_ablation_layers:
@@ -291,7 +291,7 @@ rule causal_table5:
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/causal_ablation_table.py"
+        "../workflow/scripts/causal_table_ablation.py"
 
 
 rule causal_table6:
@@ -320,7 +320,7 @@ rule causal_table6:
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/causal_ablation_table.py"
+        "../workflow/scripts/causal_table_ablation.py"
 
 
 TARGETS.extend(

@@ -5,7 +5,7 @@
 from vrp.analysis.probes import TABLE7_METHODS, TABLE8_METHODS
 
 
-rule probe_layers:
+rule probes_layers:
     input:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
@@ -37,7 +37,7 @@ rule probe_layers:
         "../workflow/scripts/probes_layers.py"
 
 
-rule probe_neurons:
+rule probes_neurons:
     input:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
@@ -58,7 +58,7 @@ rule probe_neurons:
         "../workflow/scripts/probes_neurons.py"
 
 
-rule probe_scores:
+rule probes_scores:
     input:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
@@ -90,7 +90,7 @@ rule probe_scores:
         "../workflow/scripts/probes_scores.py"
 
 
-rule table3:
+rule probes_table3:
     input:
         scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
         peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
@@ -113,7 +113,7 @@ rule table3:
         "../workflow/scripts/probes_table3.py"
 
 
-rule table7:
+rule probes_table7:
     input:
         scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
         peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
@@ -136,10 +136,10 @@ rule table7:
         methods=list(TABLE7_METHODS),
         subsets=[["all", ""], ["presence", "adversarial"]],
     script:
-        "../workflow/scripts/probes_method_table.py"
+        "../workflow/scripts/probes_table_methods.py"
 
 
-rule table8:
+rule probes_table8:
     input:
         scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
         peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
@@ -162,10 +162,10 @@ rule table8:
         methods=list(TABLE8_METHODS),
         subsets=[["all", ""]],
     script:
-        "../workflow/scripts/probes_method_table.py"
+        "../workflow/scripts/probes_table_methods.py"
 
 
-rule figure_probe_layers:
+rule probes_figure_layers:
     input:
         layers=per_model_dataset("results/probes/{model}/{dataset}/layers.csv"),
     output:
@@ -192,7 +192,7 @@ rule figure_probe_layers:
         "../workflow/scripts/probes_figure_layers.py"
 
 
-rule figure_2b:
+rule probes_figure2b:
     input:
         rankings=per_model_dataset(
             "results/probes/{model}/{dataset}/neuron_ranking.parquet"
@@ -220,7 +220,7 @@ rule figure_2b:
         families=model_families(),
         top_channels=config["probes"]["top_channels"],
     script:
-        "../workflow/scripts/probes_figure_2b.py"
+        "../workflow/scripts/probes_figure2b.py"
 
 
 TARGETS.extend(

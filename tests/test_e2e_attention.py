@@ -82,12 +82,12 @@ def _changed(workdir, tmp_path, attention):
 # What reads the per-question H_s / C_k (results/attention/*/stats.parquet): the stress test and
 # Table 1, Table 4, the Figure 5 case, the probe scores (Tables 3, 7, 8) and the claims check.
 READS_ATTENTION_STATS = {
-    "attention_stress_test": 1, "attention_table1": 1, "attention_table4": 1, "attention_fig5": 1,
-    "probe_scores": 1, "table3": 1, "table7": 1, "table8": 1, "claims_check": 1}
+    "attention_stress_test": 1, "attention_table1": 1, "attention_table4": 1, "attention_figure5": 1,
+    "probes_scores": 1, "probes_table3": 1, "probes_table7": 1, "probes_table8": 1, "claims_check": 1}
 
 
 def test_changing_the_ck_definition_reruns_tables_4_7_8_and_the_claims(demo_workdir, tmp_path):
-    per_model = {"attention_stats": 3, "attention_stress_test": 3, "probe_scores": 3}
+    per_model = {"attention_stats": 3, "attention_stress_test": 3, "probes_scores": 3}
     assert _changed(demo_workdir, tmp_path, {"ck_method": "dbscan"}) == {
         **READS_ATTENTION_STATS, **per_model}
 

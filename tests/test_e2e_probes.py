@@ -125,18 +125,18 @@ def test_k_sweep_reads_one_sampling_job(demo_workdir, tmp_path):
     # ... and a new K is one cheap job over the stored samples: no sampling, no extraction
     planned = _jobs_for(demo_workdir, tmp_path, {"consistency": {"k_values": [5, 7, 10]}},
                         extra_targets=["results/selfconsistency/k~7.csv"])
-    assert planned == {"selfconsistency_k": 1, "figure_selfconsistency": 1}
+    assert planned == {"consistency_k": 1, "consistency_figure": 1}
 
 
 def test_config_changes_rerun_only_their_jobs(demo_workdir, tmp_path):
     planned = _jobs_for(demo_workdir, tmp_path, {"consistency": {"temperature": 0.9}})
-    assert {rule: planned.get(rule) for rule in ("consistency_sample", "selfconsistency_k", "table7", "table8",
-                                                  "figure_selfconsistency")} == {
-        "consistency_sample": 3, "selfconsistency_k": 2, "table7": 1, "table8": 1, "figure_selfconsistency": 1}
-    assert not {"extract_activations", "probe_layers", "probe_neurons", "probe_scores", "table3"} & set(planned)
+    assert {rule: planned.get(rule) for rule in ("consistency_sample", "consistency_k", "probes_table7", "probes_table8",
+                                                  "consistency_figure")} == {
+        "consistency_sample": 3, "consistency_k": 2, "probes_table7": 1, "probes_table8": 1, "consistency_figure": 1}
+    assert not {"extract_activations", "probes_layers", "probes_neurons", "probes_scores", "probes_table3"} & set(planned)
 
     planned = _jobs_for(demo_workdir, tmp_path, {"probes": {"mlp_hidden": 12}})
-    assert planned["probe_layers"] == 3 and planned["probe_scores"] == 3 and planned["table3"] == 1
-    assert not {"extract_activations", "probe_neurons", "consistency_sample", "selfconsistency_k"} & set(planned)
+    assert planned["probes_layers"] == 3 and planned["probes_scores"] == 3 and planned["probes_table3"] == 1
+    assert not {"extract_activations", "probes_neurons", "consistency_sample", "consistency_k"} & set(planned)
 
-    assert _jobs_for(demo_workdir, tmp_path, {"probes": {"top_channels": 2}}) == {"figure_2b": 1}
+    assert _jobs_for(demo_workdir, tmp_path, {"probes": {"top_channels": 2}}) == {"probes_figure2b": 1}
