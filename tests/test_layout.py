@@ -99,3 +99,11 @@ def test_no_module_outside_the_adapters_names_a_family():
             continue
         offenders += _family_mentions(path)
     assert not offenders, "family names outside src/vrp/adapters/:\n" + "\n".join(offenders)
+
+
+def test_method_notes_are_cited_inside_the_repository():
+    assert (REPO / "docs" / "method.md").is_file()
+    outside = [str(p.relative_to(REPO)) for p in _python_files("src", "workflow", "tests", "bench")
+               if p != Path(__file__).resolve()
+               and any(word in p.read_text() for word in ("/work/shared", "paper-method.md", "feasibility.md"))]
+    assert not outside, f"modules cite method notes outside the repository (use docs/method.md): {outside}"
