@@ -522,6 +522,23 @@ class ProcessedView:
         return boxes
 
 
+def tiny_text_config(tokenizer: PreTrainedTokenizerBase, settings: dict) -> dict[str, Any]:
+    """The decoder settings every family's tiny text config takes from its tiny settings and tokenizer."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": settings["hidden_size"],
+        "intermediate_size": settings["intermediate_size"],
+        "num_hidden_layers": settings["num_hidden_layers"],
+        "num_attention_heads": settings["num_attention_heads"],
+        "num_key_value_heads": settings["num_key_value_heads"],
+        "max_position_embeddings": settings["max_position_embeddings"],
+        "initializer_range": settings["initializer_range"],
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
 def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
     if len(image_size) != 2 or min(image_size) <= 0:
         raise ValueError(f"image_size must be PIL's (width, height) with positive sides, got {image_size}")

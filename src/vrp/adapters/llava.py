@@ -24,7 +24,7 @@ from transformers import (
 from transformers.image_transforms import get_resize_output_image_size
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
 
 
 class LlavaAdapter(FamilyAdapter):
@@ -112,20 +112,7 @@ class LlavaAdapter(FamilyAdapter):
             projection_dim=s["vision_hidden_size"],
             initializer_range=s["initializer_range"],
         )
-        text_config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=s["hidden_size"],
-            intermediate_size=s["intermediate_size"],
-            num_hidden_layers=s["num_hidden_layers"],
-            num_attention_heads=s["num_attention_heads"],
-            num_key_value_heads=s["num_key_value_heads"],
-            max_position_embeddings=s["max_position_embeddings"],
-            initializer_range=s["initializer_range"],
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            tie_word_embeddings=True,
-        )
+        text_config = LlamaConfig(**tiny_text_config(tokenizer, s), tie_word_embeddings=True)
         config = LlavaConfig(
             vision_config=vision_config,
             text_config=text_config,

@@ -22,7 +22,7 @@ from transformers import (
 )
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
 
 
 class PaliGemmaAdapter(FamilyAdapter):
@@ -87,20 +87,7 @@ class PaliGemmaAdapter(FamilyAdapter):
             vision_use_head=False,  # the pooling head is unused by PaliGemma
             initializer_range=s["initializer_range"],
         )
-        text_config = GemmaConfig(
-            vocab_size=vocab_size,
-            hidden_size=s["hidden_size"],
-            intermediate_size=s["intermediate_size"],
-            num_hidden_layers=s["num_hidden_layers"],
-            num_attention_heads=s["num_attention_heads"],
-            num_key_value_heads=s["num_key_value_heads"],
-            head_dim=s["head_dim"],
-            max_position_embeddings=s["max_position_embeddings"],
-            initializer_range=s["initializer_range"],
-            pad_token_id=processor.tokenizer.pad_token_id,
-            bos_token_id=processor.tokenizer.bos_token_id,
-            eos_token_id=processor.tokenizer.eos_token_id,
-        )
+        text_config = GemmaConfig(**tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"])
         config = PaliGemmaConfig(
             vision_config=vision_config,
             text_config=text_config,

@@ -22,7 +22,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
 
 # Same shape as the released Qwen2-VL template for one user turn of [image, text] (without its
 # default system turn, which would only add tokens): image parts become
@@ -138,22 +138,12 @@ class Qwen2VLAdapter(FamilyAdapter):
             )
         config = Qwen2VLConfig(
             text_config=dict(
-                vocab_size=len(tokenizer),
-                hidden_size=hidden,
-                intermediate_size=s["intermediate_size"],
-                num_hidden_layers=s["num_hidden_layers"],
-                num_attention_heads=heads,
-                num_key_value_heads=s["num_key_value_heads"],
-                max_position_embeddings=s["max_position_embeddings"],
-                initializer_range=s["initializer_range"],
+                **tiny_text_config(tokenizer, s),
                 rope_parameters={
                     "rope_type": "default",
                     "rope_theta": 10000.0,
                     "mrope_section": list(mrope_section),
                 },
-                pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
                 tie_word_embeddings=True,
             ),
             vision_config=dict(
