@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
 from vrp.adapters import FAMILIES, get_adapter_class, load_adapter
-from vrp.zoo.tokenizer import SPECIAL_TOKENS, build_word_tokenizer, template_words
+from vrp.zoo.tokenizer import (
+    SPECIAL_TOKENS,
+    build_word_tokenizer,
+    questions_tokenizer,
+    template_words,
+)
 
 # PaliGemma's processor calls np.array on tensors internally (harmless, transformers-side).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -65,6 +71,14 @@ def test_word_tokenizer_ids_are_deterministic(tokenizer):
         "ASSISTANT",
         ":",
     ]
+
+
+def test_questions_tokenizer_covers_questions_answers_and_templates():
+    questions = pd.DataFrame({"question": ["Is there a kite ?"], "answer": ["yes"]})
+    vocab = questions_tokenizer(questions).get_vocab()
+    assert vocab == build_word_tokenizer(["Is there a kite ?", "yes"], template_words()).get_vocab()
+    assert {"kite", "yes", "ASSISTANT", "en", "user"} <= set(vocab)
+    assert "en" not in questions_tokenizer(questions, ["llava"]).get_vocab()  # PaliGemma's prefix word
 
 
 def test_build_tiny_does_not_touch_the_shared_tokenizer(tokenizer, adapters):

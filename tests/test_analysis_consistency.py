@@ -13,7 +13,7 @@ from vrp.analysis import consistency as C
 from vrp.benchmark.images import decode_images
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.stats import normalize_answer
-from vrp.zoo.tokenizer import build_word_tokenizer, template_words
+from vrp.zoo.tokenizer import questions_tokenizer
 
 
 def _long(answers: dict[str, list[str]]) -> pd.DataFrame:
@@ -104,8 +104,7 @@ def questions() -> pd.DataFrame:
 @pytest.fixture(scope="module", params=FAMILIES)
 def adapter(request, questions):
     torch.set_num_threads(1)
-    extra = template_words()
-    tokenizer = build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+    tokenizer = questions_tokenizer(questions)
     adapter = get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 1}, seed=2)
     # a checkpoint default that would make every sample the greedy answer (Qwen2-VL-Instruct ships top_k=1)
     adapter.model.generation_config.top_k = 1

@@ -23,7 +23,7 @@ from vrp.analysis.masking import (
 )
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.scoring import candidate_sets, predict
-from vrp.zoo.tokenizer import build_word_tokenizer, template_words
+from vrp.zoo.tokenizer import questions_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -52,7 +52,7 @@ def questions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    return build_word_tokenizer([*questions["question"], *questions["answer"]], template_words())
+    return questions_tokenizer(questions)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.extract import ExtractionSettings, Extractor, extract
 from vrp.scoring import candidate_sets
 from vrp.shards import load_array
-from vrp.zoo.tokenizer import build_word_tokenizer, template_words
+from vrp.zoo.tokenizer import questions_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,7 @@ def questions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    extra = template_words()
-    return build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+    return questions_tokenizer(questions)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

@@ -3,12 +3,10 @@
 import pandas as pd
 
 from vrp.runlog import setup_job_logging
-from vrp.zoo.tokenizer import build_word_tokenizer, template_words
+from vrp.zoo.tokenizer import questions_tokenizer
 
 log = setup_job_logging(snakemake.log[0])
 frames = [pd.read_parquet(p, columns=["question", "answer"]) for p in [*snakemake.input.train, *snakemake.input.eval]]
-texts = pd.concat(frames)
-extra = template_words(snakemake.params.families)
-tokenizer = build_word_tokenizer([*texts["question"], *texts["answer"]], extra_words=extra)
+tokenizer = questions_tokenizer(pd.concat(frames), snakemake.params.families)
 log.info("vocabulary: %d tokens", len(tokenizer))
 tokenizer.save_pretrained(snakemake.output[0])

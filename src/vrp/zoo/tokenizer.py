@@ -33,6 +33,13 @@ def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
     return sorted({word for family in families for word in get_adapter_class(family).template_words()})
 
 
+def questions_tokenizer(questions, families: Iterable[str] = FAMILIES) -> PreTrainedTokenizerFast:
+    """The zoo tokenizer of a question table: every word of its questions and answers, plus the
+    prompt-template words of ``families``."""
+    texts = [*questions["question"], *questions["answer"]]
+    return build_word_tokenizer(texts, extra_words=template_words(families))
+
+
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     """Newlines isolated, then whitespace split (drops them), then punctuation split off words."""
     return pre_tokenizers.Sequence(
