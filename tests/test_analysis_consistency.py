@@ -8,10 +8,10 @@ from scipy import stats as scipy_stats
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
+from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis import consistency as C
 from vrp.benchmark.images import decode_images
-from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.stats import normalize_answer
 from vrp.zoo.tokenizer import questions_tokenizer
 
@@ -96,8 +96,7 @@ def test_settings_reject_bad_values():
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 2})
-    table = generate_split(config, "eval")
+    table = synthetic_eval_questions(seed=5, n_eval_images=2)
     return table.groupby("task", sort=True).head(2).head(7).reset_index(drop=True)
 
 

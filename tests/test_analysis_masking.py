@@ -10,6 +10,7 @@ from PIL import Image
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
+from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis.masking import (
     causal_questions,
@@ -21,7 +22,6 @@ from vrp.analysis.masking import (
     run_masking,
     sample_rng,
 )
-from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.scoring import candidate_sets, predict
 from vrp.zoo.tokenizer import questions_tokenizer
 
@@ -46,8 +46,7 @@ EXPECTED_COUNTS = {
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 2})
-    return generate_split(config, "eval")
+    return synthetic_eval_questions(seed=5, n_eval_images=2)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.benchmark.images import decode_images
-from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.extract import ExtractionSettings, Extractor, extract
 from vrp.scoring import candidate_sets
 from vrp.shards import load_array
@@ -18,8 +18,7 @@ from vrp.zoo.tokenizer import questions_tokenizer
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 3, "n_train_images": 1, "n_eval_images": 4})
-    return generate_split(config, "eval")
+    return synthetic_eval_questions(seed=3, n_eval_images=4)
 
 
 @pytest.fixture(scope="module")
