@@ -32,8 +32,11 @@ def _python_files(*roots: str) -> list[Path]:
 def test_only_the_zoo_imports_the_training_module():
     # the zoo's own rule (rules/zoo.smk) runs workflow/scripts/train_tiny_model.py
     allowed = {PACKAGE / "zoo" / "train.py", REPO / "workflow" / "scripts" / "train_tiny_model.py"}
-    offenders = [str(p.relative_to(REPO)) for p in _python_files("src", "workflow", "tests", "bench")
-                 if p not in allowed and "vrp.zoo.train" in _imported_modules(p)]
+    offenders = [
+        str(p.relative_to(REPO))
+        for p in _python_files("src", "workflow", "tests", "bench")
+        if p not in allowed and "vrp.zoo.train" in _imported_modules(p)
+    ]
     assert not offenders, f"modules outside the zoo import vrp.zoo.train: {offenders}"
 
 
@@ -74,7 +77,11 @@ def _family_mentions(path: Path) -> list[str]:
     docstrings = _docstring_nodes(tree)
     found = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
             text = node.value
         elif isinstance(node, ast.Name):
             text = node.id
@@ -103,7 +110,14 @@ def test_no_module_outside_the_adapters_names_a_family():
 
 def test_method_notes_are_cited_inside_the_repository():
     assert (REPO / "docs" / "method.md").is_file()
-    outside = [str(p.relative_to(REPO)) for p in _python_files("src", "workflow", "tests", "bench")
-               if p != Path(__file__).resolve()
-               and any(word in p.read_text() for word in ("/work/shared", "paper-method.md", "feasibility.md"))]
-    assert not outside, f"modules cite method notes outside the repository (use docs/method.md): {outside}"
+    outside = [
+        str(p.relative_to(REPO))
+        for p in _python_files("src", "workflow", "tests", "bench")
+        if p != Path(__file__).resolve()
+        and any(
+            word in p.read_text() for word in ("/work/shared", "paper-method.md", "feasibility.md")
+        )
+    ]
+    assert not outside, (
+        f"modules cite method notes outside the repository (use docs/method.md): {outside}"
+    )

@@ -25,8 +25,11 @@ def test_read_keyed_pairs_labels_and_files_in_order(files):
 
 
 def test_read_labelled_appends_the_label_columns(files):
-    table = read_labelled([["llava", "llava", "syn"], ["qwen2vl", "qwen2vl", "syn"]], files,
-                          names=("model", "family", "dataset"))
+    table = read_labelled(
+        [["llava", "llava", "syn"], ["qwen2vl", "qwen2vl", "syn"]],
+        files,
+        names=("model", "family", "dataset"),
+    )
     assert list(table.columns) == ["x", "model", "family", "dataset"]
     assert table["model"].tolist() == ["llava", "llava", "qwen2vl", "qwen2vl"]
     assert table["x"].tolist() == [0, 10, 1, 11] and table.index.tolist() == [0, 1, 2, 3]

@@ -2,8 +2,8 @@
 
 Used by the Snakefile at start-up (before any job runs) and by the tests. The workflow hands the
 schema over (rules/common.smk reads workflow/schemas/config.schema.yaml next to the Snakefile), so
-the package does not guess where a checkout lies and works from a non-editable install. Errors name the key
-path and the fix, e.g. ``config error at models.llava.family: 'lava' is not one of [...]``.
+the package does not guess where a checkout lies and works from a non-editable install. Errors
+name the key path and the fix, e.g. ``config error at models.llava.family: 'lava' is not one of [...]``.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def validate_config(config: dict, schema: dict) -> dict:
-    """Return a validated copy of ``config`` with ``schema``'s defaults filled in; raise ConfigError."""
+    """A validated copy of ``config`` with ``schema``'s defaults filled in; raises ConfigError."""
     config = copy.deepcopy(dict(config))
     validator = _validator_filling_defaults(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

@@ -19,17 +19,25 @@ Reader = Callable[[str | os.PathLike], Any]
 def _pairs(labels: Iterable[Sequence[str]], paths: Iterable) -> list[tuple[tuple[str, ...], Any]]:
     labels, paths = [tuple(label) for label in labels], list(paths)
     if len(labels) != len(paths):
-        raise ValueError(f"{len(labels)} labels for {len(paths)} input files; they must pair up in order")
+        raise ValueError(
+            f"{len(labels)} labels for {len(paths)} input files; they must pair up in order"
+        )
     return list(zip(labels, paths))
 
 
-def read_keyed(labels: Iterable[Sequence[str]], paths: Iterable, reader: Reader = pd.read_parquet) -> dict:
+def read_keyed(
+    labels: Iterable[Sequence[str]], paths: Iterable, reader: Reader = pd.read_parquet
+) -> dict:
     """``{label tuple: reader(path)}`` for each label and its file, in order."""
     return {label: reader(path) for label, path in _pairs(labels, paths)}
 
 
-def read_labelled(labels: Iterable[Sequence[str]], paths: Iterable, names: Sequence[str],
-                  reader: Reader = pd.read_parquet) -> pd.DataFrame:
+def read_labelled(
+    labels: Iterable[Sequence[str]],
+    paths: Iterable,
+    names: Sequence[str],
+    reader: Reader = pd.read_parquet,
+) -> pd.DataFrame:
     """Every file's table with its label appended as columns ``names``, concatenated in order."""
     frames = []
     for label, path in _pairs(labels, paths):

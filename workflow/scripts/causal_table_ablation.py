@@ -14,7 +14,8 @@ frames = []
 for (model, dataset), baseline in baselines.groupby(["model", "dataset"], sort=True):
     selected = runs[(runs["model"] == model) & (runs["dataset"] == dataset)].drop(columns=["model", "dataset"])
     table = ablation_table(baseline, selected, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed)
-    frames.append(prepend_labels(table, model=model, family=snakemake.params.families[model], dataset=dataset))
+    family = snakemake.params.families[model]
+    frames.append(prepend_labels(table, model=model, family=family, dataset=dataset))
 table = pd.concat(frames, ignore_index=True)
 log.info("\n%s", table[table["subset"] == "all"][
     ["model", "layer", "condition", "k", "rank", "seed", "n", "accuracy", "drop_pp", "mcnemar_p", "right_to_wrong", "wrong_to_right"]

@@ -408,13 +408,14 @@ class FamilyAdapter(abc.ABC):
         return _child_by_suffix(self._layer(layer), "Attention", self.family)
 
     def output_projection(self, layer: int) -> torch.nn.Linear:
-        """The attention output projection of decoder layer ``layer`` (input: the heads, concatenated)."""
+        """The attention output projection of decoder layer ``layer`` (input: the heads, joined)."""
         attention = self.attention_module(layer)
-        projection = getattr(attention, self.output_projection_name, None)
+        name = self.output_projection_name
+        projection = getattr(attention, name, None)
         if not isinstance(projection, torch.nn.Linear) or projection.out_features != self.hidden_size:
             raise AttributeError(
-                f"{self.family}: {type(attention).__name__}.{self.output_projection_name} is not a Linear "
-                f"onto the {self.hidden_size}-wide residual; fix {type(self).__name__}.output_projection_name"
+                f"{self.family}: {type(attention).__name__}.{name} is not a Linear onto the "
+                f"{self.hidden_size}-wide residual; fix {type(self).__name__}.output_projection_name"
             )
         return projection
 
@@ -523,7 +524,7 @@ class ProcessedView:
 
 
 def tiny_text_config(tokenizer: PreTrainedTokenizerBase, settings: dict) -> dict[str, Any]:
-    """The decoder settings every family's tiny text config takes from its tiny settings and tokenizer."""
+    """The decoder settings every family's tiny text config takes from the settings and tokenizer."""
     return {
         "vocab_size": len(tokenizer),
         "hidden_size": settings["hidden_size"],

@@ -87,7 +87,9 @@ class PaliGemmaAdapter(FamilyAdapter):
             vision_use_head=False,  # the pooling head is unused by PaliGemma
             initializer_range=s["initializer_range"],
         )
-        text_config = GemmaConfig(**tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"])
+        text_config = GemmaConfig(
+            **tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"]
+        )
         config = PaliGemmaConfig(
             vision_config=vision_config,
             text_config=text_config,

@@ -1,4 +1,4 @@
-"""Shared figure conventions: one colour and label per model family, one model label, a PDF + PNG writer."""
+"""Shared figure conventions: a colour and label per family, one model label, a PDF + PNG writer."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ FAMILY_LABELS = {family: adapter.display_name for family, adapter in ADAPTERS.it
 
 
 def model_label(model: str, family: str) -> str:
-    """The legend / title name of a model: its family's label, plus the model key when they differ."""
+    """The legend / title name of a model: its family's label, plus the model key if it differs."""
     label = FAMILY_LABELS.get(family, family)
     return label if model == family else f"{model} ({label})"
 

@@ -228,10 +228,14 @@ def _aligned_attention_stats(samples: pd.DataFrame, attention_stats: pd.DataFram
     """The attention stage's ``hs`` / ``ck`` rows, checked to be the samples' questions in order."""
     missing = {"question_id", "hs", "ck"} - set(attention_stats.columns)
     if missing:
-        raise ValueError(f"attention statistics lack column(s) {sorted(missing)}; rerun attention_stats")
+        raise ValueError(
+            f"attention statistics lack column(s) {sorted(missing)}; rerun attention_stats"
+        )
     if attention_stats["question_id"].tolist() != samples["question_id"].tolist():
-        raise ValueError("attention statistics and samples.parquet list different questions (or in another "
-                         "order); both must come from the same extraction: rerun attention_stats")
+        raise ValueError(
+            "attention statistics and samples.parquet list different questions (or in another "
+            "order); both must come from the same extraction: rerun attention_stats"
+        )
     return attention_stats[["hs", "ck"]].reset_index(drop=True)
 
 
@@ -244,8 +248,8 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     ``image_attention``, ``lens_margin`` and ``lens_margin_pred`` (rows aligned with ``samples``). All learned readouts
     share one grouped split. ``attention_stats`` is the attention stage's per-question table
     (``results/attention/{model}/{dataset}/stats.parquet``, :func:`vrp.analysis.attention_tables.
-    attention_statistics`): H_s and C_k are read from its ``hs`` / ``ck`` columns, computed once there
-    with the configured definitions, never recomputed here. Returns the samples' question_id,
+    attention_statistics`): H_s and C_k are read from its ``hs`` / ``ck`` columns, computed once
+    there with the configured definitions, never recomputed here. Returns the samples' question_id,
     image_id, task, pope_setting, answer, correct, the raw ``hs`` / ``ck``, and one score column
     per readout (higher = more likely correct).
     """

@@ -30,7 +30,8 @@ SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD, UNK, *MULTIMODAL_TOKENS)
 
 def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
     """The words the prompt templates of ``families`` add to the vocabulary (sorted, no repeats)."""
-    return sorted({word for family in families for word in get_adapter_class(family).template_words()})
+    adapters = [get_adapter_class(family) for family in families]
+    return sorted({word for adapter in adapters for word in adapter.template_words()})
 
 
 def questions_tokenizer(questions, families: Iterable[str] = FAMILIES) -> PreTrainedTokenizerFast:
