@@ -32,9 +32,9 @@ def run_pattern(args) -> dict:
     import torch
 
     from vrp.adapters import load_adapter
+    from vrp.benchmark.images import decode_images
     from vrp.extract import ExtractionSettings, Extractor
     from vrp.scoring import candidate_sets
-    from vrp.zoo.train import decode_images
 
     torch.set_num_threads(args.threads)
     adapter = load_adapter(args.family, args.checkpoint)

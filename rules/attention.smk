@@ -161,7 +161,7 @@ rule attention_table4:
         "../workflow/scripts/attention_table4.py"
 
 
-rule attention_fig2a:
+rule attention_figure2a:
     input:
         samples=attention_inputs("results/extract/{model}/{dataset}/samples.parquet"),
         manifests=attention_inputs("results/extract/{model}/{dataset}/manifest.json"),
@@ -181,10 +181,10 @@ rule attention_fig2a:
     params:
         labels=model_dataset_labels(),
     script:
-        "../workflow/scripts/attention_fig2a.py"
+        "../workflow/scripts/attention_figure2a.py"
 
 
-rule attention_fig3:
+rule attention_figure3:
     input:
         attention_inputs("results/attention/{model}/{dataset}/layer_entropy.parquet"),
     output:
@@ -204,10 +204,10 @@ rule attention_fig3:
         labels=model_dataset_labels(),
         entropy_normalized=config["attention"]["entropy_normalized"],
     script:
-        "../workflow/scripts/attention_fig3.py"
+        "../workflow/scripts/attention_figure3.py"
 
 
-rule attention_fig4:
+rule attention_figure4:
     input:
         manifests=attention_inputs("results/extract/{model}/{dataset}/manifest.json"),
     output:
@@ -226,10 +226,10 @@ rule attention_fig4:
     params:
         labels=model_dataset_labels(),
     script:
-        "../workflow/scripts/attention_fig4.py"
+        "../workflow/scripts/attention_figure4.py"
 
 
-rule attention_fig5:
+rule attention_figure5:
     input:
         stats=attention_inputs("results/attention/{model}/{dataset}/stats.parquet"),
         maps=attention_inputs("results/attention/{model}/{dataset}/maps.npy"),
@@ -262,7 +262,7 @@ rule attention_fig5:
         entropy_normalized=config["attention"]["entropy_normalized"],
         ck_method=config["attention"]["ck_method"],
     script:
-        "../workflow/scripts/attention_fig5.py"
+        "../workflow/scripts/attention_figure5.py"
 
 
 TARGETS.extend(

@@ -61,7 +61,7 @@ rule causal_masking:
         "../workflow/scripts/causal_masking.py"
 
 
-rule causal_masking_table:
+rule causal_table_masking:
     input:
         baselines=expand(
             "results/causal/baseline/{model}/{dataset}.parquet",
@@ -92,10 +92,10 @@ rule causal_masking_table:
         n_boot=config["masking"]["n_boot"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/causal_masking_table.py"
+        "../workflow/scripts/causal_table_masking.py"
 
 
-rule causal_masking_figure:
+rule causal_figure_masking:
     input:
         "results/table_masking.csv",
     output:
@@ -117,7 +117,7 @@ rule causal_masking_figure:
     conda:
         "../envs/vrp.yaml"
     script:
-        "../workflow/scripts/causal_masking_figure.py"
+        "../workflow/scripts/causal_figure_masking.py"
 
 
 checkpoint causal_ablation_layers:
@@ -169,7 +169,9 @@ rule causal_ablation_top_k:
         "../workflow/scripts/causal_ablation.py"
 
 
-rule causal_ablation_single:
+# The other ablation sweeps are the same job with another plan (the one script reads it), their
+# own output pattern and the inputs that plan needs; params not named here are causal_ablation_top_k's.
+use rule causal_ablation_top_k as causal_ablation_single with:
     input:
         questions="results/data/{dataset}/eval.parquet",
         samples="results/extract/{model}/{dataset}/samples.parquet",
@@ -185,24 +187,15 @@ rule causal_ablation_single:
     wildcard_constraints:
         layer=r"\d+",
         rank=r"[1-9]\d*",
-    conda:
-        "../envs/vrp.yaml"
-    threads: config["runtime"]["threads"]
     resources:
         mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:
-        model=model_spec,
-        causal=config["causal"],
         plan=ablation_plan("single"),
-        mode=config["ablation"]["mode"],
-        seed=config["seed"],
-    script:
-        "../workflow/scripts/causal_ablation.py"
 
 
-rule causal_ablation_peak_fraction:
+use rule causal_ablation_top_k as causal_ablation_peak_fraction with:
     input:
         questions="results/data/{dataset}/eval.parquet",
         samples="results/extract/{model}/{dataset}/samples.parquet",
@@ -217,24 +210,15 @@ rule causal_ablation_peak_fraction:
         "benchmarks/causal/ablation/peak/frac~{frac}/{model}/{dataset}.tsv"
     wildcard_constraints:
         frac=sweep_alternatives(config["ablation"]["large_scale"]["fractions"]),
-    conda:
-        "../envs/vrp.yaml"
-    threads: config["runtime"]["threads"]
     resources:
         mem_mb=model_mem_mb,
         runtime=120,
         gpu=model_gpus,
     params:
-        model=model_spec,
-        causal=config["causal"],
         plan=ablation_plan("random_fraction"),
-        mode=config["ablation"]["mode"],
-        seed=config["seed"],
-    script:
-        "../workflow/scripts/causal_ablation.py"
 
 
-rule causal_ablation_peak_bypass:
+use rule causal_ablation_top_k as causal_ablation_peak_bypass with:
     input:
         questions="results/data/{dataset}/eval.parquet",
         samples="results/extract/{model}/{dataset}/samples.parquet",
@@ -247,24 +231,15 @@ rule causal_ablation_peak_bypass:
         "logs/causal/ablation/peak/bypass/{model}/{dataset}.log",
     benchmark:
         "benchmarks/causal/ablation/peak/bypass/{model}/{dataset}.tsv"
-    conda:
-        "../envs/vrp.yaml"
-    threads: config["runtime"]["threads"]
     resources:
         mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:
-        model=model_spec,
-        causal=config["causal"],
         plan=ablation_plan("bypass"),
-        mode=config["ablation"]["mode"],
-        seed=config["seed"],
-    script:
-        "../workflow/scripts/causal_ablation.py"
 
 
-rule causal_ablation_peak_top_k:
+use rule causal_ablation_top_k as causal_ablation_peak_top_k with:
     input:
         questions="results/data/{dataset}/eval.parquet",
         samples="results/extract/{model}/{dataset}/samples.parquet",
@@ -280,21 +255,12 @@ rule causal_ablation_peak_top_k:
         "benchmarks/causal/ablation/peak/top~{k}/{model}/{dataset}.tsv"
     wildcard_constraints:
         k=r"[1-9]\d*",
-    conda:
-        "../envs/vrp.yaml"
-    threads: config["runtime"]["threads"]
     resources:
         mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:
-        model=model_spec,
-        causal=config["causal"],
         plan=ablation_plan("peak_top_k"),
-        mode=config["ablation"]["mode"],
-        seed=config["seed"],
-    script:
-        "../workflow/scripts/causal_ablation.py"
 
 
 rule causal_table5:
@@ -329,7 +295,7 @@ rule causal_table5:
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/causal_ablation_table.py"
+        "../workflow/scripts/causal_table_ablation.py"
 
 
 rule causal_table6:
@@ -358,7 +324,7 @@ rule causal_table6:
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
     script:
-        "../workflow/scripts/causal_ablation_table.py"
+        "../workflow/scripts/causal_table_ablation.py"
 
 
 TARGETS.extend(

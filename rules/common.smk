@@ -1,11 +1,14 @@
 # Helpers shared by every stage: config validation, names, and input functions.
 import os
+from pathlib import Path
 
-from vrp.config import ConfigError, validate_config
+from vrp.config import ConfigError, load_schema, validate_config
 from vrp.resources import model_mem_mb as resources_for_model
 
+CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+
 try:
-    config.update(validate_config(config))
+    config.update(validate_config(config, load_schema(CONFIG_SCHEMA)))
 except ConfigError as err:
     raise WorkflowError(f"invalid workflow config:\n{err}") from None
 

@@ -35,7 +35,7 @@ rule consistency_sample:
         "../workflow/scripts/consistency_sample.py"
 
 
-rule selfconsistency_k:
+rule consistency_k:
     input:
         samples=per_model_dataset(
             "results/consistency/{model}/{dataset}/samples.parquet"
@@ -59,7 +59,7 @@ rule selfconsistency_k:
         "../workflow/scripts/consistency_k.py"
 
 
-rule figure_selfconsistency:
+rule consistency_figure:
     input:
         selfconsistency_tables(),
     output:

@@ -1,9 +1,11 @@
 # Reliability readouts from the one-pass extraction: per-layer probes (peak layer), the L1 neuron
 # ranking, every single-pass readout per question, then Tables 3, 7, 8 and the probe figures.
 # Layer indices are decoder layers 0..L-1 (hidden[:, l+1]); see src/vrp/analysis/probes.py.
+# The method rows of Tables 7 and 8 are vrp.analysis.probes.TABLE7_METHODS / TABLE8_METHODS.
+from vrp.analysis.probes import TABLE7_METHODS, TABLE8_METHODS
 
 
-rule probe_layers:
+rule probes_layers:
     input:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
@@ -35,7 +37,7 @@ rule probe_layers:
         "../workflow/scripts/probes_layers.py"
 
 
-rule probe_neurons:
+rule probes_neurons:
     input:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
@@ -56,11 +58,12 @@ rule probe_neurons:
         "../workflow/scripts/probes_neurons.py"
 
 
-rule probe_scores:
+rule probes_scores:
     input:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
         peak="results/probes/{model}/{dataset}/peak.json",
+        attention_stats="results/attention/{model}/{dataset}/stats.parquet",
     output:
         scores="results/probes/{model}/{dataset}/scores.parquet",
     log:
@@ -83,12 +86,11 @@ rule probe_scores:
             "last_k_layers",
             "seed",
         ),
-        attention_layers=attention_layer_span,
     script:
         "../workflow/scripts/probes_scores.py"
 
 
-rule table3:
+rule probes_table3:
     input:
         scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
         peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
@@ -111,7 +113,7 @@ rule table3:
         "../workflow/scripts/probes_table3.py"
 
 
-rule table7:
+rule probes_table7:
     input:
         scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
         peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
@@ -131,24 +133,13 @@ rule table7:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
-        methods=[
-            "spatial_entropy",
-            "cluster_count",
-            "logit_entropy",
-            "output_confidence",
-            "margin_top2",
-            "margin_only",
-            "margin_only_pred",
-            "probe_peak",
-            "probe_last_k",
-            "self_consistency",
-        ],
+        methods=list(TABLE7_METHODS),
         subsets=[["all", ""], ["presence", "adversarial"]],
     script:
-        "../workflow/scripts/probes_method_table.py"
+        "../workflow/scripts/probes_table_methods.py"
 
 
-rule table8:
+rule probes_table8:
     input:
         scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
         peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
@@ -168,24 +159,13 @@ rule table8:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
-        methods=[
-            "random",
-            "spatial_entropy",
-            "cluster_count",
-            "probe_last_layer",
-            "probe_peak",
-            "mlp_probe_peak",
-            "l1_probe_peak",
-            "probe_last_k",
-            "attention_ensemble",
-            "self_consistency",
-        ],
+        methods=list(TABLE8_METHODS),
         subsets=[["all", ""]],
     script:
-        "../workflow/scripts/probes_method_table.py"
+        "../workflow/scripts/probes_table_methods.py"
 
 
-rule figure_probe_layers:
+rule probes_figure_layers:
     input:
         layers=per_model_dataset("results/probes/{model}/{dataset}/layers.csv"),
     output:
@@ -212,7 +192,7 @@ rule figure_probe_layers:
         "../workflow/scripts/probes_figure_layers.py"
 
 
-rule figure_2b:
+rule probes_figure2b:
     input:
         rankings=per_model_dataset(
             "results/probes/{model}/{dataset}/neuron_ranking.parquet"
@@ -240,7 +220,7 @@ rule figure_2b:
         families=model_families(),
         top_channels=config["probes"]["top_channels"],
     script:
-        "../workflow/scripts/probes_figure_2b.py"
+        "../workflow/scripts/probes_figure2b.py"
 
 
 TARGETS.extend(

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The project's test command: formatting and lint of the workflow, then the pytest suite.
+# The project's test command: formatting and lint of the workflow and the Python code, then the
+# pytest suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/snakefmt --check Snakefile rules/
 .venv/bin/snakemake --lint --cores 1
+.venv/bin/ruff check src tests workflow bench
 .venv/bin/pytest "$@"

@@ -36,6 +36,15 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return counts
 
 
+def synthetic_eval_questions(seed: int, n_eval_images: int):
+    """The eval question table of a small synthetic benchmark (the unit tests' model inputs)."""
+    from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+
+    settings = {"seed": seed, "n_train_images": 1, "n_eval_images": n_eval_images}
+    config = SyntheticBenchmarkConfig.from_dict(settings)
+    return generate_split(config, "eval")
+
+
 @pytest.fixture(scope="session")
 def demo_workdir(tmp_path_factory) -> Path:
     """A workdir where the toy demo (tests/config/ci.yaml) has built every default target."""

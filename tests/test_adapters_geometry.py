@@ -13,8 +13,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrp.adapters import FAMILIES, all_template_words, get_adapter_class
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.adapters import FAMILIES, get_adapter_class
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
 # PaliGemma's processor calls np.array on tensors internally (harmless, transformers-side).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -33,7 +33,7 @@ NON_MIXING = {
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_word_tokenizer([QUESTION, "yes", "no"], all_template_words())
+    return build_word_tokenizer([QUESTION, "yes", "no"], template_words())
 
 
 def random_image(width: int, height: int, seed: int) -> np.ndarray:

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrp.adapters import all_template_words, get_adapter_class
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.adapters import get_adapter_class
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -56,7 +56,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_word_tokenizer([QUESTION, "yes", "no"], all_template_words())
+    return build_word_tokenizer([QUESTION, "yes", "no"], template_words())
 
 
 @pytest.fixture(scope="module")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from vrp.adapters import FAMILIES, all_template_words, get_adapter_class, load_adapter
-from vrp.zoo.tokenizer import SPECIAL_TOKENS, build_word_tokenizer
+from vrp.adapters import FAMILIES, get_adapter_class, load_adapter
+from vrp.zoo.tokenizer import (
+    SPECIAL_TOKENS,
+    build_word_tokenizer,
+    questions_tokenizer,
+    template_words,
+)
 
 # PaliGemma's processor calls np.array on tensors internally (harmless, transformers-side).
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -26,7 +32,7 @@ LONG_Q, SHORT_Q, CAPTION_Q = TEXTS[0], TEXTS[1], TEXTS[2]
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return build_word_tokenizer(TEXTS, all_template_words())
+    return build_word_tokenizer(TEXTS, template_words())
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +49,13 @@ def adapters(tokenizer):
 def test_word_tokenizer_ids_are_deterministic(tokenizer):
     vocab = tokenizer.get_vocab()
     assert [vocab[t] for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
+    # the adapters' special tokens, collected in family order: a change here moves every token id
+    assert SPECIAL_TOKENS == ("<bos>", "<eos>", "<pad>", "<unk>", "<image>", "<|image_pad|>", "<|video_pad|>",
+                              "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>")
     words = sorted(set(vocab) - set(SPECIAL_TOKENS))
     assert [vocab[w] for w in words] == list(range(len(SPECIAL_TOKENS), len(vocab)))
     assert {"ASSISTANT", ":", "USER", "answer", "en", "user", "assistant", "?", "kite"} <= set(words)
-    rebuilt = build_word_tokenizer(reversed(TEXTS), reversed(all_template_words()))
+    rebuilt = build_word_tokenizer(reversed(TEXTS), reversed(template_words()))
     assert rebuilt.get_vocab() == vocab
     ids = tokenizer("USER: <image>\nIs there a kite ?\nASSISTANT:")["input_ids"]
     assert tokenizer.convert_ids_to_tokens(ids) == [
@@ -62,6 +71,14 @@ def test_word_tokenizer_ids_are_deterministic(tokenizer):
         "ASSISTANT",
         ":",
     ]
+
+
+def test_questions_tokenizer_covers_questions_answers_and_templates():
+    questions = pd.DataFrame({"question": ["Is there a kite ?"], "answer": ["yes"]})
+    vocab = questions_tokenizer(questions).get_vocab()
+    assert vocab == build_word_tokenizer(["Is there a kite ?", "yes"], template_words()).get_vocab()
+    assert {"kite", "yes", "ASSISTANT", "en", "user"} <= set(vocab)
+    assert "en" not in questions_tokenizer(questions, ["llava"]).get_vocab()  # PaliGemma's prefix word
 
 
 def test_build_tiny_does_not_touch_the_shared_tokenizer(tokenizer, adapters):
@@ -255,7 +272,8 @@ def test_module_roles(adapters, family):
     assert adapter.lm_head().weight.shape == (len(adapter.tokenizer), 128)
     assert adapter.mlp_module(0) is adapter.decoder_layers()[0].mlp
     assert adapter.attention_module(3) is adapter.decoder_layers()[3].self_attn
-    # initializer_range 0.08 (feasibility §3), not HF's 0.02
+    assert adapter.output_projection(2) is adapter.decoder_layers()[2].self_attn.o_proj
+    # initializer_range 0.08 (docs/method.md, "The tiny zoo"), not HF's 0.02
     std = adapter.mlp_module(0).down_proj.weight.std().item()
     assert 0.07 < std < 0.09
     with pytest.raises(IndexError, match="4 decoder layers"):

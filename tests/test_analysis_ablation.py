@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vrp.adapters import FAMILIES, all_template_words, get_adapter_class
+from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.adapters.llava import LlavaAdapter
 from vrp.analysis.ablation import (
     ablate_mlp_channels,
@@ -23,7 +23,7 @@ from vrp.analysis.ablation import (
     scale_layers,
 )
 from vrp.scoring import predict
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -52,7 +52,7 @@ def questions() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    return build_word_tokenizer([*questions["question"], "yes", "no"], all_template_words())
+    return build_word_tokenizer([*questions["question"], "yes", "no"], template_words())
 
 
 @pytest.fixture(scope="module")

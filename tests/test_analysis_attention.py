@@ -348,8 +348,8 @@ def test_layer_curves_match_scipy_t_intervals():
 # Figure helpers
 # --------------------------------------------------------------------------------------------
 def test_heatmap_paints_each_cell_over_its_pixels():
-    boxes = F.uniform_cell_boxes((6, 4), (2, 3))
-    assert boxes[1, 2].tolist() == [4, 2, 6, 4]
+    # a 6x4 image cut into 2x3 equal cells of 2x2 pixels: (x0, y0, x1, y1) per cell
+    boxes = np.array([[[2 * c, 2 * r, 2 * c + 2, 2 * r + 2] for c in range(3)] for r in range(2)])
     heat = F.heatmap_on_pixels(np.arange(6.0).reshape(2, 3), boxes, (6, 4))
     assert heat.shape == (4, 6)
     assert heat[3, 5] == 5.0 and heat[0, 0] == 0.0 and heat[1, 2] == 1.0

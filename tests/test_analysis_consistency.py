@@ -8,12 +8,12 @@ from scipy import stats as scipy_stats
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.proportion import proportion_confint
 
+from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis import consistency as C
-from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+from vrp.benchmark.images import decode_images
 from vrp.stats import normalize_answer
-from vrp.zoo.tokenizer import build_word_tokenizer
-from vrp.zoo.train import decode_images
+from vrp.zoo.tokenizer import questions_tokenizer
 
 
 def _long(answers: dict[str, list[str]]) -> pd.DataFrame:
@@ -96,16 +96,14 @@ def test_settings_reject_bad_values():
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 2})
-    table = generate_split(config, "eval")
+    table = synthetic_eval_questions(seed=5, n_eval_images=2)
     return table.groupby("task", sort=True).head(2).head(7).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
 def adapter(request, questions):
     torch.set_num_threads(1)
-    extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
-    tokenizer = build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+    tokenizer = questions_tokenizer(questions)
     adapter = get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 1}, seed=2)
     # a checkpoint default that would make every sample the greedy answer (Qwen2-VL-Instruct ships top_k=1)
     adapter.model.generation_config.top_k = 1

@@ -10,7 +10,8 @@ from PIL import Image
 from scipy import stats
 from statsmodels.stats.contingency_tables import mcnemar
 
-from vrp.adapters import FAMILIES, all_template_words, get_adapter_class
+from conftest import synthetic_eval_questions
+from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis.masking import (
     causal_questions,
     compare_by_subset,
@@ -21,9 +22,8 @@ from vrp.analysis.masking import (
     run_masking,
     sample_rng,
 )
-from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.scoring import candidate_sets, predict
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.tokenizer import questions_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -46,13 +46,12 @@ EXPECTED_COUNTS = {
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 2})
-    return generate_split(config, "eval")
+    return synthetic_eval_questions(seed=5, n_eval_images=2)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    return build_word_tokenizer([*questions["question"], *questions["answer"]], all_template_words())
+    return questions_tokenizer(questions)
 
 
 @pytest.fixture(scope="module")

@@ -105,24 +105,6 @@ def test_neuron_ranking_puts_the_planted_channel_first(planted):
     assert expected == pytest.approx(2.0, abs=0.35)
 
 
-def test_attention_structure_known_maps_and_mixed_grids():
-    # row 0: one-hot 2x2 map (H_s = 0, C_k = 0); row 1: uniform 2x2 (H_s = log 4); row 2: a 1x3
-    # grid padded with NaN to S_max = 4, two separated peaks (C_k = 1)
-    attention = np.full((3, 2, 4), np.nan)
-    attention[0] = [[1, 0, 0, 0], [1, 0, 0, 0]]
-    attention[1] = 0.25
-    attention[2, :, :3] = [[0.5, 0.0, 0.5], [0.5, 0.0, 0.5]]
-    out = P.attention_structure(attention, [2, 2, 1], [2, 2, 3])
-    assert out["spatial_entropy"].to_numpy() == pytest.approx([0.0, np.log(4), np.log(2)], abs=1e-6)
-    assert out["cluster_count"].tolist() == [0, 0, 1]
-    # a layer span averages only those layers
-    attention[0, 1] = [0, 0, 0, 1]
-    first_layer = P.attention_structure(attention, [2, 2, 1], [2, 2, 3], layer_span=[0, 0])
-    assert first_layer["spatial_entropy"][0] == pytest.approx(0.0, abs=1e-6)
-    with pytest.raises(ValueError, match="attention.layer_range"):
-        P.attention_structure(attention, [2, 2, 1], [2, 2, 3], layer_span=[0, 5])
-
-
 def _samples(y, groups, rng):
     n = len(y)
     tasks = np.array(["presence", "counting", "spatial", "object_id"])[np.arange(n) % 4]
@@ -146,15 +128,44 @@ def scored(planted):
               "lens_margin": rng.normal(size=(len(y), 4)) + y[:, None],
               "lens_margin_pred": rng.normal(size=(len(y), 4))}
     settings = P.ProbeSettings(mlp_hidden=8, mlp_max_iter=20, n_splits=5, n_boot=100, last_k_layers=2)
-    return P.reliability_scores(samples, arrays, peak_layer=1, settings=settings), samples
+    attention_stats = _attention_stats(samples, rng)
+    scores = P.reliability_scores(samples, arrays, peak_layer=1, settings=settings,
+                                  attention_stats=attention_stats)
+    return scores, samples, attention_stats
+
+
+def _attention_stats(samples, rng):
+    """Stand-in for the attention stage's stats.parquet: question ids with H_s and C_k."""
+    n = len(samples)
+    return pd.DataFrame({"question_id": samples["question_id"], "hs": rng.random(n) * np.log(4),
+                         "ck": rng.integers(0, 3, n)})
+
+
+def test_reliability_scores_read_hs_and_ck_from_the_attention_stage(scored):
+    scores, _, attention_stats = scored
+    np.testing.assert_array_equal(scores["hs"], attention_stats["hs"])
+    np.testing.assert_array_equal(scores["ck"], attention_stats["ck"])
+    np.testing.assert_array_equal(scores["spatial_entropy"], -attention_stats["hs"])
+    np.testing.assert_array_equal(scores["cluster_count"], -attention_stats["ck"])
+
+
+def test_reliability_scores_refuse_misaligned_attention_stats(planted):
+    hidden, mlp_out, y, groups = planted
+    rng = np.random.default_rng(3)
+    samples = _samples(y, groups, rng)
+    arrays = {"hidden": hidden, "mlp_out": mlp_out, "image_attention": rng.random((len(y), 3, 4)),
+              "lens_margin": rng.normal(size=(len(y), 4)), "lens_margin_pred": rng.normal(size=(len(y), 4))}
+    shuffled = _attention_stats(samples, rng).iloc[::-1].reset_index(drop=True)
+    with pytest.raises(ValueError, match="rerun attention_stats"):
+        P.reliability_scores(samples, arrays, peak_layer=1, attention_stats=shuffled)
 
 
 def test_reliability_scores_columns_signs_and_held_out_probes(scored):
-    scores, samples = scored
+    scores, samples, _ = scored
     assert list(scores.columns[-len(P.READOUTS):]) == list(P.READOUTS)
     assert (scores["question_id"] == samples["question_id"]).all()
     np.testing.assert_array_equal(scores["logit_entropy"], -samples["entropy"])
-    np.testing.assert_array_equal(scores["cluster_count"], -scores["cluster_count_raw"])
+    np.testing.assert_array_equal(scores["cluster_count"], -scores["ck"])
     y = scores["correct"].to_numpy()
     assert roc_auc_score(y, scores["probe_peak"]) > 0.95  # the planted layer, out-of-fold
     assert roc_auc_score(y, scores["probe_last_k"]) > 0.9  # last 2 layers include it
@@ -164,7 +175,7 @@ def test_reliability_scores_columns_signs_and_held_out_probes(scored):
 
 
 def test_readout_aurocs_equal_sklearn_per_subset(scored):
-    scores, _ = scored
+    scores, _, _ = scored
     table = P.readout_aurocs(scores, ["probe_peak", "output_confidence"], n_boot=100)
     subsets = {(t, s) for t, s in zip(table["task"], table["pope_setting"])}
     assert subsets == {("all", ""), ("counting", ""), ("object_id", ""), ("spatial", ""), ("presence", "random"),
@@ -186,7 +197,7 @@ def test_one_class_subset_gives_nan_not_an_error():
 
 
 def test_table3_and_method_table(scored):
-    scores, _ = scored
+    scores, _, _ = scored
     peaks = {("llava", "synthetic"): {"peak_layer": 1, "num_layers": 3}}
     t3 = P.table3({("llava", "synthetic"): scores}, peaks, n_boot=100)
     spatial = t3[t3["task"] == "spatial"].iloc[0]

@@ -16,6 +16,8 @@ from pathlib import Path
 import huggingface_hub
 import pandas as pd
 import pytest
+from huggingface_hub import errors as hub_errors
+
 from fixtures_real import (
     COCO_EXPECTED,
     POPE_CARD,
@@ -27,8 +29,6 @@ from fixtures_real import (
     write_pope_parquet,
     write_pope_repo,
 )
-from huggingface_hub import errors as hub_errors
-
 from vrp.benchmark import coco, pope
 from vrp.benchmark.schema import COLUMNS, validate_questions
 

@@ -95,7 +95,7 @@ def test_each_image_asks_each_task(bench):
 
 def test_presence_positives_present_negatives_absent_half_yes(bench, scenes):
     for split, frame in bench.items():
-        for (image, setting), group in _presence(frame).groupby(["image_id", "pope_setting"]):
+        for (image, _setting), group in _presence(frame).groupby(["image_id", "pope_setting"]):
             present = set(scenes[split][image].present())
             yes = group[group["answer"] == "yes"]["object"]
             no = group[group["answer"] == "no"]["object"]
@@ -276,17 +276,6 @@ def test_theme_strength_one_draws_only_favoured_kinds():
     config = syn.SyntheticBenchmarkConfig(theme_strength=1.0, n_train_images=30, n_eval_images=0)
     for scene in syn.make_scenes(config, "train"):
         assert set(scene.present()) <= set(syn.THEMES[scene.theme])
-
-
-def test_scene_table_matches_scenes():
-    config = syn.SyntheticBenchmarkConfig(n_train_images=0, n_eval_images=4)
-    table = syn.scene_table(config, "eval")
-    scenes = syn.make_scenes(config, "eval")
-    assert len(table) == sum(len(s.objects) for s in scenes)
-    first = table.iloc[0]
-    obj = scenes[0].objects[0]
-    assert (first["image_id"], first["object"], first["x"], first["y"]) == ("syn-eval-000000", obj.name, obj.x, obj.y)
-    assert first["x0"] == int(np.floor(obj.x - obj.radius)) and first["x1"] == int(np.ceil(obj.x + obj.radius))
 
 
 def test_rendered_colour_at_object_centre():

@@ -14,7 +14,7 @@ from vrp.io import read_json
 pytestmark = pytest.mark.slow
 
 MODELS = ("llava", "paligemma", "qwen2vl")
-UPSTREAM = {"train_tiny_model", "extract_activations", "probe_layers", "probe_neurons", "causal_baseline",
+UPSTREAM = {"train_tiny_model", "extract_activations", "probes_layers", "probes_neurons", "causal_baseline",
             "causal_ablation_layers"}
 
 
@@ -79,7 +79,7 @@ def test_table6_is_at_the_peak_layer(demo_workdir):
     ("change", "expected"),
     [
         ({"masking": {"p_values": [0.3, 0.4]}},
-         {"causal_masking": 3, "causal_masking_table": 1, "causal_masking_figure": 1}),
+         {"causal_masking": 3, "causal_table_masking": 1, "causal_figure_masking": 1}),
         ({"ablation": {"k_values": [2, 3]}},  # one new k -> top-3 and the rank-3 single neuron, per model
          {"causal_ablation_top_k": 3, "causal_ablation_single": 3, "causal_table5": 1}),
         ({"ablation": {"large_scale": {"fractions": [0.5, 0.25]}}},

@@ -1,32 +1,29 @@
 """The one-pass extraction against the model's own outputs, and its resume-after-kill guarantee."""
 
 import filecmp
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
-from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+from vrp.benchmark.images import decode_images
 from vrp.extract import ExtractionSettings, Extractor, extract
-from vrp.shards import load_array
 from vrp.scoring import candidate_sets
-from vrp.zoo.tokenizer import build_word_tokenizer
-from vrp.zoo.train import decode_images
+from vrp.shards import load_array
+from vrp.zoo.tokenizer import questions_tokenizer
 
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 3, "n_train_images": 1, "n_eval_images": 4})
-    return generate_split(config, "eval")
+    return synthetic_eval_questions(seed=3, n_eval_images=4)
 
 
 @pytest.fixture(scope="module")
 def tokenizer(questions):
-    extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
-    return build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+    return questions_tokenizer(questions)
 
 
 @pytest.fixture(scope="module", params=FAMILIES)

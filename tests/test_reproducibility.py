@@ -72,7 +72,7 @@ def test_bad_config_is_refused_before_any_job(tmp_path, edit, message):
 # (config path, new value, the rules whose jobs must rerun, outputs they rewrite): one entry per
 # figure parameter; each figure's owner keeps its row true. Only rows whose rules exist are run.
 FIGURE_PARAMETERS = [
-    (("attention", "case_study", "entropy_quantile"), 0.25, {"attention_fig5": 1},
+    (("attention", "case_study", "entropy_quantile"), 0.25, {"attention_figure5": 1},
      {"results/figures/fig5.pdf", "results/figures/fig5.png", "results/figures/fig5_case.json"}),
 ]
 

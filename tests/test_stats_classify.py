@@ -79,16 +79,6 @@ def test_mlp_and_l1_probes_find_the_planted_signal(planted):
     assert roc_auc_score(y, oof) > 0.95
 
 
-def test_layerwise_probe_peaks_at_the_signal_layer(planted):
-    X, y, groups = planted
-    rng = np.random.default_rng(3)
-    H = np.stack([rng.normal(size=X.shape), X, rng.normal(size=X.shape)], axis=1)
-    table = C.layerwise_probe(H, y, groups, n_boot=100, in_sample=False)
-    assert table["layer"].tolist() == [0, 1, 2]
-    assert C.peak_layer(table) == 1
-    assert table.loc[1, "auroc"] > 0.95 and abs(table.loc[0, "auroc"] - 0.5) < 0.1
-
-
 def test_l1_channel_ranking_puts_planted_channels_first():
     rng = np.random.default_rng(4)
     y = (rng.random(300) < 0.5).astype(int)

@@ -1,7 +1,9 @@
 """Config validation: the JSON schema in workflow/schemas plus the cross-key checks a schema cannot say.
 
-Used by the Snakefile at start-up (before any job runs) and by the tests. Errors name the key
-path and the fix, e.g. ``config error at models.llava.family: 'lava' is not one of [...]``.
+Used by the Snakefile at start-up (before any job runs) and by the tests. The workflow hands the
+schema over (rules/common.smk reads workflow/schemas/config.schema.yaml next to the Snakefile), so
+the package does not guess where a checkout lies and works from a non-editable install. Errors
+name the key path and the fix, e.g. ``config error at models.llava.family: 'lava' is not one of [...]``.
 """
 
 from __future__ import annotations
@@ -14,14 +16,11 @@ from typing import Any
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
 class ConfigError(ValueError):
     """The workflow config is invalid; the message names the key and what to change."""
 
 
-def load_schema(path: Path = SCHEMA_PATH) -> dict:
+def load_schema(path: str | Path) -> dict:
     with open(path) as fh:
         return yaml.safe_load(fh)
 
@@ -44,10 +43,10 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict, schema: dict | None = None) -> dict:
-    """Return a validated copy of ``config`` with schema defaults filled in; raise ConfigError."""
+def validate_config(config: dict, schema: dict) -> dict:
+    """A validated copy of ``config`` with ``schema``'s defaults filled in; raises ConfigError."""
     config = copy.deepcopy(dict(config))
-    validator = _validator_filling_defaults(schema or load_schema())
+    validator = _validator_filling_defaults(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -118,10 +117,10 @@ def _check_cross_keys(config: dict) -> None:
         raise ConfigError("\n".join(problems))
 
 
-def load_config(path: str | Path) -> dict:
-    """Read a YAML config and validate it."""
+def load_config(path: str | Path, schema_path: str | Path) -> dict:
+    """Read a YAML config and validate it against the schema at ``schema_path``."""
     with open(path) as fh:
         raw: Any = yaml.safe_load(fh)
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return validate_config(raw)
+    return validate_config(raw, load_schema(schema_path))

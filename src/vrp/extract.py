@@ -60,7 +60,7 @@ from vrp.adapters.base import FamilyAdapter
 from vrp.io import write_json, write_parquet
 from vrp.shards import pad_last
 from vrp.scoring import SCORED_TASKS_EXCLUDED, CandidateIndex, candidate_sets, readouts_from_logits
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 1
@@ -77,16 +77,6 @@ class ExtractionSettings:
             raise ValueError(
                 f"shard_size ({self.shard_size}) must be a multiple of batch_size ({self.batch_size})"
             )
-
-
-def _output_projection(attention: torch.nn.Module, hidden_size: int) -> torch.nn.Linear:
-    """The attention block's output projection: its last Linear mapping heads back to the residual."""
-    linears = [m for m in attention.children() if isinstance(m, torch.nn.Linear)]
-    if not linears or linears[-1].out_features != hidden_size:
-        raise AttributeError(
-            f"no output projection (a last Linear with out_features={hidden_size}) in {type(attention).__name__}"
-        )
-    return linears[-1]
 
 
 class _LastTokenRecorder:
@@ -113,7 +103,7 @@ class _LastTokenRecorder:
             self.handles.append(attention.register_forward_hook(self._attention_hook(index)))
             self.handles.append(self.adapter.mlp_module(index).register_forward_hook(self._mlp_hook(index)))
             if self.per_head:
-                projection = _output_projection(attention, self.adapter.hidden_size)
+                projection = self.adapter.output_projection(index)
                 self.handles.append(projection.register_forward_pre_hook(self._head_hook(index)))
         return self
 
@@ -268,7 +258,7 @@ class Extractor:
 
     def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention output."""
-        projection = _output_projection(self.adapter.attention_module(layer), self.adapter.hidden_size)
+        projection = self.adapter.output_projection(layer)
         heads = self.adapter.num_heads
         z = z.view(z.shape[0], heads, -1)  # (B, H, hd)
         weight = projection.weight.float().view(projection.out_features, heads, -1)  # (d, H, hd)

@@ -91,7 +91,7 @@ def predict(
     """
     from tqdm.auto import tqdm
 
-    from vrp.zoo.train import decode_images
+    from vrp.benchmark.images import decode_images
 
     questions = questions.reset_index(drop=True)
     if images is not None and len(images) != len(questions):

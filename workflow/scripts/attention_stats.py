@@ -3,9 +3,9 @@
 import pandas as pd
 
 from vrp.analysis.attention_tables import attention_statistics, resolve_layer_span
-from vrp.shards import load_array
 from vrp.io import read_json, write_npy, write_parquet
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params

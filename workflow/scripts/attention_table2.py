@@ -4,9 +4,9 @@ import pandas as pd
 
 from vrp.analysis.attention_tables import resolve_layer_span
 from vrp.analysis.dynamics import default_answer_layers, dynamics_row
-from vrp.shards import load_array
 from vrp.io import read_json, write_csv
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0])
 rows = []

@@ -1,15 +1,14 @@
 """Table 4: R_pb of C_k and H_s with correctness, per model and pooled, Fisher-z and bootstrap CIs."""
 
-import pandas as pd
 
 from vrp.analysis.attention_tables import correlation_table
 from vrp.io import write_csv
+from vrp.per_model import read_labelled
 from vrp.runlog import setup_job_logging
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params
-frames = [pd.read_parquet(path).assign(model=model, family=family, dataset=dataset)
-          for (model, family, dataset), path in zip(params.labels, snakemake.input.stats)]
+stats = read_labelled(params.labels, snakemake.input.stats, names=("model", "family", "dataset"))
 if params.ck_method == "components":
     c = params.ck_components
     ck_label = f"connected components - 1 (top {c['mass']:g} of mass; {c['connectivity']}-connectivity)"
@@ -17,7 +16,7 @@ else:
     c = params.ck_dbscan
     ck_label = f"DBSCAN clusters (patches >= q{c['quantile']:g}; eps {c['eps']:g}; min_samples {c['min_samples']})"
 hs_label = "spatial entropy / log S" if params.entropy_normalized else "spatial entropy (nats)"
-table = correlation_table(pd.concat(frames, ignore_index=True), n_boot=params.n_boot, seed=params.seed,
+table = correlation_table(stats, n_boot=params.n_boot, seed=params.seed,
                           ck_label=ck_label, hs_label=hs_label)
 log.info("\n%s", table.to_string())
 write_csv(table, snakemake.output[0])

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from vrp.analysis.attention_tables import rank_heads, read_head_maps, top_heads_r2
-from vrp.shards import load_array
 from vrp.io import write_csv
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0])
 samples = pd.read_parquet(snakemake.input.samples)

@@ -2,14 +2,11 @@
 
 import pandas as pd
 
-from vrp.adapters import get_adapter_class
 from vrp.runlog import setup_job_logging
-from vrp.zoo.tokenizer import build_word_tokenizer
+from vrp.zoo.tokenizer import questions_tokenizer
 
 log = setup_job_logging(snakemake.log[0])
 frames = [pd.read_parquet(p, columns=["question", "answer"]) for p in [*snakemake.input.train, *snakemake.input.eval]]
-texts = pd.concat(frames)
-extra = [w for family in snakemake.params.families for w in get_adapter_class(family).template_words()]
-tokenizer = build_word_tokenizer([*texts["question"], *texts["answer"]], extra_words=extra)
+tokenizer = questions_tokenizer(pd.concat(frames), snakemake.params.families)
 log.info("vocabulary: %d tokens", len(tokenizer))
 tokenizer.save_pretrained(snakemake.output[0])

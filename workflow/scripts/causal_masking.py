@@ -1,10 +1,10 @@
 """One masking sweep point: HIGH / LOW / seeded RANDOM patch masks at share p, re-scored."""
 
 from vrp.analysis.masking import load_causal_inputs, run_masking
-from vrp.shards import load_array
 from vrp.io import write_parquet
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0], threads=snakemake.threads)
 settings, masking = snakemake.params.causal, snakemake.params.masking

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from vrp.analysis.probes import ProbeSettings, layer_probes, peak_summary
-from vrp.shards import load_array
 from vrp.io import write_csv, write_json
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0], threads=1)
 settings = ProbeSettings.from_params(snakemake.params.probes)

@@ -3,9 +3,9 @@
 import pandas as pd
 
 from vrp.analysis.probes import ProbeSettings, reliability_scores
-from vrp.shards import load_array
 from vrp.io import read_json, write_parquet
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0], threads=1)
 settings = ProbeSettings.from_params(snakemake.params.probes)
@@ -13,7 +13,10 @@ samples = pd.read_parquet(snakemake.input.samples)
 arrays = {name: load_array(snakemake.input.manifest, name)
           for name in ("hidden", "mlp_out", "image_attention", "lens_margin", "lens_margin_pred")}
 peak = read_json(snakemake.input.peak)["peak_layer"]
-scores = reliability_scores(samples, arrays, peak, settings, attention_layers=snakemake.params.attention_layers)
+attention_stats = pd.read_parquet(
+    snakemake.input.attention_stats, columns=["question_id", "hs", "ck"]
+)
+scores = reliability_scores(samples, arrays, peak, settings, attention_stats=attention_stats)
 log.info("peak layer %d; %d questions; score means by correctness:\n%s", peak, len(scores),
          scores.drop(columns=["question_id", "image_id", "task", "pope_setting", "answer"]).groupby("correct").mean().T)
 write_parquet(scores, snakemake.output.scores)

@@ -19,7 +19,7 @@ ADAPTERS: dict[str, type[FamilyAdapter]] = {
     PaliGemmaAdapter.family: PaliGemmaAdapter,
     Qwen2VLAdapter.family: Qwen2VLAdapter,
 }
-assert tuple(ADAPTERS) == FAMILIES
+assert tuple(ADAPTERS) == FAMILIES and ADAPTERS == FamilyAdapter.registry
 
 
 def get_adapter_class(family: str) -> type[FamilyAdapter]:
@@ -35,11 +35,6 @@ def load_adapter(family: str, path_or_id: str | os.PathLike, **kwargs) -> Family
     return get_adapter_class(family).load(path_or_id, **kwargs)
 
 
-def all_template_words() -> list[str]:
-    """Every family's template words, for building the one shared word-level tokenizer."""
-    return sorted({word for adapter in ADAPTERS.values() for word in adapter.template_words()})
-
-
 __all__ = [
     "ADAPTERS",
     "FAMILIES",
@@ -47,7 +42,6 @@ __all__ = [
     "LlavaAdapter",
     "PaliGemmaAdapter",
     "Qwen2VLAdapter",
-    "all_template_words",
     "get_adapter_class",
     "load_adapter",
 ]

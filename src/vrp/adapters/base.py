@@ -42,6 +42,7 @@ class FamilyAdapter(abc.ABC):
     """Wraps a loaded model + processor of one family behind the project-wide interface."""
 
     family: ClassVar[str]
+    display_name: ClassVar[str]  # the family's name in figure legends and titles
     model_type: ClassVar[str]  # the checkpoint config's ``model_type`` for this family
     model_class: ClassVar[type]
     processor_class: ClassVar[type]
@@ -51,6 +52,19 @@ class FamilyAdapter(abc.ABC):
     answer_separator: ClassVar[str] = ""
     # Keys build_tiny accepts and their defaults; see build_tiny's docstring.
     tiny_defaults: ClassVar[dict[str, Any]]
+    # Placeholder / turn tokens the family's processor and chat template need as whole special
+    # tokens of the vocabulary (the zoo's word-level tokenizer registers them, vrp.zoo.tokenizer).
+    special_tokens: ClassVar[tuple[str, ...]] = ()
+    # Attribute of a decoder layer's attention module that maps the heads back to the residual.
+    output_projection_name: ClassVar[str]
+    # Every family adapter by family name, filled as each subclass is defined (vrp.adapters
+    # imports them all), so this module never imports the package that imports it.
+    registry: ClassVar[dict[str, type[FamilyAdapter]]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:
+            FamilyAdapter.registry[cls.family] = cls
 
     def __init__(self, model: torch.nn.Module, processor: Any, prompt_template: str | None = None):
         if not isinstance(model, self.model_class):
@@ -397,6 +411,18 @@ class FamilyAdapter(abc.ABC):
         """The self-attention module of decoder layer ``layer``."""
         return _child_by_suffix(self._layer(layer), "Attention", self.family)
 
+    def output_projection(self, layer: int) -> torch.nn.Linear:
+        """The attention output projection of decoder layer ``layer`` (input: the heads, joined)."""
+        attention = self.attention_module(layer)
+        name = self.output_projection_name
+        projection = getattr(attention, name, None)
+        if not isinstance(projection, torch.nn.Linear) or projection.out_features != self.hidden_size:
+            raise AttributeError(
+                f"{self.family}: {type(attention).__name__}.{name} is not a Linear onto the "
+                f"{self.hidden_size}-wide residual; fix {type(self).__name__}.output_projection_name"
+            )
+        return projection
+
     def mlp_module(self, layer: int) -> torch.nn.Module:
         """The MLP of decoder layer ``layer``; its output is the MLP's contribution to the residual."""
         return _child_by_suffix(self._layer(layer), "MLP", self.family)
@@ -501,6 +527,23 @@ class ProcessedView:
         return boxes
 
 
+def tiny_text_config(tokenizer: PreTrainedTokenizerBase, settings: dict) -> dict[str, Any]:
+    """The decoder settings every family's tiny text config takes from the settings and tokenizer."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": settings["hidden_size"],
+        "intermediate_size": settings["intermediate_size"],
+        "num_hidden_layers": settings["num_hidden_layers"],
+        "num_attention_heads": settings["num_attention_heads"],
+        "num_key_value_heads": settings["num_key_value_heads"],
+        "max_position_embeddings": settings["max_position_embeddings"],
+        "initializer_range": settings["initializer_range"],
+        "pad_token_id": tokenizer.pad_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+    }
+
+
 def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
     if len(image_size) != 2 or min(image_size) <= 0:
         raise ValueError(f"image_size must be PIL's (width, height) with positive sides, got {image_size}")
@@ -527,9 +570,7 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def _registered_adapters() -> list[type[FamilyAdapter]]:
-    from vrp.adapters import ADAPTERS  # late import: the registry imports this module
-
-    return list(ADAPTERS.values())
+    return list(FamilyAdapter.registry.values())
 
 
 def unique_module(model: torch.nn.Module, cls: type, family: str) -> torch.nn.Module:

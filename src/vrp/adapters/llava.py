@@ -24,19 +24,22 @@ from transformers import (
 from transformers.image_transforms import get_resize_output_image_size
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
 
 
 class LlavaAdapter(FamilyAdapter):
     """Adapter for ``LlavaForConditionalGeneration`` checkpoints (e.g. llava-hf/llava-1.5-7b-hf)."""
 
     family: ClassVar[str] = "llava"
+    display_name: ClassVar[str] = "LLaVA"
     model_type: ClassVar[str] = "llava"
     model_class: ClassVar[type] = LlavaForConditionalGeneration
     processor_class: ClassVar[type] = LlavaProcessor
     # "{image}" is replaced by the processor's own placeholder token ("<image>" for llava-hf).
     default_prompt_template: ClassVar[str] = "USER: {image}\n{question}\nASSISTANT:"
     answer_separator: ClassVar[str] = " "
+    special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
+    output_projection_name: ClassVar[str] = "o_proj"  # LlamaAttention.o_proj
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,  # shortest-edge resize and square center crop
         "patch_size": 8,
@@ -109,20 +112,7 @@ class LlavaAdapter(FamilyAdapter):
             projection_dim=s["vision_hidden_size"],
             initializer_range=s["initializer_range"],
         )
-        text_config = LlamaConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=s["hidden_size"],
-            intermediate_size=s["intermediate_size"],
-            num_hidden_layers=s["num_hidden_layers"],
-            num_attention_heads=s["num_attention_heads"],
-            num_key_value_heads=s["num_key_value_heads"],
-            max_position_embeddings=s["max_position_embeddings"],
-            initializer_range=s["initializer_range"],
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            tie_word_embeddings=True,
-        )
+        text_config = LlamaConfig(**tiny_text_config(tokenizer, s), tie_word_embeddings=True)
         config = LlavaConfig(
             vision_config=vision_config,
             text_config=text_config,

@@ -22,19 +22,22 @@ from transformers import (
 )
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
 
 
 class PaliGemmaAdapter(FamilyAdapter):
     """Adapter for ``PaliGemmaForConditionalGeneration`` checkpoints (e.g. google/paligemma-3b-mix-224)."""
 
     family: ClassVar[str] = "paligemma"
+    display_name: ClassVar[str] = "PaliGemma"
     model_type: ClassVar[str] = "paligemma"
     model_class: ClassVar[type] = PaliGemmaForConditionalGeneration
     processor_class: ClassVar[type] = PaliGemmaProcessor
     # The mix checkpoints' task prefix; the processor adds <bos> after the image and a final "\n".
     default_prompt_template: ClassVar[str] = "answer en {question}"
     answer_separator: ClassVar[str] = ""
+    special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
+    output_projection_name: ClassVar[str] = "o_proj"  # GemmaAttention.o_proj
     _per_token_answer_values: ClassVar[dict[str, int]] = {"token_type_ids": 1}
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,
@@ -85,18 +88,7 @@ class PaliGemmaAdapter(FamilyAdapter):
             initializer_range=s["initializer_range"],
         )
         text_config = GemmaConfig(
-            vocab_size=vocab_size,
-            hidden_size=s["hidden_size"],
-            intermediate_size=s["intermediate_size"],
-            num_hidden_layers=s["num_hidden_layers"],
-            num_attention_heads=s["num_attention_heads"],
-            num_key_value_heads=s["num_key_value_heads"],
-            head_dim=s["head_dim"],
-            max_position_embeddings=s["max_position_embeddings"],
-            initializer_range=s["initializer_range"],
-            pad_token_id=processor.tokenizer.pad_token_id,
-            bos_token_id=processor.tokenizer.bos_token_id,
-            eos_token_id=processor.tokenizer.eos_token_id,
+            **tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"]
         )
         config = PaliGemmaConfig(
             vision_config=vision_config,

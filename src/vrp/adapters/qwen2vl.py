@@ -22,7 +22,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, unique_module
+from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
 
 # Same shape as the released Qwen2-VL template for one user turn of [image, text] (without its
 # default system turn, which would only add tokens): image parts become
@@ -54,12 +54,23 @@ class Qwen2VLAdapter(FamilyAdapter):
     """Adapter for ``Qwen2VLForConditionalGeneration`` checkpoints (e.g. Qwen/Qwen2-VL-2B-Instruct)."""
 
     family: ClassVar[str] = "qwen2vl"
+    display_name: ClassVar[str] = "Qwen2-VL"
     model_type: ClassVar[str] = "qwen2_vl"
     model_class: ClassVar[type] = Qwen2VLForConditionalGeneration
     processor_class: ClassVar[type] = Qwen2VLImageOnlyProcessor
     # The user turn's text; the chat template supplies the turn markers and the image.
     default_prompt_template: ClassVar[str] = "{question}"
     answer_separator: ClassVar[str] = ""
+    # the image placeholder, its video twin, the vision span markers and the chat-turn markers
+    special_tokens: ClassVar[tuple[str, ...]] = (
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|im_start|>",
+        "<|im_end|>",
+    )
+    output_projection_name: ClassVar[str] = "o_proj"  # Qwen2VLAttention.o_proj
     _per_token_answer_values: ClassVar[dict[str, int]] = {"mm_token_type_ids": 0}
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,  # max_pixels = image_size**2 unless given
@@ -119,16 +130,7 @@ class Qwen2VLAdapter(FamilyAdapter):
         )
         ids = tokenizer.convert_tokens_to_ids
         missing = [
-            t
-            for t in (
-                "<|image_pad|>",
-                "<|video_pad|>",
-                "<|vision_start|>",
-                "<|vision_end|>",
-                "<|im_start|>",
-                "<|im_end|>",
-            )
-            if ids(t) is None or ids(t) == tokenizer.unk_token_id
+            t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id
         ]
         if missing:
             raise ValueError(
@@ -136,22 +138,12 @@ class Qwen2VLAdapter(FamilyAdapter):
             )
         config = Qwen2VLConfig(
             text_config=dict(
-                vocab_size=len(tokenizer),
-                hidden_size=hidden,
-                intermediate_size=s["intermediate_size"],
-                num_hidden_layers=s["num_hidden_layers"],
-                num_attention_heads=heads,
-                num_key_value_heads=s["num_key_value_heads"],
-                max_position_embeddings=s["max_position_embeddings"],
-                initializer_range=s["initializer_range"],
+                **tiny_text_config(tokenizer, s),
                 rope_parameters={
                     "rope_type": "default",
                     "rope_theta": 10000.0,
                     "mrope_section": list(mrope_section),
                 },
-                pad_token_id=tokenizer.pad_token_id,
-                bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id,
                 tie_word_embeddings=True,
             ),
             vision_config=dict(

@@ -40,7 +40,7 @@ from vrp.adapters.base import FamilyAdapter
 from vrp.analysis.masking import PREDICTION_COLUMNS, compare_by_subset
 from vrp.scoring import predict
 from vrp.stats import n_masked, random_channels
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
 CONDITION_KEYS = ("condition", "layer", "k", "rank", "seed", "fraction", "n_channels", "channels")

@@ -3,7 +3,7 @@
 Everything here reads the extraction (``samples.parquet`` rows aligned with the arrays of
 ``vrp.extract``) and computes with :mod:`vrp.stats`; no model is run.
 
-Choices where the paper is ambiguous (``/work/shared/docs/paper-method.md`` §3–§6):
+Choices where the paper is ambiguous (``docs/method.md`` §3–§6):
 
 * **The attention map of a sample** (§3.1) is the last prompt token's attention to the image
   tokens, mean over heads (the extraction's ``image_attention``), averaged over the decoder layers

@@ -1,7 +1,7 @@
 """The claims check: each headline number of the paper against this run's result tables.
 
 One row per quantitative claim (the abstract's and the tables' headline numbers in the method
-notes, paper-method.md §3–§6) and dataset, computed from the result files the workflow wrote —
+notes, docs/method.md §3–§6) and dataset, computed from the result files the workflow wrote —
 nothing is typed in except the paper's own numbers, which are the reference. Each row holds the
 paper's value, this run's value with its 95% interval and n (and p where the claim is about
 significance), the direction the claim needs, and a verdict:

@@ -40,9 +40,9 @@ from tqdm.auto import tqdm
 from vrp import stats
 from vrp.adapters.base import FamilyAdapter
 from vrp.analysis.probes import auroc_or_nan, evaluation_subsets
+from vrp.benchmark.images import decode_images
 from vrp.config import known_fields
 from vrp.scoring import SCORED_TASKS_EXCLUDED
-from vrp.zoo.train import decode_images
 
 SAMPLE_COLUMNS = ["question_id", "image_id", "task", "pope_setting", "answer", "sample", "text", "normalized"]
 

@@ -5,7 +5,7 @@ index 0 the embeddings and index l+1 the residual stream after decoder layer l; 
 reported here is a 0-based DECODER layer l (so LLaVA's last layer is 31, the paper's "L31"), and
 peaks are taken over decoder layers only.
 
-Definitions (``/work/shared/docs/paper-method.md`` §3.8, §3.14, §4 Table 2):
+Definitions (``docs/method.md`` §3.8, §3.14, §4 Table 2):
 
 * ΔM_l, the truth margin: answer-token logit minus the largest other logit under the logit lens
   (final norm applied) after layer l. "Peak final margin" = the largest mean ΔM_l over layers and

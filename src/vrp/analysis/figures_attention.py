@@ -13,11 +13,11 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS, plt
+from vrp.adapters import FAMILIES
+from vrp.analysis.plotting import FAMILY_COLOURS, model_label, plt
 
 __all__ = [
     "model_label",
-    "uniform_cell_boxes",
     "heatmap_on_pixels",
     "figure_margin_by_layer",
     "figure_entropy_dynamics",
@@ -25,14 +25,8 @@ __all__ = [
     "figure_case_study",
 ]
 
-FAMILY_MARKERS = {"llava": "o", "paligemma": "s", "qwen2vl": "^"}
-FAMILY_LINESTYLES = {"llava": "-", "paligemma": "--", "qwen2vl": ":"}
-
-
-def model_label(model: str, family: str) -> str:
-    """The legend name of a model: its family's label, plus the model key when they differ."""
-    label = FAMILY_LABELS.get(family, family)
-    return label if model == family else f"{model} ({label})"
+FAMILY_MARKERS = dict(zip(FAMILIES, ("o", "s", "^")))
+FAMILY_LINESTYLES = dict(zip(FAMILIES, ("-", "--", ":")))
 
 
 def _models(curves: pd.DataFrame) -> list[tuple[str, str]]:
@@ -122,22 +116,6 @@ def figure_update_norm(curves: pd.DataFrame, title: str = "Figure 4") -> plt.Fig
 # --------------------------------------------------------------------------------------------
 # Figure 5
 # --------------------------------------------------------------------------------------------
-def uniform_cell_boxes(image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """(rows, cols, 4) boxes (x0, y0, x1, y1) splitting the whole image into equal cells.
-
-    The adapter-free geometry (right when the processor resizes the whole image, no crop or pad);
-    the exact one is :meth:`vrp.adapters.base.FamilyAdapter.cell_boxes`.
-    """
-    width, height = image_size
-    rows, cols = grid
-    xs = np.round(np.linspace(0, width, cols + 1)).astype(np.int64)
-    ys = np.round(np.linspace(0, height, rows + 1)).astype(np.int64)
-    boxes = np.empty((rows, cols, 4), dtype=np.int64)
-    boxes[..., 0], boxes[..., 2] = xs[None, :-1], xs[None, 1:]
-    boxes[..., 1], boxes[..., 3] = ys[:-1, None], ys[1:, None]
-    return boxes
-
-
 def heatmap_on_pixels(grid_map, boxes, image_size: tuple[int, int]) -> np.ndarray:
     """(height, width) array with each cell's attention painted over its pixel box; NaN elsewhere.
 

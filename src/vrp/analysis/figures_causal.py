@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS, plt
+from vrp.analysis.plotting import FAMILY_COLOURS, model_label, plt
 
 # condition -> (label, line style, marker, alpha); colour is the model's family colour
 CONDITION_STYLES = {
@@ -57,7 +57,7 @@ def masking_figure(table: pd.DataFrame, alpha: float = 0.05):
             panel = curves[(curves["model"] == model) & (curves["dataset"] == dataset)]
             family = panel["family"].iloc[0] if len(panel) else ""
             colour = FAMILY_COLOURS.get(family, "black")
-            for condition, (label, style, marker, alpha_line) in CONDITION_STYLES.items():
+            for condition, (_label, style, marker, alpha_line) in CONDITION_STYLES.items():
                 line = panel[panel["condition"] == condition].sort_values("p")
                 if line.empty:
                     continue
@@ -70,7 +70,7 @@ def masking_figure(table: pd.DataFrame, alpha: float = 0.05):
                            edgecolors=colour, s=36, zorder=3)
             ax.axhline(0.0, color="grey", lw=0.8)
             ax.set_xticks(shares, [f"{v:g}" for v in shares])
-            ax.set_title(f"{FAMILY_LABELS.get(family, family)} ({model}) · {dataset}", fontsize=10)
+            ax.set_title(f"{model_label(model, family)} · {dataset}", fontsize=10)
             ax.grid(alpha=0.3)
             if row == len(datasets) - 1:
                 ax.set_xlabel("masked share of image patches p")

@@ -11,18 +11,13 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS
+from vrp.analysis.plotting import FAMILY_COLOURS, model_label
 
 PROBE_STYLES = {  # probe -> (line style, marker, legend label)
     "logistic": ("-", "o", "logistic (L2) on hidden"),
     "mlp": ("--", "s", "MLP on hidden"),
     "l1": (":", "^", "sparse L1 on MLP output"),
 }
-
-
-def _label(model: str, family: str) -> str:
-    base = FAMILY_LABELS.get(family, family)
-    return base if model == family else f"{base} ({model})"
 
 
 def _grid(n_rows: int, n_cols: int, width: float = 4.2, height: float = 3.4, sharey=True):
@@ -58,7 +53,7 @@ def probe_layers_figure(layers: dict[tuple[str, str], pd.DataFrame], families: d
             ax.plot(logistic["layer"], logistic["auroc_in_sample"], "-", color="0.55", linewidth=1,
                     label="logistic, in-sample (optimistic)")
             ax.axhline(0.5, color="0.3", linestyle=":", linewidth=1)
-            ax.set_title(f"{_label(model, families[model])} — {dataset}")
+            ax.set_title(f"{model_label(model, families[model])} — {dataset}")
             ax.set_xlabel("decoder layer (-1 = embeddings)")
             ax.set_ylim(0.3, 1.02)
             ax.xaxis.get_major_locator().set_params(integer=True)
@@ -88,7 +83,7 @@ def consistency_curve_figure(summary: pd.DataFrame, families: dict[str, str], ta
             rows = part[part["model"] == model].sort_values("k")
             dodge = 0.08 * (index - (len(models) - 1) / 2)  # keep overlapping error bars apart
             colour = FAMILY_COLOURS.get(families[model], "black")
-            label = _label(model, families[model])
+            label = model_label(model, families[model])
             for ax, (value, lo, hi) in zip(axes[i], (("auroc", "lo", "hi"), ("r_pb", "r_pb_lo", "r_pb_hi"))):
                 k = rows["k"].to_numpy() + dodge
                 ax.errorbar(k, rows[value], yerr=[rows[value] - rows[lo], rows[hi] - rows[value]], color=colour,
@@ -141,7 +136,7 @@ def delta_activation_figure(rankings: dict[tuple[str, str], pd.DataFrame], peaks
                 ax.axvline(record.delta_act, color=mark, linewidth=1.2)
                 ax.annotate(f"N{record.channel}", (record.delta_act, ymax * (0.92 - 0.09 * n)), color=mark,
                             fontsize=8, ha="left", xytext=(2, 0), textcoords="offset points")
-            ax.set_title(f"{_label(model, families[model])} — {dataset}, layer {peak}")
+            ax.set_title(f"{model_label(model, families[model])} — {dataset}, layer {peak}")
             ax.set_xlabel("Δact = mean(correct) − mean(incorrect), MLP output")
             ax.set_ylabel("density" if j == 0 else "")
     handles = [plt.Line2D([], [], color="#2ca02c", label="top probe channel, Δact > 0 (success)"),

@@ -47,7 +47,7 @@ from vrp.stats import (
     select_patches,
     wilson_interval,
 )
-from vrp.zoo.train import decode_images
+from vrp.benchmark.images import decode_images
 
 MASK_MODES: tuple[str, ...] = ("high", "low", "random")
 GREY = (128, 128, 128)

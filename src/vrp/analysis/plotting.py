@@ -1,4 +1,4 @@
-"""Shared figure conventions: one colour and label per model family, and a PDF + PNG writer."""
+"""Shared figure conventions: a colour and label per family, one model label, a PDF + PNG writer."""
 
 from __future__ import annotations
 
@@ -10,10 +10,18 @@ matplotlib.use("Agg")  # workflow jobs have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vrp.adapters import ADAPTERS, FAMILIES  # noqa: E402
 from vrp.io import atomic_path  # noqa: E402
 
-FAMILY_COLOURS = {"llava": "#1f77b4", "paligemma": "#d62728", "qwen2vl": "#2ca02c"}
-FAMILY_LABELS = {"llava": "LLaVA", "paligemma": "PaliGemma", "qwen2vl": "Qwen2-VL"}
+# one colour per family, in FAMILIES order; the names come from the adapters
+FAMILY_COLOURS = dict(zip(FAMILIES, ("#1f77b4", "#d62728", "#2ca02c")))
+FAMILY_LABELS = {family: adapter.display_name for family, adapter in ADAPTERS.items()}
+
+
+def model_label(model: str, family: str) -> str:
+    """The legend / title name of a model: its family's label, plus the model key if it differs."""
+    label = FAMILY_LABELS.get(family, family)
+    return label if model == family else f"{model} ({label})"
 
 
 def save_figure(fig, pdf_path: str | os.PathLike, png_path: str | os.PathLike, dpi: int = 150) -> None:

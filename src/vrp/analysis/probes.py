@@ -40,8 +40,8 @@ from vrp.config import known_fields
 # Score column -> (label as in the paper's tables, inference cost, what it is).
 READOUTS: dict[str, tuple[str, str, str]] = {
     "random": ("Random", "1x", "seeded uniform noise (the chance line)"),
-    "spatial_entropy": ("Spatial attention H_s", "1x", "-H_s of the layer-mean last-token image attention"),
-    "cluster_count": ("Spatial attention C_k", "1x", "-C_k (connected components, top-30% mass) of the same map"),
+    "spatial_entropy": ("Spatial attention H_s", "1x", "-H_s of the attention stage (stats.parquet)"),
+    "cluster_count": ("Spatial attention C_k", "1x", "-C_k of the attention stage (attention.ck_method)"),
     "logit_entropy": ("Logit entropy", "1x", "-next-token entropy at the last prompt position"),
     "output_confidence": ("Output confidence", "1x", "softmax probability of the predicted answer token"),
     "margin_top2": ("Top-1 minus top-2 logit margin", "1x", "top-1 minus top-2 next-token logit"),
@@ -224,46 +224,34 @@ def neuron_ranking(mlp_out, correct, l1_C: float = 0.1, seed: int = 0) -> pd.Dat
     return out[["layer", "channel", "weight", "abs_weight", "rank", "delta_act"]]
 
 
-def attention_structure(image_attention, grid_rows, grid_cols, layer_span=None) -> pd.DataFrame:
-    """H_s (nats) and C_k of each question's gaze map: last-token image attention averaged over layers.
-
-    ``image_attention`` is (n, L, S_max), NaN-padded where a question's grid has fewer than S_max
-    tokens; each row's first ``rows * cols`` entries are its grid in row-major order.
-    ``layer_span`` = [first, last] (inclusive decoder layers) restricts the average (None = all
-    layers; the paper's LLaVA config hooks layers 16-31). C_k is the connected-components
-    definition (:func:`vrp.stats.cluster_count`).
-    """
-    attention = np.asarray(image_attention, dtype=np.float64)
-    if layer_span is not None:
-        first, last = (int(v) for v in layer_span)
-        if not 0 <= first <= last < attention.shape[1]:
-            raise ValueError(f"attention layer span {list(layer_span)} is outside the model's decoder layers "
-                             f"0..{attention.shape[1] - 1}; fix attention.layer_range in the config")
-        attention = attention[:, first : last + 1]
-    rows, cols = np.asarray(grid_rows, dtype=np.int64), np.asarray(grid_cols, dtype=np.int64)
-    if attention.ndim != 3 or not len(attention) == len(rows) == len(cols):
-        raise ValueError(f"image_attention must be (n, L, S) with one grid per row; got {attention.shape}, "
-                         f"{len(rows)} grids")
-    entropy = np.empty(len(attention))
-    clusters = np.empty(len(attention))
-    grids = pd.DataFrame({"rows": rows, "cols": cols})
-    for (r, c), index in grids.groupby(["rows", "cols"]).indices.items():
-        maps = attention[index, :, : r * c].mean(axis=1).reshape(len(index), r, c)
-        entropy[index] = stats.spatial_entropy(maps)
-        clusters[index] = stats.cluster_count(maps)
-    return pd.DataFrame({"spatial_entropy": entropy, "cluster_count": clusters})
+def _aligned_attention_stats(samples: pd.DataFrame, attention_stats: pd.DataFrame) -> pd.DataFrame:
+    """The attention stage's ``hs`` / ``ck`` rows, checked to be the samples' questions in order."""
+    missing = {"question_id", "hs", "ck"} - set(attention_stats.columns)
+    if missing:
+        raise ValueError(
+            f"attention statistics lack column(s) {sorted(missing)}; rerun attention_stats"
+        )
+    if attention_stats["question_id"].tolist() != samples["question_id"].tolist():
+        raise ValueError(
+            "attention statistics and samples.parquet list different questions (or in another "
+            "order); both must come from the same extraction: rerun attention_stats"
+        )
+    return attention_stats[["hs", "ck"]].reset_index(drop=True)
 
 
 def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
-                       settings: ProbeSettings = ProbeSettings(), attention_layers=None) -> pd.DataFrame:
+                       settings: ProbeSettings = ProbeSettings(), *,
+                       attention_stats: pd.DataFrame) -> pd.DataFrame:
     """Every single-pass readout of :data:`READOUTS` for every question, learned ones out-of-fold.
 
     ``samples`` is the extraction's samples.parquet; ``arrays`` holds its ``hidden``, ``mlp_out``,
     ``image_attention``, ``lens_margin`` and ``lens_margin_pred`` (rows aligned with ``samples``). All learned readouts
-    share one grouped split. ``attention_layers`` = [first, last] restricts the gaze map of H_s
-    and C_k (:func:`attention_structure`). Returns the samples' question_id, image_id, task, pope_setting,
-    answer, correct, the raw ``spatial_entropy_nats`` / ``cluster_count_raw``, and one score
-    column per readout (higher = more likely correct).
+    share one grouped split. ``attention_stats`` is the attention stage's per-question table
+    (``results/attention/{model}/{dataset}/stats.parquet``, :func:`vrp.analysis.attention_tables.
+    attention_statistics`): H_s and C_k are read from its ``hs`` / ``ck`` columns, computed once
+    there with the configured definitions, never recomputed here. Returns the samples' question_id,
+    image_id, task, pope_setting, answer, correct, the raw ``hs`` / ``ck``, and one score column
+    per readout (higher = more likely correct).
     """
     labels = _labels(samples["correct"].to_numpy())
     groups = samples["image_id"].to_numpy()
@@ -282,15 +270,15 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     def held_out(x, make_model):
         return stats.grouped_cv_scores(np.asarray(x, dtype=np.float64), labels, groups, make_model, folds=folds)
 
-    structure = attention_structure(attention, samples["grid_rows"], samples["grid_cols"], attention_layers)
+    structure = _aligned_attention_stats(samples, attention_stats)
     out = samples[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
     out["correct"] = labels.astype(bool)
-    out["spatial_entropy_nats"] = structure["spatial_entropy"]
-    out["cluster_count_raw"] = structure["cluster_count"]
+    out["hs"] = structure["hs"]
+    out["ck"] = structure["ck"]
     scores = {
         "random": np.random.default_rng([settings.seed, 1]).random(n),  # its own stream, not the split's
-        "spatial_entropy": -structure["spatial_entropy"].to_numpy(),
-        "cluster_count": -structure["cluster_count"].to_numpy(),
+        "spatial_entropy": -structure["hs"].to_numpy(dtype=np.float64),
+        "cluster_count": -structure["ck"].to_numpy(dtype=np.float64),
         "logit_entropy": -samples["entropy"].to_numpy(dtype=np.float64),
         "output_confidence": samples["confidence"].to_numpy(dtype=np.float64),
         "margin_top2": samples["margin_top2"].to_numpy(dtype=np.float64),
@@ -386,7 +374,7 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
     return pd.DataFrame(rows)
 
 
-# The method rows of Tables 7 and 8, in order (rules/probes.smk passes the same lists as params).
+# The method rows of Tables 7 and 8, in order (rules/probes.smk passes them to the jobs as params).
 TABLE7_METHODS = ("spatial_entropy", "cluster_count", "logit_entropy", "output_confidence", "margin_top2",
                   "margin_only", "margin_only_pred", "probe_peak", "probe_last_k", "self_consistency")
 TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",

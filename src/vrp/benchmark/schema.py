@@ -28,7 +28,6 @@ COLUMNS: tuple[str, ...] = (
 )
 TASKS: tuple[str, ...] = ("presence", "counting", "spatial", "object_id", "caption")
 # "caption" exists only in training splits (an auxiliary task that speeds up learning).
-EVAL_TASKS: tuple[str, ...] = ("presence", "counting", "spatial", "object_id")
 POPE_SETTINGS: tuple[str, ...] = ("random", "popular", "adversarial")
 
 

@@ -69,8 +69,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -288,25 +289,6 @@ def make_scene(config: SyntheticBenchmarkConfig, split: str, index: int) -> Scen
 def make_scenes(config: SyntheticBenchmarkConfig, split: str) -> list[Scene]:
     """The ground truth of every image of ``split``."""
     return [make_scene(config, split, i) for i in range(_n_images(config, split))]
-
-
-def scene_table(config: SyntheticBenchmarkConfig, split: str) -> pd.DataFrame:
-    """One row per drawn object: image_id, theme, draw_order, object, x, y, radius and the clipped
-    bounding box x0, y0, x1, y1 (px, exclusive upper bounds), for masking and attention analyses."""
-    rows = []
-    size = config.image_size
-    for scene in make_scenes(config, split):
-        for order, obj in enumerate(scene.objects):
-            rows.append({
-                "image_id": scene.image_id, "theme": scene.theme, "draw_order": order,
-                "object": obj.name, "x": obj.x, "y": obj.y, "radius": obj.radius,
-                "x0": max(0, math.floor(obj.x - obj.radius)),
-                "y0": max(0, math.floor(obj.y - obj.radius)),
-                "x1": min(size, math.ceil(obj.x + obj.radius)),
-                "y1": min(size, math.ceil(obj.y + obj.radius)),
-            })
-    columns = ["image_id", "theme", "draw_order", "object", "x", "y", "radius", "x0", "y0", "x1", "y1"]
-    return pd.DataFrame(rows, columns=columns)
 
 
 def render_image(config: SyntheticBenchmarkConfig, split: str, index: int,

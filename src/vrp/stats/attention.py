@@ -5,7 +5,7 @@ Every function takes maps with the patch grid in the **last two axes**: a single
 Maps are non-negative attention weights; they are L1-normalised here (so raw, un-normalised
 head/layer averages can be passed straight in).
 
-Definitions (see ``/work/shared/docs/paper-method.md``):
+Definitions (see ``docs/method.md`` §3.1-3.4):
 
 * **H_s** (spatial entropy): ``-sum M log(M + delta)`` in nats on the L1-normalised map,
   ``delta = 1e-9``; optionally divided by ``log S`` (S = number of patches) so it lies in [0, 1].

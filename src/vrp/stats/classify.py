@@ -47,7 +47,6 @@ __all__ = [
     "l1_probe",
     "ensemble_classifier",
     "probe_auroc",
-    "layerwise_probe",
     "peak_layer",
     "l1_channel_ranking",
     "cv_accuracy_auroc",
@@ -250,32 +249,8 @@ def probe_auroc(X, y, groups, make_model=logistic_probe, n_splits: int = 5, seed
     return result
 
 
-def layerwise_probe(H, y, groups, make_model=logistic_probe, n_splits: int = 5, seed: int = 0,
-                    n_boot: int = 1000, layers=None, in_sample: bool = True) -> pd.DataFrame:
-    """:func:`probe_auroc` at every layer of hidden states ``H`` (n, L, d), on one shared split.
-
-    ``layers`` picks layer indices (default all). Returns a DataFrame with columns
-    layer, auroc, lo, hi, auroc_in_sample, n, n_pos, n_boot_used (one row per layer).
-    """
-    states = np.asarray(H)
-    if states.ndim != 3:
-        raise ValueError(f"H must have shape (n_samples, n_layers, hidden); got {states.shape}")
-    labels = as_binary(y, "y")
-    if len(states) != len(labels):
-        raise ValueError(f"H has {len(states)} samples but y has {len(labels)}")
-    folds = grouped_splits(labels, groups, n_splits, seed)
-    layer_ids = range(states.shape[1]) if layers is None else layers
-    rows = []
-    for layer in layer_ids:
-        row = probe_auroc(states[:, layer, :], labels, groups, make_model, seed=seed, n_boot=n_boot,
-                          folds=folds, in_sample=in_sample)
-        rows.append({"layer": int(layer), **row})
-    columns = ["layer", "auroc", "lo", "hi", "auroc_in_sample", "n", "n_pos", "n_boot_used"]
-    return pd.DataFrame(rows)[columns]
-
-
 def peak_layer(df: pd.DataFrame, column: str = "auroc") -> int:
-    """Layer with the highest ``column`` in a :func:`layerwise_probe` table (earliest on ties)."""
+    """Layer with the highest ``column`` in a per-layer table (e.g. ``layers.csv``; earliest on ties)."""
     if df.empty or column not in df or "layer" not in df:
         raise ValueError(f"peak_layer needs a non-empty table with columns 'layer' and {column!r}")
     return int(df["layer"].iloc[int(np.nanargmax(df[column].to_numpy()))])

@@ -3,11 +3,11 @@
 The Hub is out of reach, so the tiny zoo cannot download a real sentencepiece/BPE tokenizer.
 A word-level tokenizer over the benchmark's own words is enough for a synthetic question set,
 and it is a real ``PreTrainedTokenizerFast`` that every real processor class accepts
-(shared/docs/feasibility.md §2.1).
+(docs/method.md, "The tiny zoo").
 
 Ids are deterministic: the special tokens first, in :data:`SPECIAL_TOKENS` order, then the
-sorted words. Everyone builds ONE tokenizer from all texts plus every adapter's
-``template_words()`` and hands it to each family's ``build_tiny``.
+sorted words. Everyone builds ONE tokenizer from all texts plus :func:`template_words` and hands
+it to each family's ``build_tiny``.
 """
 
 from __future__ import annotations
@@ -17,19 +17,28 @@ from collections.abc import Iterable
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from vrp.adapters import ADAPTERS, FAMILIES, get_adapter_class
+
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
-# The image/vision placeholders of all three families plus Qwen's chat-turn markers; they are
-# registered as special tokens, so they are matched whole before pre-tokenisation.
-MULTIMODAL_TOKENS: tuple[str, ...] = (
-    "<image>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|im_start|>",
-    "<|im_end|>",
+# Every family's placeholder / turn tokens (FamilyAdapter.special_tokens), in family order without
+# repeats; they are registered as special tokens, so they are matched whole before pre-tokenisation.
+MULTIMODAL_TOKENS: tuple[str, ...] = tuple(
+    dict.fromkeys(token for adapter in ADAPTERS.values() for token in adapter.special_tokens)
 )
 SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD, UNK, *MULTIMODAL_TOKENS)
+
+
+def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
+    """The words the prompt templates of ``families`` add to the vocabulary (sorted, no repeats)."""
+    adapters = [get_adapter_class(family) for family in families]
+    return sorted({word for adapter in adapters for word in adapter.template_words()})
+
+
+def questions_tokenizer(questions, families: Iterable[str] = FAMILIES) -> PreTrainedTokenizerFast:
+    """The zoo tokenizer of a question table: every word of its questions and answers, plus the
+    prompt-template words of ``families``."""
+    texts = [*questions["question"], *questions["answer"]]
+    return build_word_tokenizer(texts, extra_words=template_words(families))
 
 
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:

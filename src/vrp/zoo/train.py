@@ -1,6 +1,6 @@
 """Training a tiny zoo model on the synthetic benchmark's train split (CPU, step-budgeted, seeded).
 
-The recipe is the one that made all three classes learn offline (shared/docs/feasibility.md §3):
+The recipe is the one that made all three classes learn offline (docs/method.md, "The tiny zoo"):
 teacher-forced loss on answer + <eos> only, AdamW, linear warm-up then cosine decay to 5 % of the
 peak rate, gradient clipping, a fixed number of steps (not wall time) so a run is reproducible.
 Family specifics (prompt, prefix-LM token types, image grids) stay inside the adapter.
@@ -8,17 +8,16 @@ Family specifics (prompt, prefix-LM token types, image grids) stay inside the ad
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from vrp.adapters.base import FamilyAdapter
+from vrp.benchmark.images import decode_images
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown training key(s) {unknown}; known keys: {sorted(known)}")
         return cls(**values)
-
-
-def decode_images(image_bytes: pd.Series) -> list[Image.Image]:
-    """Decode encoded image bytes into RGB PIL images (decoded once, reused every step)."""
-    return [Image.open(io.BytesIO(b)).convert("RGB") for b in image_bytes]
 
 
 def lr_multiplier(step: int, config: TrainConfig) -> float:

@@ -4,12 +4,12 @@ import pandas as pd
 
 from vrp.analysis.probes import method_table
 from vrp.io import read_json, write_csv
+from vrp.per_model import read_keyed
 from vrp.runlog import setup_job_logging
 
 log = setup_job_logging(snakemake.log[0])
-keys = [tuple(label) for label in snakemake.params.labels]
-scores = {key: pd.read_parquet(path) for key, path in zip(keys, snakemake.input.scores)}
-peaks = {key: read_json(path) for key, path in zip(keys, snakemake.input.peaks)}
+scores = read_keyed(snakemake.params.labels, snakemake.input.scores)
+peaks = read_keyed(snakemake.params.labels, snakemake.input.peaks, read_json)
 consistency = pd.read_csv(snakemake.input.consistency, keep_default_na=False, na_values=[""],
                           dtype={"pope_setting": str, "task": str})
 consistency["pope_setting"] = consistency["pope_setting"].fillna("")

@@ -6,17 +6,17 @@ import pandas as pd
 from vrp.analysis.attention_tables import select_case_study
 from vrp.analysis.figures_attention import figure_case_study, heatmap_on_pixels
 from vrp.analysis.plotting import save_figure
-from vrp.shards import load_array
+from vrp.benchmark.images import decode_images
 from vrp.io import write_json
 from vrp.models import load_model_from_spec
+from vrp.per_model import read_labelled
 from vrp.runlog import setup_job_logging
-from vrp.zoo.train import decode_images
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params
 labels = [tuple(label) for label in params.labels]
-stats = pd.concat([pd.read_parquet(path).assign(model=model, family=family, dataset=dataset)
-                   for (model, family, dataset), path in zip(labels, snakemake.input.stats)], ignore_index=True)
+stats = read_labelled(labels, snakemake.input.stats, names=("model", "family", "dataset"))
 case = select_case_study(stats, entropy_quantile=params.entropy_quantile)
 log.info("case study: %s", case)
 

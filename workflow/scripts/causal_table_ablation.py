@@ -4,6 +4,7 @@ import pandas as pd
 
 from vrp.analysis.ablation import ablation_table
 from vrp.io import write_csv
+from vrp.per_model import prepend_labels
 from vrp.runlog import setup_job_logging
 
 log = setup_job_logging(snakemake.log[0])
@@ -13,10 +14,8 @@ frames = []
 for (model, dataset), baseline in baselines.groupby(["model", "dataset"], sort=True):
     selected = runs[(runs["model"] == model) & (runs["dataset"] == dataset)].drop(columns=["model", "dataset"])
     table = ablation_table(baseline, selected, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed)
-    table.insert(0, "dataset", dataset)
-    table.insert(0, "family", snakemake.params.families[model])
-    table.insert(0, "model", model)
-    frames.append(table)
+    family = snakemake.params.families[model]
+    frames.append(prepend_labels(table, model=model, family=family, dataset=dataset))
 table = pd.concat(frames, ignore_index=True)
 log.info("\n%s", table[table["subset"] == "all"][
     ["model", "layer", "condition", "k", "rank", "seed", "n", "accuracy", "drop_pp", "mcnemar_p", "right_to_wrong", "wrong_to_right"]

@@ -6,8 +6,8 @@ import pandas as pd
 from vrp.analysis.dynamics import decoder_lens, layer_curves
 from vrp.analysis.figures_attention import figure_margin_by_layer
 from vrp.analysis.plotting import save_figure
-from vrp.shards import load_array
 from vrp.runlog import setup_job_logging
+from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0])
 pooled = {}  # (model, family) -> [(margins, correct)], datasets pooled
