@@ -69,10 +69,10 @@ def main() -> None:
 
     import torch
 
+    from vrp.benchmark.images import decode_images
     from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
     from vrp.monitor import ReliabilityMonitor
     from vrp.scoring import readouts_from_logits
-    from vrp.zoo.train import decode_images
 
     torch.set_num_threads(args.threads)
     monitor = (

@@ -82,8 +82,9 @@ def test_monitor_tables_and_figure(demo_workdir):
 
 
 def test_cli_from_a_fresh_process(demo_workdir, tmp_path):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     questions = pd.read_parquet(demo_workdir / "results" / "data" / "synthetic" / "eval.parquet")
     row = questions[questions["task"] == "presence"].iloc[0]

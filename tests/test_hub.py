@@ -315,9 +315,10 @@ def test_file_checksums_are_recorded_and_read_back(tmp_path):
 
 def test_the_pinned_commit_reaches_the_model_spec_and_pope_params(tmp_path):
     """rules/common.smk passes the lock's commit to every model rule (manifest + fingerprint)."""
+    from types import SimpleNamespace
+
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
-    from types import SimpleNamespace
 
     lock_path = tmp_path / "paper.lock.yaml"
     pins.resolve_pins(load_config(PAPER), lock_path, resolver=fake_resolver)

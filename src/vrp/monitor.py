@@ -202,7 +202,6 @@ def expected_calibration_error(correct, p, n_bins: int = 10) -> float:
     y = np.asarray(correct, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
     gap = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(
         bins, weights=p, minlength=n_bins
     )
@@ -214,7 +213,6 @@ def reliability_bins(correct, p, n_bins: int = 10) -> pd.DataFrame:
     y = np.asarray(correct, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
-    counts = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.bincount(bins, weights=p, minlength=n_bins) / counts
         accuracy = np.bincount(bins, weights=y, minlength=n_bins) / counts
@@ -638,7 +636,7 @@ def export_check(
     confidences with the extraction's. Raises ``RuntimeError`` on disagreement (the hook would
     then read another state than the probe was trained on).
     """
-    from vrp.zoo.train import decode_images
+    from vrp.benchmark.images import decode_images
 
     rows = samples.iloc[:n]
     live = monitor.score_batch(

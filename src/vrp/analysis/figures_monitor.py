@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt  # noqa: E402 (after plotting sets the Agg backend)
 import pandas as pd
 
 from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS
-import matplotlib.pyplot as plt  # noqa: E402 (after plotting sets the Agg backend)
 
 METHOD_STYLES = {
     "monitor": ("Monitor P(correct)", "-", "o"),
