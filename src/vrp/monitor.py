@@ -213,6 +213,7 @@ def reliability_bins(correct, p, n_bins: int = 10) -> pd.DataFrame:
     y = np.asarray(correct, dtype=np.float64)
     p = np.asarray(p, dtype=np.float64)
     bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_p = np.bincount(bins, weights=p, minlength=n_bins) / counts
         accuracy = np.bincount(bins, weights=y, minlength=n_bins) / counts
