@@ -1,9 +1,15 @@
 # Helpers shared by every stage: config validation, names, and input functions.
 import os
 
-from vrp.config import ConfigError, validate_config
+from vrp.config import ConfigError, check_not_merged, validate_config
 
 try:
+    check_not_merged(
+        config,
+        workflow.config_settings.overwrite_config,
+        workflow.config_settings.configfiles,
+        workflow.config_settings.replace_workflow_config,
+    )
     config.update(validate_config(config))
 except ConfigError as err:
     raise WorkflowError(f"invalid workflow config:\n{err}") from None

@@ -1,4 +1,20 @@
 # One-pass activation extraction per (model, dataset): samples.parquet + NPY shards + manifest.
+from snakemake.logging import logger
+
+from vrp.shards import invalidate_if_broken
+
+# The NPY shards are not declared outputs (their number depends on the question table), so a
+# deleted or truncated shard is found here, at start-up: its manifest is moved aside, the rule's
+# output is then missing, and this run reruns the extraction (which redoes only broken shards).
+for _model in MODELS:
+    for _dataset in DATASETS:
+        _manifest = f"results/extract/{_model}/{_dataset}/manifest.json"
+        _problems = invalidate_if_broken(_manifest)
+        if _problems:
+            logger.warning(
+                f"{_manifest}: broken shards ({'; '.join(_problems[:5])}); moved it to "
+                f"{_manifest}.broken so that extract_activations reruns and repairs them"
+            )
 
 
 rule extract_activations:

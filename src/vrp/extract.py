@@ -392,7 +392,7 @@ def _write_shard(shard_dir: Path, samples: pd.DataFrame, arrays: dict[str, np.nd
     shard_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{shard_dir.name}.", dir=shard_dir.parent))
     try:
-        with disk_full_reported(shard_dir / "meta.json"):
+        with disk_full_reported(shard_dir):
             samples.to_parquet(tmp / "samples.parquet", index=False)
             for name, array in arrays.items():
                 dtype = np.float16 if name in FLOAT16_ARRAYS else np.float32
@@ -479,6 +479,8 @@ def extract(
             if reason != "not written yet":
                 log.warning("shard %s is redone: %s", shard_dirs[k].relative_to(out_dir), reason)
     _remove_stale_shards(out_dir / "shards", n_shards)
+    for output in ("manifest.json", "samples.parquet"):  # rewritten at the end, once all shards agree
+        (out_dir / output).unlink(missing_ok=True)
     bar = tqdm(total=len(questions), desc=f"extract {adapter.family}", mininterval=5, disable=not progress)
     if len(todo) < n_shards:
         done = [k for k in range(n_shards) if k not in todo]
@@ -506,10 +508,12 @@ def extract(
 
 
 def _remove_stale_shards(shards_root: Path, n_shards: int) -> None:
-    """Shard folders past the current count (a shorter question table) would be listed by nobody."""
+    """Remove what nobody lists: shard folders past the current count (a shorter question table)
+    and temp folders of a killed job (``.NNNNN.*``, never renamed into place)."""
     if shards_root.is_dir():
         for folder in shards_root.iterdir():
-            if folder.is_dir() and folder.name.isdigit() and int(folder.name) >= n_shards:
+            stale = folder.name.isdigit() and int(folder.name) >= n_shards
+            if folder.is_dir() and (stale or folder.name.startswith(".")):
                 shutil.rmtree(folder)
 
 

@@ -56,6 +56,8 @@ def disk_full_reported(path: str | os.PathLike) -> Iterator[None]:
         if not _is_disk_full(err):
             raise
         folder = Path(path).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
         try:
             free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
         except OSError:

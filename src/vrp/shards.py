@@ -57,6 +57,27 @@ def shard_problems(manifest_path: str | os.PathLike, manifest: dict | None = Non
     return problems
 
 
+def invalidate_if_broken(manifest_path: str | os.PathLike) -> list[str]:
+    """Move a manifest whose shards are broken aside (to ``manifest.json.broken``); return the problems.
+
+    The shards are not declared Snakemake outputs (their number depends on the question table), so
+    Snakemake cannot see a deleted or truncated one. The workflow calls this at start-up for
+    every extraction it plans: with the manifest gone, the extraction rule's output is missing,
+    so a plain rerun (or ``-n``, which then lists it) reruns ``extract_activations``, which
+    keeps the intact shards and redoes the broken ones, and reruns what reads them.
+    """
+    manifest_path = Path(manifest_path)
+    if not manifest_path.is_file():
+        return []
+    try:
+        problems = shard_problems(manifest_path)
+    except (ValueError, KeyError, TypeError) as err:  # unreadable JSON or an old layout
+        problems = [f"the manifest is unreadable ({err})"]
+    if problems:
+        os.replace(manifest_path, manifest_path.with_name(manifest_path.name + ".broken"))
+    return problems
+
+
 def _entry(manifest_path: Path, name: str) -> dict:
     manifest = read_json(manifest_path)
     if name not in manifest["arrays"]:
