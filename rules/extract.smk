@@ -6,7 +6,8 @@ from vrp.shards import invalidate_if_broken
 # The NPY shards are not declared outputs (their number depends on the question table), so a
 # deleted or truncated shard is found here, at start-up: its manifest is moved aside, the rule's
 # output is then missing, and this run reruns the extraction (which redoes only broken shards).
-for _model in MODELS:
+# Only the main process checks: a job re-parsing this file on a cluster node leaves it alone.
+for _model in MODELS if workflow.is_main_process else []:
     for _dataset in DATASETS:
         _manifest = f"results/extract/{_model}/{_dataset}/manifest.json"
         _problems = invalidate_if_broken(_manifest)

@@ -38,7 +38,7 @@ from vrp.benchmark.schema import BenchmarkSchemaError, read_questions, validate_
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.config import ConfigError, check_not_merged, validate_config
 from vrp.extract import (ExtractionSettings, Extractor, NonFiniteArrayError, check_finite, extract,
-                         shard_state)
+                         fingerprint, shard_state)
 from vrp.io import DiskFullError, write_json
 from vrp.shards import ShardError, invalidate_if_broken, load_array, load_layer, open_array
 from vrp.zoo.tokenizer import build_word_tokenizer
@@ -282,6 +282,7 @@ def test_a_changed_image_redoes_its_shard_and_says_why(adapter, questions, clean
     fresh = tmp_path / "fresh"
     monkeypatch.undo()
     assert extract(adapter, changed, fresh, SPEC, SETTINGS, progress=False)["fingerprint"] == manifest["fingerprint"]
+    assert fingerprint(SPEC, SETTINGS, changed) == manifest["fingerprint"]
     assert_identical(out, fresh)
     assert manifest["fingerprint"] != load_manifest(clean)["fingerprint"]
 

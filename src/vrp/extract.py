@@ -353,8 +353,18 @@ def _combine(parts: dict[str, str], row_hashes: list[str]) -> str:
 def fingerprint(model_spec: dict, settings: ExtractionSettings, questions: pd.DataFrame) -> str:
     """Hash of everything that determines the extraction's content: model files, settings, code
     version, and every question row's content (image bytes included)."""
+    questions = _scored_questions(questions, "question table")
     parts = fingerprint_parts(model_spec, settings, candidate_sets(questions))
     return _combine(parts, question_row_hashes(questions))
+
+
+def _scored_questions(questions: pd.DataFrame, source: str) -> pd.DataFrame:
+    """The validated table without the rows no answer is scored for (what the shards hold)."""
+    questions = validate_questions(questions, source=source)
+    questions = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
+    if questions.empty:
+        raise ValueError(f"{source}: no scored questions to extract (the table holds only caption rows?)")
+    return questions
 
 
 class NonFiniteArrayError(ValueError):
@@ -456,10 +466,7 @@ def extract(
 ) -> dict:
     """Extract every shard not already complete under ``out_dir``; write samples.parquet + manifest.json."""
     out_dir = Path(out_dir)
-    questions = validate_questions(questions, source=f"question table for {out_dir}")
-    questions = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
-    if questions.empty:
-        raise ValueError("no scored questions to extract (the table holds only caption rows?)")
+    questions = _scored_questions(questions, f"question table for {out_dir}")
     candidates = candidate_sets(questions)
     extractor = Extractor(adapter, candidates, settings)
     parts = fingerprint_parts(model_spec, settings, candidates)
