@@ -244,7 +244,7 @@ def test_bad_question_tables_fail_before_any_shard(adapter, questions, tmp_path,
     message = str(err.value)
     for phrase in phrases:
         assert phrase in message
-    assert "rebuild the table" in message  # the fix
+    assert "Rebuild the table from its source" in message  # the fix
     assert calls["n"] == 0
     assert not (tmp_path / "out").exists()
     # the same check guards every script that reads the table from disk
@@ -530,12 +530,12 @@ def test_a_full_disk_in_the_atomic_writer(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_workflow_repairs_deleted_shard_files_to_identical_results(demo_workdir, tmp_path):
     work = tmp_path / "work"
-    shutil.copytree(demo_workdir, work, symlinks=True)
+    shutil.copytree(demo_workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
     extraction = work / "results" / "extract" / "llava" / "synthetic"
     targets = ["results/accuracy.csv", "results/probes/llava/synthetic/layers.csv",
                "results/probes/llava/synthetic/peak.json"]
     before = {t: (work / t).read_bytes() for t in targets}
-    shards_before = {p: (extraction / p).read_bytes() for p in _files(extraction / "shards")}
+    shards_before = {p: (extraction / "shards" / p).read_bytes() for p in _files(extraction / "shards")}
     for shard in ("00000", "00001"):
         (extraction / "shards" / shard / "hidden.npy").unlink()
     dry = run_snakemake(work, "-n", *targets, timeout=600)
@@ -548,6 +548,6 @@ def test_the_workflow_repairs_deleted_shard_files_to_identical_results(demo_work
         (work / "logs" / "extract" / "llava" / "synthetic.log").read_text()
     for t in targets:
         assert (work / t).read_bytes() == before[t], t
-    assert {p: (extraction / p).read_bytes() for p in _files(extraction / "shards")} == shards_before
+    assert {p: (extraction / "shards" / p).read_bytes() for p in _files(extraction / "shards")} == shards_before
     again = run_snakemake(work, "-n", *targets, timeout=600)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -73,7 +73,7 @@ def _decodes(data) -> bool:
     return True
 
 
-FIX = ("rebuild the table from its source (snakemake -R make_synthetic_benchmark / fetch_pope / "
+FIX = ("Rebuild the table from its source (snakemake -R make_synthetic_benchmark / fetch_pope / "
        "build_coco_tasks) or fix the rows")
 
 
