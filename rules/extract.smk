@@ -1,21 +1,29 @@
 # One-pass activation extraction per (model, dataset): samples.parquet + NPY shards + manifest.
 from snakemake.logging import logger
 
-from vrp.shards import invalidate_if_broken
+from vrp.shards import broken_shards
 
-# The NPY shards are not declared outputs (their number depends on the question table), so a
-# deleted or truncated shard is found here, at start-up: its manifest is moved aside, the rule's
-# output is then missing, and this run reruns the extraction (which redoes only broken shards).
-# Only the main process checks: a job re-parsing this file on a cluster node leaves it alone.
+# The NPY shards are not declared outputs (their number depends on the question table), so
+# Snakemake cannot see a deleted or truncated one. Each planned extraction's manifest is checked
+# here, at start-up: a broken one is added to the run's forced targets (as `-R <manifest>` would),
+# so this run (or `-n`, which then lists it) reruns extract_activations, which keeps the intact
+# shards and redoes the broken ones, and reruns what reads them. Only the main process checks:
+# a job re-parsing this file on a cluster node leaves it alone.
+_broken_manifests = set()
 for _model in MODELS if workflow.is_main_process else []:
     for _dataset in DATASETS:
         _manifest = f"results/extract/{_model}/{_dataset}/manifest.json"
-        _problems = invalidate_if_broken(_manifest)
+        _problems = broken_shards(_manifest)
         if _problems:
+            _broken_manifests.add(_manifest)
             logger.warning(
-                f"{_manifest}: broken shards ({'; '.join(_problems[:5])}); moved it to "
-                f"{_manifest}.broken so that extract_activations reruns and repairs them"
+                f"{_manifest}: broken shards ({'; '.join(_problems[:5])}); rerunning "
+                "extract_activations for it (it redoes only the broken shards)"
             )
+if _broken_manifests:
+    workflow.dag_settings.forcerun = (
+        frozenset(workflow.dag_settings.forcerun) | _broken_manifests
+    )
 
 
 rule extract_activations:

@@ -40,7 +40,7 @@ from vrp.config import ConfigError, check_not_merged, validate_config
 from vrp.extract import (ExtractionSettings, Extractor, NonFiniteArrayError, check_finite, extract,
                          fingerprint, shard_state)
 from vrp.io import DiskFullError, write_json
-from vrp.shards import ShardError, invalidate_if_broken, load_array, load_layer, open_array
+from vrp.shards import ShardError, broken_shards, load_array, load_layer, open_array
 from vrp.zoo.tokenizer import build_word_tokenizer
 
 SETTINGS = ExtractionSettings(batch_size=4, shard_size=8, per_head=True)
@@ -395,10 +395,7 @@ def test_a_deleted_shard_file_is_redone_to_identical_files(adapter, questions, c
     with pytest.raises(ShardError, match=f"shards/{shard}/hidden.npy of .* is missing: rerun the workflow"):
         load_array(out / "manifest.json", "hidden")
     assert shard_state(out / "shards" / shard, load_manifest(clean)["fingerprint"]) is not None
-    problems = invalidate_if_broken(out / "manifest.json")
-    assert problems == [f"shards/{shard}/hidden.npy is missing"]
-    assert not (out / "manifest.json").exists() and (out / "manifest.json.broken").exists()
-    (out / "manifest.json.broken").unlink()
+    assert broken_shards(out / "manifest.json") == [f"shards/{shard}/hidden.npy is missing"]
     calls = counting_batches(monkeypatch)
     manifest = extract(adapter, questions, out, SPEC, SETTINGS, progress=False)
     assert calls["n"] == 2
@@ -411,12 +408,12 @@ def test_a_truncated_shard_file_is_redone(adapter, questions, clean, tmp_path, m
     shutil.copytree(clean, out)
     path = out / "shards" / "00002" / "mlp_out.npy"
     path.write_bytes(path.read_bytes()[:-100])
-    assert invalidate_if_broken(out / "manifest.json") == [
+    assert broken_shards(out / "manifest.json") == [
         f"shards/00002/mlp_out.npy has {path.stat().st_size} bytes, {path.stat().st_size + 100} were written"]
     calls = counting_batches(monkeypatch)
     extract(adapter, questions, out, SPEC, SETTINGS, progress=False)
     assert calls["n"] == 2
-    (out / "manifest.json.broken").unlink()
+    assert broken_shards(out / "manifest.json") == []
     assert_identical(out, clean)
 
 
@@ -542,6 +539,7 @@ def test_the_workflow_repairs_deleted_shard_files_to_identical_results(demo_work
     assert dry.returncode == 0, dry.stderr[-3000:]
     log = dry.stdout + dry.stderr
     assert "shards/00000/hidden.npy is missing" in log and "extract_activations" in log
+    assert "Forced execution" in log
     result = run_snakemake(work, *targets, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "shard shards/00001 is redone: hidden.npy is missing" in \

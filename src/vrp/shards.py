@@ -24,8 +24,8 @@ from vrp.io import read_json
 
 # The workflow checks every manifest at start-up (rules/extract.smk) and reruns a broken extraction.
 REPAIR_ADVICE = (
-    "rerun the workflow (snakemake --cores N ...): at start-up it finds the broken shard and reruns "
-    "extract_activations, which keeps the intact shards and redoes this one"
+    "rerun the workflow (snakemake --cores N ..., or -R extract_activations): at start-up it finds "
+    "the broken shard and reruns extract_activations, which keeps the intact shards and redoes this one"
 )
 
 
@@ -57,25 +57,20 @@ def shard_problems(manifest_path: str | os.PathLike, manifest: dict | None = Non
     return problems
 
 
-def invalidate_if_broken(manifest_path: str | os.PathLike) -> list[str]:
-    """Move a manifest whose shards are broken aside (to ``manifest.json.broken``); return the problems.
+def broken_shards(manifest_path: str | os.PathLike) -> list[str]:
+    """What is wrong with an existing manifest's shards (empty when intact or when there is no manifest).
 
     The shards are not declared Snakemake outputs (their number depends on the question table), so
-    Snakemake cannot see a deleted or truncated one. The workflow calls this at start-up for
-    every extraction it plans: with the manifest gone, the extraction rule's output is missing,
-    so a plain rerun (or ``-n``, which then lists it) reruns ``extract_activations``, which
-    keeps the intact shards and redoes the broken ones, and reruns what reads them.
+    Snakemake cannot see a deleted or truncated one. The workflow calls this at start-up for every
+    extraction it plans and forces a broken one to rerun (rules/extract.smk).
     """
     manifest_path = Path(manifest_path)
     if not manifest_path.is_file():
         return []
     try:
-        problems = shard_problems(manifest_path)
+        return shard_problems(manifest_path)
     except (ValueError, KeyError, TypeError) as err:  # unreadable JSON or an old layout
-        problems = [f"the manifest is unreadable ({err})"]
-    if problems:
-        os.replace(manifest_path, manifest_path.with_name(manifest_path.name + ".broken"))
-    return problems
+        return [f"the manifest is unreadable ({err})"]
 
 
 def _entry(manifest_path: Path, name: str) -> dict:
