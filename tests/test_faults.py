@@ -539,7 +539,7 @@ def test_the_workflow_repairs_deleted_shard_files_to_identical_results(demo_work
     assert dry.returncode == 0, dry.stderr[-3000:]
     log = dry.stdout + dry.stderr
     assert "shards/00000/hidden.npy is missing" in log and "extract_activations" in log
-    assert "Forced execution" in log
+    assert "shards.check" in log  # the updated marker input is the reason
     result = run_snakemake(work, *targets, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
     assert "shard shards/00001 is redone: hidden.npy is missing" in \

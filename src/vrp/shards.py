@@ -73,6 +73,19 @@ def broken_shards(manifest_path: str | os.PathLike) -> list[str]:
         return [f"the manifest is unreadable ({err})"]
 
 
+def mark_shard_check(path: str | os.PathLike, broken: bool) -> None:
+    """Keep the extraction rule's marker input: created with an epoch mtime (never newer than a
+    manifest, so it triggers nothing), touched to now when the shards are broken (newer than the
+    manifest: Snakemake reruns the extraction and everything that reads it)."""
+    path = Path(path)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("start-up shard check of this extraction (rules/extract.smk)\n")
+        os.utime(path, (0, 0))
+    if broken:
+        os.utime(path, None)
+
+
 def _entry(manifest_path: Path, name: str) -> dict:
     manifest = read_json(manifest_path)
     if name not in manifest["arrays"]:
