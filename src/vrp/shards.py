@@ -16,6 +16,7 @@ deleted or truncated shard is reported with the fix instead of a bare FileNotFou
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -73,17 +74,21 @@ def broken_shards(manifest_path: str | os.PathLike) -> list[str]:
         return [f"the manifest is unreadable ({err})"]
 
 
-def mark_shard_check(path: str | os.PathLike, broken: bool) -> None:
+def mark_shard_check(path: str | os.PathLike, problems: list[str]) -> None:
     """Keep the extraction rule's marker input: created with an epoch mtime (never newer than a
-    manifest, so it triggers nothing), touched to now when the shards are broken (newer than the
-    manifest: Snakemake reruns the extraction and everything that reads it)."""
+    manifest, so it triggers nothing); rewritten when the shards are broken (``problems``), so it
+    is newer than the manifest and its content differs from the checksum Snakemake recorded for
+    small inputs: Snakemake reruns the extraction and everything that reads it."""
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("start-up shard check of this extraction (rules/extract.smk)\n")
         os.utime(path, (0, 0))
-    if broken:
-        os.utime(path, None)
+    if problems:
+        text = f"broken shards found at {time.time_ns()} ns:\n" + "\n".join(problems) + "\n"
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
 
 
 def _entry(manifest_path: Path, name: str) -> dict:
