@@ -2,12 +2,18 @@
 import os
 from pathlib import Path
 
-from vrp.config import ConfigError, load_schema, validate_config
+from vrp.config import ConfigError, check_not_merged, load_schema, validate_config
 from vrp.resources import model_mem_mb as resources_for_model
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 
 try:
+    check_not_merged(
+        config,
+        workflow.config_settings.overwrite_config,
+        workflow.config_settings.configfiles,
+        workflow.config_settings.replace_workflow_config,
+    )
     config.update(validate_config(config, load_schema(CONFIG_SCHEMA)))
 except ConfigError as err:
     raise WorkflowError(f"invalid workflow config:\n{err}") from None

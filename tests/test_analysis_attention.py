@@ -335,7 +335,9 @@ def test_layer_curves_match_scipy_t_intervals():
     values = rng.normal(size=(30, 4))
     values[0, 3] = np.nan
     correct = np.arange(30) < 10
-    curves = D.layer_curves(values, correct)
+    with pytest.raises(D.NonFiniteError, match=r"values holds 1 NaN/inf value\(s\) in sample row\(s\) \[0\]"):
+        D.layer_curves(values, correct)
+    curves = D.layer_curves(values, correct, allow_nan=True)  # e.g. ΔH_s, undefined for some samples
     assert set(curves["group"]) == {"all", "correct", "incorrect"}
     row = curves[(curves["group"] == "correct") & (curves["layer"] == 3)].iloc[0]
     finite = values[:10, 3][1:]

@@ -8,13 +8,20 @@ name the key path and the fix, e.g. ``config error at models.llava.family: 'lava
 
 from __future__ import annotations
 
+import ast
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
+
+ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+# Sections whose entries a config passed with --configfile must define whole (see check_not_merged).
+WHOLE_SECTIONS = ("models", "datasets")
+
 
 class ConfigError(ValueError):
     """The workflow config is invalid; the message names the key and what to change."""
@@ -113,8 +120,110 @@ def _check_cross_keys(config: dict) -> None:
             problems.append(
                 f"config error at models.{name}.prompt_template: must contain '{{question}}'"
             )
+    extraction = config["extraction"]
+    if extraction["shard_size"] % extraction["batch_size"]:
+        problems.append(
+            f"config error at extraction.shard_size: {extraction['shard_size']} is not a multiple of "
+            f"extraction.batch_size ({extraction['batch_size']}); set shard_size to a multiple, e.g. "
+            f"{extraction['batch_size'] * max(1, extraction['shard_size'] // extraction['batch_size'])}"
+        )
+    for name, dataset in datasets.items():
+        if dataset["source"] == "synthetic":
+            problems += _synthetic_problems(name, dataset.get("synthetic", {}), config["seed"])
+    for name, model in config["models"].items():
+        if model["source"] == "tiny":
+            problems += _tiny_problems(name, model["family"], model.get("tiny", {}))
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _synthetic_problems(name: str, section: dict, seed: int) -> list[str]:
+    """The synthetic generator's own checks (unknown keys, types, ranges), run at start-up."""
+    from vrp.benchmark.synthetic import SyntheticBenchmarkConfig
+
+    try:
+        SyntheticBenchmarkConfig.from_dict({**section, "seed": seed})
+    except (TypeError, ValueError) as err:
+        return [f"config error at datasets.{name}.synthetic: {err}"]
+    return []
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_defaults(family: str) -> dict:
+    """The ``tiny_defaults`` literal of a family's adapter, read from its source without importing it.
+
+    Importing an adapter imports torch and transformers (seconds); the workflow's start-up check
+    needs only the keys and their default types. tests/test_config.py checks it equals the class
+    attribute.
+    """
+    tree = ast.parse((ADAPTERS_DIR / f"{family}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "tiny_defaults":
+            return ast.literal_eval(node.value)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "tiny_defaults" for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise LookupError(f"no tiny_defaults literal in {ADAPTERS_DIR / f'{family}.py'}")
+
+
+def _tiny_problems(name: str, family: str, section: dict) -> list[str]:
+    """The checks FamilyAdapter.build_tiny makes (known keys, int-valued keys), at start-up."""
+    defaults = tiny_defaults(family)
+    unknown = sorted(set(section) - set(defaults))
+    if unknown:
+        return [f"config error at models.{name}.tiny: unknown key(s) {unknown} for family {family!r}; "
+                f"known keys: {sorted(defaults)}"]
+    return [
+        f"config error at models.{name}.tiny.{key}: must be an int, got {value!r}"
+        for key, value in section.items()
+        if value is not None and type(defaults[key]) is int and type(value) is not int
+    ]
+
+
+def _inherited(merged, passed, path: str) -> list[str]:
+    """Key paths present in ``merged`` but not in ``passed`` (what the merge took from elsewhere)."""
+    if not isinstance(merged, dict) or not isinstance(passed, dict):
+        return []
+    found = []
+    for key, value in merged.items():
+        if key not in passed:
+            found.append(f"{path}.{key}")
+        else:
+            found += _inherited(value, passed[key], f"{path}.{key}")
+    return found
+
+
+def check_not_merged(config: dict, passed: dict, configfiles, replaced: bool) -> None:
+    """Refuse a ``--configfile`` silently merged onto the Snakefile's config/config.yaml.
+
+    Snakemake merges configs given with ``--configfile`` onto the workflow's own config file
+    unless ``--replace-workflow-config`` is given. Overriding a few top-level settings that way is
+    fine; but a passed config that defines ``models`` or ``datasets`` means its own entries, so
+    an emptied section (``models: {}``) or an entry, or a key inside one, that comes from the demo
+    config is an error naming the keys and the fix. ``passed`` is what the command line gave
+    (the files merged, plus ``--config``).
+    """
+    if replaced or not configfiles:
+        return
+    files = ", ".join(str(f) for f in configfiles)
+    fix = (f"pass --replace-workflow-config to use {files} alone, or define these entries there in full")
+    problems = []
+    for section in WHOLE_SECTIONS:
+        if section not in passed:
+            continue
+        given, merged = passed[section] or {}, config.get(section) or {}
+        if not given and merged:
+            problems.append(f"{section} is empty in {files} but the merge kept {sorted(merged)} from the "
+                            "workflow's config/config.yaml")
+            continue
+        inherited = _inherited(merged, given, section)
+        if inherited:
+            shown = ", ".join(inherited[:8]) + (" ..." if len(inherited) > 8 else "")
+            problems.append(f"{section} in {files} was merged onto config/config.yaml, which added {shown}")
+    if problems:
+        raise ConfigError(
+            "config error: --configfile was merged onto the workflow's default config:\n  "
+            + "\n  ".join(problems) + f"\n{fix}"
+        )
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> dict:

@@ -7,8 +7,10 @@ A killed job therefore never leaves a half-written file under the final name, so
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,11 +29,46 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        with disk_full_reported(path):
+            yield tmp_path
+            os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+class DiskFullError(OSError):
+    """A write ran out of space; the message says where, how much is free and what to do."""
+
+
+def _is_disk_full(err: OSError) -> bool:
+    # numpy's tofile reports a short write as "N requested and M written" without an errno
+    return err.errno in (errno.ENOSPC, errno.EDQUOT) or "requested and" in str(err)
+
+
+@contextlib.contextmanager
+def disk_full_reported(path: str | os.PathLike) -> Iterator[None]:
+    """Re-raise a full disk (ENOSPC, a quota, or numpy's short write) as a :class:`DiskFullError`."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if not _is_disk_full(err):
+            raise
+        folder = Path(path).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            free = f"{shutil.disk_usage(folder).free / 1e6:.1f} MB free"
+        except OSError:
+            free = "free space unknown"
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"disk full while writing {path} ({free} under {folder}; {err}). Free space or move the "
+            "workdir to a larger disk, then rerun: the partial file was removed, nothing was left "
+            "under the final name",
+        ) from err
 
 
 def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:

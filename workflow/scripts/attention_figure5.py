@@ -7,6 +7,7 @@ from vrp.analysis.attention_tables import select_case_study
 from vrp.analysis.figures_attention import figure_case_study, heatmap_on_pixels
 from vrp.analysis.plotting import save_figure
 from vrp.benchmark.images import decode_images
+from vrp.benchmark.schema import read_questions
 from vrp.io import write_json
 from vrp.models import load_model_from_spec
 from vrp.per_model import read_labelled
@@ -23,7 +24,7 @@ log.info("case study: %s", case)
 index = [(m, d) for m, _, d in labels].index((case["model"], case["dataset"]))
 family = labels[index][1]
 row = stats[(stats["model"] == case["model"]) & (stats["dataset"] == case["dataset"])].iloc[case["row"]]
-questions = pd.read_parquet(snakemake.input.questions[params.datasets.index(case["dataset"])])
+questions = read_questions(snakemake.input.questions[params.datasets.index(case["dataset"])])
 question = questions[questions["question_id"] == case["question_id"]].iloc[0]
 image = decode_images(pd.Series([question["image"]]))[0]
 

@@ -5,7 +5,7 @@ import pandas as pd
 from vrp.analysis.attention_tables import attention_statistics, resolve_layer_span
 from vrp.io import read_json, write_npy, write_parquet
 from vrp.runlog import setup_job_logging
-from vrp.shards import load_array
+from vrp.shards import open_array
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params
@@ -15,7 +15,7 @@ span = resolve_layer_span(params.layer_range, manifest["num_layers"],
                           what=f"attention.layer_range.{snakemake.wildcards.model}")
 table, maps = attention_statistics(
     samples,
-    load_array(snakemake.input.manifest, "image_attention"),
+    open_array(snakemake.input.manifest, "image_attention"),  # only the span's layers are read
     span,
     ck_method=params.ck_method,
     ck_components=params.ck_components,

@@ -2,8 +2,7 @@
 
 from pathlib import Path
 
-import pandas as pd
-
+from vrp.benchmark.schema import read_questions
 from vrp.extract import ExtractionSettings, extract
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging
@@ -12,7 +11,7 @@ log = setup_job_logging(snakemake.log[0], threads=snakemake.threads)
 spec = snakemake.params.model
 adapter = load_model_from_spec(spec)
 log.info("loaded %r from %s", adapter, spec["path"])
-questions = pd.read_parquet(snakemake.input.questions)
+questions = read_questions(snakemake.input.questions)
 manifest = extract(
     adapter,
     questions,

@@ -5,13 +5,15 @@ import pandas as pd
 from vrp.analysis.probes import ProbeSettings, reliability_scores
 from vrp.io import read_json, write_parquet
 from vrp.runlog import setup_job_logging
-from vrp.shards import load_array
+from vrp.shards import load_array, open_array
 
 log = setup_job_logging(snakemake.log[0], threads=1)
 settings = ProbeSettings.from_params(snakemake.params.probes)
 samples = pd.read_parquet(snakemake.input.samples)
-arrays = {name: load_array(snakemake.input.manifest, name)
-          for name in ("hidden", "mlp_out", "image_attention", "lens_margin", "lens_margin_pred")}
+# hidden and mlp_out are read a layer at a time (only the peak and last layers are used)
+arrays = {name: open_array(snakemake.input.manifest, name) for name in ("hidden", "mlp_out")}
+arrays.update({name: load_array(snakemake.input.manifest, name)
+               for name in ("image_attention", "lens_margin", "lens_margin_pred")})
 peak = read_json(snakemake.input.peak)["peak_layer"]
 attention_stats = pd.read_parquet(
     snakemake.input.attention_stats, columns=["question_id", "hs", "ck"]

@@ -7,6 +7,7 @@ import pandas as pd
 from transformers import AutoTokenizer
 
 from vrp.adapters import get_adapter_class
+from vrp.benchmark.schema import read_questions
 from vrp.io import write_json
 from vrp.runlog import setup_job_logging
 from vrp.zoo.train import TrainConfig, train_adapter
@@ -18,7 +19,7 @@ adapter_class = get_adapter_class(params.family)
 adapter = adapter_class.build_tiny(tokenizer, dict(params.tiny), seed=params.seed)
 if params.prompt_template:
     adapter.prompt_template = params.prompt_template
-train = pd.concat([pd.read_parquet(p) for p in snakemake.input.train], ignore_index=True)
+train = pd.concat([read_questions(p) for p in snakemake.input.train], ignore_index=True)
 config = TrainConfig.from_dict(dict(params.train))
 n_params = sum(p.numel() for p in adapter.model.parameters())
 log.info("%s: %d parameters, %d train questions, %d steps", params.family, n_params, len(train), config.steps)

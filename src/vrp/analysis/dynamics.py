@@ -19,12 +19,15 @@ Definitions (``docs/method.md`` §3.8, §3.14, §4 Table 2):
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "default_answer_layers",
@@ -45,17 +48,40 @@ def default_answer_layers(n_layers: int) -> tuple[int, int]:
     return n_layers - math.ceil(n_layers / 4), n_layers - 1
 
 
-def decoder_lens(lens) -> np.ndarray:
-    """(n, L+1) logit-lens array -> (n, L): drop the embeddings column (decoder layers 0..L-1)."""
+class NonFiniteError(ValueError):
+    """A peak or mean would be computed over NaN/inf values."""
+
+
+def require_finite(values, name: str) -> np.ndarray:
+    """``values`` as float64, refusing NaN/inf: ``np.argmax`` over a NaN mean reports layer 0."""
+    arr = np.asarray(values, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1)) if arr.ndim else np.array([0])
+        raise NonFiniteError(
+            f"{name} holds {int(bad.sum())} NaN/inf value(s) in sample row(s) {rows[:10].tolist()}"
+            f"{' ...' if len(rows) > 10 else ''}; a peak or mean over them is undefined. The extraction "
+            "refuses non-finite arrays since vrp's shard fingerprint version 2: rerun it "
+            "(snakemake -R extract_activations) and check models.<name>.dtype if it fails there"
+        )
+    return arr
+
+
+def decoder_lens(lens, name: str = "logit-lens margin") -> np.ndarray:
+    """(n, L+1) logit-lens array -> (n, L): drop the embeddings column (decoder layers 0..L-1).
+
+    Refuses NaN/inf (:func:`require_finite`).
+    """
     arr = np.asarray(lens, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 2:
         raise ValueError(f"a logit-lens array must be (n_samples, n_layers + 1); got shape {arr.shape}")
-    return arr[:, 1:]
+    return require_finite(arr, name)[:, 1:]
 
 
 def peak_visual_layer(lens_margin, lens_margin_blank) -> tuple[int, float]:
     """(layer, mean Δmargin there) at argmax over decoder layers of |mean(real - blank margin)|."""
-    real, blank = decoder_lens(lens_margin), decoder_lens(lens_margin_blank)
+    real = decoder_lens(lens_margin, "lens_margin")
+    blank = decoder_lens(lens_margin_blank, "lens_margin_blank")
     if real.shape != blank.shape:
         raise ValueError(f"lens_margin {real.shape} and lens_margin_blank {blank.shape} differ in shape")
     mean_delta = (real - blank).mean(axis=0)
@@ -65,7 +91,7 @@ def peak_visual_layer(lens_margin, lens_margin_blank) -> tuple[int, float]:
 
 def peak_margin(lens_margin) -> tuple[int, float]:
     """(layer, value) of the largest mean truth margin ΔM_l over decoder layers (earliest on ties)."""
-    mean = decoder_lens(lens_margin).mean(axis=0)
+    mean = decoder_lens(lens_margin, "lens_margin").mean(axis=0)
     layer = int(np.argmax(mean))
     return layer, float(mean[layer])
 
@@ -76,7 +102,7 @@ def mlp_share(mlp_logit, attn_logit, span: tuple[int, int]) -> float:
     ``mlp_logit``/``attn_logit`` are (n, L); ``span`` = (first, last) decoder layers, inclusive.
     NaN when both sums are zero.
     """
-    mlp, attn = np.asarray(mlp_logit, dtype=np.float64), np.asarray(attn_logit, dtype=np.float64)
+    mlp, attn = require_finite(mlp_logit, "mlp_logit"), require_finite(attn_logit, "attn_logit")
     if mlp.shape != attn.shape or mlp.ndim != 2:
         raise ValueError(f"mlp_logit and attn_logit must both be (n, L); got {mlp.shape} and {attn.shape}")
     first, last = span
@@ -135,13 +161,22 @@ def layer_mean_ci(values, ci: float = 0.95) -> pd.DataFrame:
                          "lo": mean - half, "hi": mean + half})
 
 
-def layer_curves(values, correct=None, ci: float = 0.95) -> pd.DataFrame:
+def layer_curves(values, correct=None, ci: float = 0.95, name: str = "values",
+                 allow_nan: bool = False) -> pd.DataFrame:
     """:func:`layer_mean_ci` for all samples (group "all") and, given ``correct``, per answer outcome.
 
     Adds ``group`` ("all", "correct", "incorrect") and ``depth`` = (layer + 1) / L, the share of
-    the decoder stack done after the layer. Groups without samples are left out.
+    the decoder stack done after the layer. Groups without samples are left out. NaN/inf is
+    refused (:func:`require_finite`) unless ``allow_nan`` (a quantity undefined for some samples);
+    then the values left out of the means are counted in a logged warning, never dropped silently.
     """
     arr = np.asarray(values, dtype=np.float64)
+    if not allow_nan:
+        require_finite(arr, name)
+    elif arr.size and not np.isfinite(arr).all():
+        bad = ~np.isfinite(arr)
+        log.warning("%s: %d of %d values are NaN/inf (layers %s) and are left out of the per-layer means",
+                    name, int(bad.sum()), arr.size, np.flatnonzero(bad.any(axis=0)).tolist())
     groups = {"all": np.ones(len(arr), dtype=bool)}
     if correct is not None:
         flags = np.asarray(correct, dtype=bool)

@@ -37,6 +37,7 @@ import pandas as pd
 from PIL import Image
 
 from vrp.adapters.base import FamilyAdapter
+from vrp.benchmark.schema import read_questions
 from vrp.io import read_json
 from vrp.scoring import SCORED_TASKS_EXCLUDED, predict
 from vrp.stats import (
@@ -84,7 +85,7 @@ def causal_questions(eval_table: pd.DataFrame, samples: pd.DataFrame, max_images
 def load_causal_inputs(questions_path, samples_path, manifest_path, max_images: int | None = None):
     """(questions from :func:`causal_questions`, samples.parquet, manifest) of one model on one dataset."""
     samples = pd.read_parquet(samples_path)
-    questions = causal_questions(pd.read_parquet(questions_path), samples, max_images)
+    questions = causal_questions(read_questions(questions_path), samples, max_images)
     return questions, samples, read_json(manifest_path)
 
 

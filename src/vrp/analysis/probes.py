@@ -206,7 +206,7 @@ def neuron_ranking(mlp_out, correct, l1_C: float = 0.1, seed: int = 0) -> pd.Dat
     channel). Sorted by layer, then rank.
     """
     labels = _labels(correct)
-    mlp_out = _check_rows("mlp_out", np.asarray(mlp_out), len(labels))
+    mlp_out = _check_rows("mlp_out", mlp_out, len(labels))  # a lazy shard view stays lazy: one layer read at a time
     if mlp_out.ndim != 3:
         raise ValueError(f"mlp_out must have shape (n, L, d); got {mlp_out.shape}")
     frames = []
@@ -256,8 +256,9 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     labels = _labels(samples["correct"].to_numpy())
     groups = samples["image_id"].to_numpy()
     n = len(labels)
-    hidden = _check_rows("hidden", np.asarray(arrays["hidden"]), n)
-    mlp_out = _check_rows("mlp_out", np.asarray(arrays["mlp_out"]), n)
+    # hidden / mlp_out may be lazy shard views (vrp.shards.open_array): only the layers used are read
+    hidden = _check_rows("hidden", arrays["hidden"], n)
+    mlp_out = _check_rows("mlp_out", arrays["mlp_out"], n)
     lens = _check_rows("lens_margin", np.asarray(arrays["lens_margin"], dtype=np.float64), n)
     lens_pred = _check_rows("lens_margin_pred", np.asarray(arrays["lens_margin_pred"], dtype=np.float64), n)
     attention = _check_rows("image_attention", np.asarray(arrays["image_attention"], dtype=np.float64), n)
