@@ -37,8 +37,15 @@ from vrp.analysis.dynamics import NonFiniteError, dynamics_row, peak_margin
 from vrp.benchmark.schema import BenchmarkSchemaError, read_questions, validate_questions
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.config import ConfigError, check_not_merged, validate_config
-from vrp.extract import (ExtractionSettings, Extractor, NonFiniteArrayError, check_finite, extract,
-                         fingerprint, shard_state)
+from vrp.extract import (
+    ExtractionSettings,
+    Extractor,
+    NonFiniteArrayError,
+    check_finite,
+    extract,
+    fingerprint,
+    shard_state,
+)
 from vrp.io import DiskFullError, write_json
 from vrp.shards import ShardError, broken_shards, load_array, load_layer, open_array
 from vrp.zoo.tokenizer import build_word_tokenizer

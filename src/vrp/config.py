@@ -148,7 +148,7 @@ def _synthetic_problems(name: str, section: dict, seed: int) -> list[str]:
     return []
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_defaults(family: str) -> dict:
     """The ``tiny_defaults`` literal of a family's adapter, read from its source without importing it.
 

@@ -47,7 +47,7 @@ def shard_problems(manifest_path: str | os.PathLike, manifest: dict | None = Non
     manifest_path = Path(manifest_path)
     manifest = read_json(manifest_path) if manifest is None else manifest
     problems = []
-    for name, entry in sorted(manifest.get("arrays", {}).items()):
+    for _name, entry in sorted(manifest.get("arrays", {}).items()):
         sizes = entry.get("bytes") or [None] * len(entry["shards"])
         for rel, size in zip(entry["shards"], sizes):
             path = manifest_path.parent / rel
