@@ -66,13 +66,15 @@ def test_readouts_match_the_models_own_outputs(adapter, questions):
 
     # logit lens at the last layer is the model's logits; direct attributions add up exactly
     logits = out.logits[:, -1].float()
-    answer_ids = [extractor.index.answer_token(t, a) for t, a in zip(batch["task"], batch["answer"])]
+    answer_ids = samples["answer_token_id"].tolist()
+    # one-token-per-word vocabulary: the answer token is the answer's own word
+    assert answer_ids == adapter.tokenizer.convert_tokens_to_ids(batch["answer"].tolist())
     answer_logit = logits[torch.arange(n), answer_ids]
     others = logits.clone()
     others[torch.arange(n), answer_ids] = -torch.inf
     np.testing.assert_allclose(arrays["lens_margin"][:, -1], (answer_logit - others.max(-1).values).numpy(), atol=1e-4)
     # the deployable margin reads the predicted token: at the last layer, its logit minus the best other
-    predicted_ids = [extractor.index.answer_token(t, p) for t, p in zip(batch["task"], samples["prediction"])]
+    predicted_ids = samples["prediction_token_id"].tolist()
     predicted_logit = logits[torch.arange(n), predicted_ids]
     others = logits.clone()
     others[torch.arange(n), predicted_ids] = -torch.inf
