@@ -18,7 +18,10 @@ Scoring (teacher forcing)
 -------------------------
 A form's score is its sequence log-probability after the prompt,
 ``log p(t1 | prompt) + log p(t2 | prompt, t1) + ...``; a candidate's mass is the log-sum-exp over
-its forms, ``log P(answer)``; the **prediction** is the candidate with the largest mass. The
+its forms, ``log P(answer)``; the **prediction** is the candidate with the largest mass. A form
+that is the start of a longer form (Llama's " 1" = "▁", "1" begins " 10" = "▁", "1", "0") is read
+as a whole answer: its score also carries ``log(1 - p(next token continues it into a longer
+form))``, so " 1" does not collect the mass of " 10" and the forms' events stay disjoint. The
 prompt's forward gives every first token; only forms of two or more tokens need more: their
 proper prefixes are run as one right-padded batch over the prompt's KV cache (copied to one row
 per prefix, in chunks of ``max_continuation_rows``), so forms that share a first token (Llama's
@@ -121,6 +124,46 @@ class CandidateIndex:
         self.candidates = {task: list(answers) for task, answers in candidates.items()}
         self.forms = {task: _task_forms(adapter, task, answers) for task, answers in self.candidates.items()}
         self.needs_continuation = any(len(f.ids) > 1 for forms in self.forms.values() for f in forms)
+        # per form, the tokens that would continue it into a longer form of the task (" 1" -> "0"
+        # of " 10"): reading the form as a whole answer excludes them
+        self.extensions = {task: [_extensions(form, forms) for form in forms] for task, forms in self.forms.items()}
+        self.first_ids = {task: torch.tensor([f.ids[0] for f in forms]) for task, forms in self.forms.items()}
+        self.slots = {task: _slots(forms, len(self.candidates[task])) for task, forms in self.forms.items()}
+        self.requests = {task: _Requests(forms, self.extensions[task]) for task, forms in self.forms.items()}
+
+
+class _Requests:
+    """What the continuation positions of one task's forms must deliver (the same for every row).
+
+    ``steps``: prefix -> (form slots, their next tokens); ``stops``: a form's ids -> [(slot, tokens
+    that would extend it)]; ``rows``: the prefixes no other extends, one continuation row each.
+    """
+
+    def __init__(self, forms: list[Form], extensions: list[tuple[int, ...]]):
+        steps: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}
+        self.stops: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+        for k, form in enumerate(forms):
+            for j in range(1, len(form.ids)):
+                slots, tokens = steps.setdefault(form.ids[:j], ([], []))
+                slots.append(k)
+                tokens.append(form.ids[j])
+            if extensions[k]:
+                self.stops.setdefault(form.ids, []).append((k, torch.tensor(extensions[k])))
+        self.steps = {p: (torch.tensor(a), torch.tensor(b)) for p, (a, b) in steps.items()}
+        inner = {p[:i] for p in steps for i in range(1, len(p))}
+        self.rows = sorted(p for p in steps if p not in inner)
+
+
+def _slots(forms: list[Form], n_candidates: int) -> torch.Tensor:
+    """(candidates, most forms) indices of each candidate's forms, padded with len(forms)."""
+    mine = [[k for k, f in enumerate(forms) if f.answer == c] for c in range(n_candidates)]
+    width = max(len(m) for m in mine)
+    return torch.tensor([m + [len(forms)] * (width - len(m)) for m in mine], dtype=torch.long)
+
+
+def _extensions(form: Form, forms: list[Form]) -> tuple[int, ...]:
+    n = len(form.ids)
+    return tuple(sorted({g.ids[n] for g in forms if len(g.ids) > n and g.ids[:n] == form.ids}))
 
 
 def _task_forms(adapter: FamilyAdapter, task: str, answers: list[str]) -> list[Form]:
@@ -155,10 +198,12 @@ def _task_forms(adapter: FamilyAdapter, task: str, answers: list[str]) -> list[F
 
 @dataclass
 class AnswerScores:
-    """Per row of a batch: each candidate's log-mass and best form (candidates in task order)."""
+    """Per row of a batch: each candidate's log-mass and best form (candidates in task order), and
+    each form's sequence log-probability (in the order of ``CandidateIndex.forms[task]``)."""
 
     log_mass: list[torch.Tensor]
     best_form: list[list[Form]]
+    form_log_probs: list[torch.Tensor]
 
 
 def _cache_rows(cache, rows: torch.Tensor):
@@ -187,42 +232,39 @@ def score_answers(
     """
     first_log_probs = first_log_probs.float()
     row_forms = [index.forms[task] for task in tasks]
-    scores = [first_log_probs[b, [f.ids[0] for f in forms]].clone() for b, forms in enumerate(row_forms)]
-    # proper prefixes of multi-token forms; one continuation row per maximal prefix
-    prefixes: list[tuple[int, tuple[int, ...]]] = []
-    for b, forms in enumerate(row_forms):
-        wanted = {f.ids[:-1] for f in forms if len(f.ids) > 1}
-        maximal = [p for p in wanted if not any(q[: len(p)] == p and q != p for q in wanted)]
-        prefixes += [(b, p) for p in sorted(maximal)]
+    scores = [first_log_probs[b, index.first_ids[task].to(first_log_probs.device)] for b, task in enumerate(tasks)]
+    prefixes = [(b, prefix) for b, task in enumerate(tasks) for prefix in index.requests[task].rows]
     if prefixes:
         if cache is None or prompt_inputs is None:
             raise ValueError("multi-token answer forms need the prompt inputs and the prompt's KV cache")
-        where = _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows)
-        for b, forms in enumerate(row_forms):
-            for k, form in enumerate(forms):
-                for j in range(1, len(form.ids)):
-                    scores[b][k] += where[(b, form.ids[:j])][form.ids[j]]
+        for (b, prefix), log_probs in _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
+            requests = index.requests[tasks[b]]
+            if prefix in requests.steps:
+                slots, tokens = requests.steps[prefix]
+                values = log_probs[tokens.to(log_probs.device)].to(scores[b].dtype)
+                scores[b] = scores[b].index_add(0, slots.to(scores[b].device), values)
+            for k, extensions in requests.stops.get(prefix, ()):
+                # log(1 - p(continuing into a longer form)), in float64 so p -> 1 stays finite
+                going_on = torch.logsumexp(log_probs[extensions.to(log_probs.device)].double(), 0)
+                stop = torch.log(-torch.expm1(going_on.clamp(max=-1e-300)))
+                scores[b][k] += stop.to(scores[b].dtype)
     log_mass, best = [], []
-    for b, forms in enumerate(row_forms):
-        n = len(index.candidates[tasks[b]])
-        owner = torch.tensor([f.answer for f in forms], device=scores[b].device)
-        mass = torch.full((n,), float("-inf"), device=scores[b].device)
-        best_row: list[Form | None] = [None] * n
-        for c in range(n):
-            mine = (owner == c).nonzero(as_tuple=True)[0]
-            mass[c] = torch.logsumexp(scores[b][mine], dim=0)
-            best_row[c] = forms[int(mine[scores[b][mine].argmax()])]
-        log_mass.append(mass)
-        best.append(best_row)
-    return AnswerScores(log_mass, best)
+    for b, (task, forms) in enumerate(zip(tasks, row_forms)):
+        slots = index.slots[task].to(scores[b].device)  # (candidates, forms of the largest), padded
+        padded = torch.cat([scores[b], scores[b].new_full((1,), float("-inf"))])[slots]
+        log_mass.append(torch.logsumexp(padded, dim=1))
+        chosen = slots.gather(1, padded.argmax(1, keepdim=True)).squeeze(1).tolist()
+        best.append([forms[k] for k in chosen])
+    return AnswerScores(log_mass, best, scores)
 
 
-def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows) -> dict:
-    """{(row, prefix): log-probs (V,) of the next token after prompt + prefix} for every prefix of every row."""
-    out: dict[tuple[int, tuple[int, ...]], torch.Tensor] = {}
+def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
+    """Yield ((row, prefix), next-token log-probs (V,)) for every prefix of every continuation row,
+    each once; chunk by chunk, so only one chunk's logits are alive at a time."""
     pad = adapter.tokenizer.pad_token_id
     pad = pad if pad is not None else 0
     device = prompt_inputs["input_ids"].device
+    seen = set()
     for start in range(0, len(prefixes), max_rows):
         chunk = prefixes[start : start + max_rows]
         length = max(len(p) for _, p in chunk)
@@ -237,8 +279,11 @@ def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows) -
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         for r, (b, prefix) in enumerate(chunk):
             for j in range(len(prefix)):
-                out[(b, prefix[: j + 1])] = log_probs[r, j]
-    return out
+                key = (b, prefix[: j + 1])
+                if key not in seen:
+                    seen.add(key)
+                    yield key, log_probs[r, j]
+        del logits, log_probs
 
 
 @torch.no_grad()
