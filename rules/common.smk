@@ -1,7 +1,7 @@
 # Helpers shared by every stage: config validation, names, and input functions.
 import os
 
-from vrp.config import ConfigError, validate_config
+from vrp.config import ConfigError, post_prompt, validate_config
 
 try:
     config.update(validate_config(config))
@@ -67,9 +67,25 @@ def model_spec(wildcards):
         "revision": None if tiny else model["revision"],
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
+        # the text after each question; a job without a dataset (the case study's geometry) asks none
+        "post_prompt": (
+            post_prompt(config, wildcards.model, wildcards.dataset)
+            if hasattr(wildcards, "dataset")
+            else None
+        ),
         "device": config["runtime"]["device"],
         "hf_offline": config["runtime"]["hf_offline"],
     }
+
+
+def tiny_post_prompts():
+    """Every post-prompt a tiny model is trained or asked with (their words join the vocabulary)."""
+    return sorted({post_prompt(config, m, d) for m in TINY_MODELS for d in DATASETS})
+
+
+def training_post_prompt(wildcards):
+    """The post-prompt a tiny model trains with: its own, else the train dataset's."""
+    return post_prompt(config, wildcards.model, config["train_dataset"])
 
 
 def model_gpus(wildcards):

@@ -12,7 +12,7 @@ from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
 from vrp.extract import ExtractionSettings, Extractor, extract
 from vrp.shards import load_array
-from vrp.scoring import candidate_sets
+from vrp.scoring import candidate_sets, generation_selected
 from vrp.zoo.tokenizer import build_word_tokenizer
 from vrp.zoo.train import decode_images
 
@@ -157,3 +157,38 @@ def test_retrained_checkpoint_does_not_reuse_shards(adapter, questions, tmp_path
     adapter.save(checkpoint)
     second = extract(adapter, subset, tmp_path / "out", spec, settings, progress=False)
     assert first["fingerprint"] != second["fingerprint"]
+
+
+def test_generation_cross_check_and_answer_kernel_are_recorded(adapter, questions, tmp_path):
+    """Every question generated (fraction 1) and parsed; answers scored with sdpa, attention read with
+    eager; the manifest records kernels, prompt, forms and the agreement."""
+    subset = _batch(questions, n=8)
+    settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=False, generation_fraction=1.0,
+                                  generation_max_new_tokens=2, score_attn_implementation="sdpa")
+    manifest = extract(adapter, subset, tmp_path, {"family": adapter.family, "path": "tiny"}, settings,
+                       progress=False)
+    samples = pd.read_parquet(tmp_path / "samples.parquet")
+    assert samples["generation_checked"].all()
+    assert samples["generated_text"].map(lambda t: isinstance(t, str)).all()
+    # float32 tiny models: the two kernels give the same answers
+    assert (samples["prediction"] == samples["prediction_readout_kernel"]).all()
+    scoring = manifest["answer_scoring"]
+    assert scoring["answer_attention_kernel"] == "sdpa" and scoring["readout_attention_kernel"] == "eager"
+    assert adapter.model.config._attn_implementation == "eager"  # restored after the scoring pass
+    assert scoring["kernel_agreement"] == 1.0
+    agreement = float((samples["generated_answer"] == samples["prediction"]).mean())
+    assert scoring["generation_check"]["n_checked"] == len(samples)
+    assert scoring["generation_check"]["agreement"] == pytest.approx(agreement)
+    assert set(scoring["answer_forms"]) == set(subset["task"])
+
+
+def test_generation_sample_default_is_a_seeded_share(adapter, questions):
+    settings = ExtractionSettings(batch_size=64, shard_size=64, per_head=False)  # fraction 0.1
+    extractor = Extractor(adapter, candidate_sets(questions), settings)
+    batch = questions[questions["task"] != "caption"].head(64).reset_index(drop=True)
+    samples, _ = extractor.run_batch(batch)
+    expected = generation_selected(batch["question_id"].tolist(), 0.1, seed=0)
+    np.testing.assert_array_equal(samples["generation_checked"].to_numpy(), expected)
+    assert 0 < expected.sum() < 20
+    assert (samples.loc[~expected, "generated_answer"] == "").all()
+    assert (samples.loc[expected, "generated_text"].map(len) >= 0).all()

@@ -104,6 +104,16 @@ def _check_cross_keys(config: dict) -> None:
                 f"config error at train_dataset: {train!r} has source {datasets[train]['source']!r}; "
                 "tiny models train on a synthetic dataset"
             )
+    if tiny and train in datasets:
+        for name in tiny:
+            for dataset in datasets:
+                if post_prompt(config, name, dataset) != post_prompt(config, name, train):
+                    problems.append(
+                        f"config error at datasets.{dataset}.post_prompt: tiny model {name!r} is trained "
+                        f"with the post-prompt of train_dataset {train!r} ({post_prompt(config, name, train)!r}) "
+                        f"and would be asked {post_prompt(config, name, dataset)!r}; give both the same "
+                        "post_prompt (or set models.<name>.post_prompt)"
+                    )
     for name, model in config["models"].items():
         if model["source"] == "hub" and not model.get("path"):
             problems.append(
@@ -116,6 +126,13 @@ def _check_cross_keys(config: dict) -> None:
             )
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def post_prompt(config: dict, model: str, dataset: str) -> str:
+    """The text appended to the questions of ``dataset`` for ``model`` (the model's override, else
+    the dataset's; a validated config has both keys)."""
+    override = config["models"][model].get("post_prompt")
+    return override if override is not None else config["datasets"][dataset]["post_prompt"]
 
 
 def load_config(path: str | Path) -> dict:

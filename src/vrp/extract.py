@@ -91,7 +91,7 @@ class ExtractionSettings:
     # reads the attention. "sdpa": answers from an sdpa pass, attention from the eager pass.
     score_attn_implementation: str | None = None
     # greedy-generation cross-check: seeded share of questions generated, tokens per answer
-    generation_fraction: float = 0.0
+    generation_fraction: float = 0.1
     generation_max_new_tokens: int = 5
     generation_seed: int = 0
 

@@ -22,15 +22,18 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_from_spec(spec: dict) -> FamilyAdapter:
-    """Load from a rule's ``model_spec`` params (family, path, revision, dtype, prompt_template, ...)."""
+    """Load from a rule's ``model_spec`` params (family, path, revision, dtype, prompt_template,
+    post_prompt, ...)."""
     if spec.get("hf_offline", True):
         # the demo never touches the network; a Hub id then fails fast with a clear error
         os.environ["HF_HUB_OFFLINE"] = "1"
     adapter_class = get_adapter_class(spec["family"])
-    return adapter_class.load(
+    adapter = adapter_class.load(
         spec["path"],
         revision=spec.get("revision"),
         dtype=spec.get("dtype", "float32"),
         device=resolve_device(spec.get("device", "cpu")),
         prompt_template=spec.get("prompt_template"),
     )
+    adapter.post_prompt = spec.get("post_prompt") or ""
+    return adapter

@@ -10,6 +10,7 @@ log = setup_job_logging(snakemake.log[0])
 frames = [pd.read_parquet(p, columns=["question", "answer"]) for p in [*snakemake.input.train, *snakemake.input.eval]]
 texts = pd.concat(frames)
 extra = [w for family in snakemake.params.families for w in get_adapter_class(family).template_words()]
+extra += list(snakemake.params.post_prompts)  # the instruction after each question, if any
 tokenizer = build_word_tokenizer([*texts["question"], *texts["answer"]], extra_words=extra)
 log.info("vocabulary: %d tokens", len(tokenizer))
 tokenizer.save_pretrained(snakemake.output[0])
