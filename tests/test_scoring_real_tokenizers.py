@@ -204,3 +204,53 @@ def test_unpadded_continuation_matches_to_float32_precision(adapter):
 def test_greedy_generation_runs_with_the_real_tokenizer(adapter):
     texts = scoring.greedy_generations(adapter, [_image(4)], ["Is there a dog?"], max_new_tokens=3)
     assert len(texts) == 1 and isinstance(texts[0], str)
+
+
+def test_extractor_reads_the_best_forms_first_token(adapter):
+    """The one-pass extraction on a real vocabulary: multi-token answers scored, and the lens margin
+    and direct logit contributions read the first token of the best-scoring form."""
+    import io
+
+    import pandas as pd
+
+    from vrp.extract import ExtractionSettings, Extractor
+
+    def png(seed):
+        buffer = io.BytesIO()
+        _image(seed).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    batch = pd.DataFrame({
+        "question_id": ["q0", "q1", "q2"], "image_id": ["i0", "i1", "i2"],
+        "image": [png(5), png(6), png(7)],
+        "question": ["How many dogs are there?", "What is the object in the top left?", "Is there a cat?"],
+        "task": ["counting", "object_id", "presence"], "answer": ["10", "baseball glove", "yes"],
+        "pope_setting": ["", "", "random"], "object": ["dog", "baseball glove", "cat"],
+    })
+    candidates = {"counting": CANDIDATES["counting"], "object_id": ["baseball bat", "baseball glove", "person"],
+                  "presence": ["no", "yes"]}
+    extractor = Extractor(adapter, candidates, ExtractionSettings(batch_size=4, shard_size=4, per_head=False,
+                                                                  generation_fraction=1.0,
+                                                                  generation_max_new_tokens=2))
+    samples, arrays = extractor.run_batch(batch)
+    forms = {(task, f.text): f for task, fs in extractor.index.forms.items() for f in fs}
+    for row in samples.itertuples():
+        assert row.answer_token_id == forms[(row.task, row.answer_form)].ids[0]
+        assert row.prediction_token_id == forms[(row.task, row.prediction_form)].ids[0]
+        assert row.prediction in candidates[row.task] and 0 < row.confidence <= 1
+    inputs = adapter.encode(decode_images_of(batch), batch["question"].tolist())
+    with torch.no_grad():
+        logits = adapter.model(**inputs).logits[:, -1].float()
+    ids = torch.tensor(samples["answer_token_id"].to_numpy())
+    token = logits.gather(1, ids[:, None]).squeeze(1)
+    others = logits.scatter(1, ids[:, None], float("-inf")).max(1).values
+    np.testing.assert_allclose(arrays["lens_margin"][:, -1], (token - others).numpy(), atol=1e-4)
+    total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
+    np.testing.assert_allclose(total, token.numpy(), rtol=1e-4, atol=1e-4)
+    assert samples["generation_checked"].all()
+
+
+def decode_images_of(batch):
+    from vrp.zoo.train import decode_images
+
+    return decode_images(batch["image"])
