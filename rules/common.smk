@@ -67,7 +67,7 @@ def model_spec(wildcards):
         "revision": None if tiny else model["revision"],
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
-        # the text after each question; a job without a dataset (the case study's geometry) asks none
+        # the text after each question; a job without a dataset (the case study) asks none
         "post_prompt": (
             post_prompt(config, wildcards.model, wildcards.dataset)
             if hasattr(wildcards, "dataset")

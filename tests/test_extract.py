@@ -160,20 +160,22 @@ def test_retrained_checkpoint_does_not_reuse_shards(adapter, questions, tmp_path
 
 
 def test_generation_cross_check_and_answer_kernel_are_recorded(adapter, questions, tmp_path):
-    """Every question generated (fraction 1) and parsed; answers scored with sdpa, attention read with
-    eager; the manifest records kernels, prompt, forms and the agreement."""
+    """Every question generated (fraction 1) and parsed; answers scored with sdpa, attention read
+    with eager; the manifest records kernels, prompt, forms and the agreement."""
     subset = _batch(questions, n=8)
-    settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=False, generation_fraction=1.0,
-                                  generation_max_new_tokens=2, score_attn_implementation="sdpa")
-    manifest = extract(adapter, subset, tmp_path, {"family": adapter.family, "path": "tiny"}, settings,
-                       progress=False)
+    settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=False,
+                                  generation_fraction=1.0, generation_max_new_tokens=2,
+                                  score_attn_implementation="sdpa")
+    spec = {"family": adapter.family, "path": "tiny"}
+    manifest = extract(adapter, subset, tmp_path, spec, settings, progress=False)
     samples = pd.read_parquet(tmp_path / "samples.parquet")
     assert samples["generation_checked"].all()
     assert samples["generated_text"].map(lambda t: isinstance(t, str)).all()
     # float32 tiny models: the two kernels give the same answers
     assert (samples["prediction"] == samples["prediction_readout_kernel"]).all()
     scoring = manifest["answer_scoring"]
-    assert scoring["answer_attention_kernel"] == "sdpa" and scoring["readout_attention_kernel"] == "eager"
+    assert scoring["answer_attention_kernel"] == "sdpa"
+    assert scoring["readout_attention_kernel"] == "eager"
     assert adapter.model.config._attn_implementation == "eager"  # restored after the scoring pass
     assert scoring["kernel_agreement"] == 1.0
     agreement = float((samples["generated_answer"] == samples["prediction"]).mean())

@@ -41,7 +41,7 @@ def test_accuracy_table_known_values():
 def test_generation_cross_check_columns_known_values():
     # presence/random, checked rows 0, 1, 2: generated "yes", "the image shows" (unparsed), "no"
     # against answers yes, yes, no and predictions yes, no, yes -> agreement 1/3 (row 0 only);
-    # generated accuracy 2/3, precision 1 (one yes, correct), recall 1/2 (the unparsed yes is missed)
+    # generated accuracy 2/3, precision 1 (one yes, correct), recall 1/2 (unparsed yes: missed)
     frame = _predictions()
     frame["generation_checked"] = [True, True, True] + [False] * 6
     frame["generated_answer"] = ["yes", "the image shows", "no"] + [""] * 6

@@ -50,9 +50,12 @@ def test_surface_forms():
     ],
 )
 def test_parse_generation(text, task, expected):
-    candidates = {"presence": ["no", "yes"], "spatial": ["no", "yes"],
-                  "counting": [str(k) for k in range(11)],
-                  "object_id": ["baseball bat", "baseball glove", "hot dog", "dog"]}[task]
+    candidates = {
+        "presence": ["no", "yes"],
+        "spatial": ["no", "yes"],
+        "counting": [str(k) for k in range(11)],
+        "object_id": ["baseball bat", "baseball glove", "hot dog", "dog"],
+    }[task]
     assert parse_generation(text, task, candidates) == expected
 
 
@@ -63,12 +66,17 @@ def test_generation_sample_is_seeded_and_independent_of_order():
     reordered = generation_selected(ids[::-1], 0.1, seed=7)[::-1]
     np.testing.assert_array_equal(chosen, reordered)
     assert (generation_selected(ids, 0.1, seed=8) != chosen).any()
-    assert generation_selected(ids, 1.0, seed=7).all() and not generation_selected(ids, 0.0, seed=7).any()
+    assert (
+        generation_selected(ids, 1.0, seed=7).all()
+        and not generation_selected(ids, 0.0, seed=7).any()
+    )
 
 
 @pytest.fixture(scope="module")
 def questions():
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 3})
+    config = SyntheticBenchmarkConfig.from_dict(
+        {"seed": 5, "n_train_images": 1, "n_eval_images": 3}
+    )
     return generate_split(config, "eval")
 
 
@@ -80,8 +88,8 @@ def tokenizer(questions):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_demo_vocabulary_scores_one_token_per_answer(family, questions, tokenizer):
-    """The demo's word-level vocabulary: each candidate is one single-token form, so scoring needs no
-    cache and no continuation, and equals the first-token rule (argmax of the candidates' logits)."""
+    """The demo's word-level vocabulary: each candidate is one single-token form, so scoring needs
+    no cache and no continuation, and equals the first-token rule (argmax of candidate logits)."""
     torch.set_num_threads(1)
     adapter = get_adapter_class(family).build_tiny(tokenizer, {"num_hidden_layers": 2}, seed=2)
     candidates = candidate_sets(questions)
@@ -101,15 +109,26 @@ def test_demo_vocabulary_scores_one_token_per_answer(family, questions, tokenize
         assert row["prediction"] == names[best]
         assert row["prediction_token_id"] == ids[best]
         assert row["confidence"] == pytest.approx(float(probs[b, ids[best]]), rel=1e-4)
-        assert row["p_answer"] == pytest.approx(float(probs[b, ids[names.index(row["answer"])]]), rel=1e-4)
-        assert row["candidate_confidence"] == pytest.approx(float((probs[b, ids] / probs[b, ids].sum())[best]),
-                                                            rel=1e-4)
+        assert row["p_answer"] == pytest.approx(
+            float(probs[b, ids[names.index(row["answer"])]]), rel=1e-4
+        )
+        assert row["candidate_confidence"] == pytest.approx(
+            float((probs[b, ids] / probs[b, ids].sum())[best]), rel=1e-4
+        )
 
 
 def test_ambiguous_and_unknown_candidates_are_errors(tokenizer):
     adapter = get_adapter_class("llava").build_tiny(tokenizer, {"num_hidden_layers": 1}, seed=0)
-    with pytest.raises(ValueError, match="'maybe' of task 'presence' is not in the llava tokenizer"):
+    with pytest.raises(
+        ValueError, match="'maybe' of task 'presence' is not in the llava tokenizer"
+    ):
         CandidateIndex(adapter, {"presence": ["maybe", "yes"]})
     with pytest.raises(ValueError, match="cannot be told apart"):
-        CandidateIndex(adapter, {"counting": ["2", "two"]} if "two" in tokenizer.get_vocab()
-                       else {"presence": ["yes", "Yes"]})
+        CandidateIndex(
+            adapter,
+            (
+                {"counting": ["2", "two"]}
+                if "two" in tokenizer.get_vocab()
+                else {"presence": ["yes", "Yes"]}
+            ),
+        )

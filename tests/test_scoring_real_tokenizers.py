@@ -7,7 +7,8 @@
 * The fast path (continuations over the prompt's KV cache, padded, chunked) equals a plain
   full-sequence forward of prompt + form for tiny random-init models of the real classes (float32).
 
-The tokenizers come from scripts/fetch_tokenizers.sh; a missing one FAILS (tests/real_tokenizers.py).
+The tokenizers come from scripts/fetch_tokenizers.sh; a missing one FAILS
+(tests/real_tokenizers.py).
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ PLANTED = 30.0
 def adapter(request):
     torch.set_num_threads(1)
     family = request.param
-    return get_adapter_class(family).build_tiny(family_tokenizer(family), FAMILY_TINY[family], seed=0)
+    return get_adapter_class(family).build_tiny(
+        family_tokenizer(family), FAMILY_TINY[family], seed=0
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +68,7 @@ def test_forms_cover_case_spacing_and_number_words(adapter, index):
             assert (adapter.family, spacing + word) in texts
     counting = {f.text: f for f in index.forms["counting"]}
     assert {" 3", "3", " three", " Three", "three"} <= set(counting)
-    # a digit after a space is two tokens in all three vocabularies: a bare space piece, then the digit
+    # a digit after a space is two tokens in all three vocabularies: a bare space, then the digit
     assert len(counting[" 3"].ids) == 2 and tokens(list(counting[" 3"].ids))[1] == "3"
     assert index.needs_continuation
     # "baseball bat" / "baseball glove" share their first token; both stay candidates
@@ -93,7 +96,11 @@ def test_planted_form_makes_its_answer_the_prediction(adapter, index, monkeypatc
     sep = adapter.answer_separator
     targets = [("presence", form) for form in index.forms["presence"]]
     for task in ("counting", "object_id"):
-        primary = {form.answer: form for form in reversed(index.forms[task]) if form.text == sep + index.candidates[task][form.answer]}
+        primary = {
+            form.answer: form
+            for form in reversed(index.forms[task])
+            if form.text == sep + index.candidates[task][form.answer]
+        }
         assert len(primary) == len(index.candidates[task])
         targets += [(task, primary[c]) for c in sorted(primary)]
     # the collisions of the issue are among them: " 1" vs " 10", "baseball bat" vs "baseball glove"
@@ -121,7 +128,9 @@ def test_planted_form_makes_its_answer_the_prediction(adapter, index, monkeypatc
         for b, (_, form) in enumerate(part):
             logits[b, form.ids[0]] = PLANTED
         tasks = [task for task, _ in part]
-        scores = score_answers(adapter, index, tasks, torch.log_softmax(logits, -1), {}, cache=object())
+        scores = score_answers(
+            adapter, index, tasks, torch.log_softmax(logits, -1), {}, cache=object()
+        )
         for b, (task, form) in enumerate(part):
             names = index.candidates[task]
             predicted = names[int(scores.log_mass[b].argmax())]
@@ -145,7 +154,9 @@ def _full_sequence_log_prob(adapter, image, question, ids) -> float:
     full["attention_mask"] = torch.ones_like(full["input_ids"])
     for key, value in adapter._per_token_answer_values.items():  # prefix-LM / M-RoPE token types
         if key in inputs:
-            full[key] = torch.cat([inputs[key], torch.full((1, n), value, dtype=inputs[key].dtype)], dim=1)
+            full[key] = torch.cat(
+                [inputs[key], torch.full((1, n), value, dtype=inputs[key].dtype)], dim=1
+            )
     with torch.no_grad():
         logits = adapter.model(**full, use_cache=False, logits_to_keep=n + 1).logits[0, :-1]
     log_probs = torch.log_softmax(logits.float(), -1)
@@ -153,7 +164,7 @@ def _full_sequence_log_prob(adapter, image, question, ids) -> float:
 
 
 def test_cached_continuation_equals_full_sequence_forward(adapter, monkeypatch):
-    """Left-padded batch of two questions, continuation rows in chunks of 5: every form's score equals
+    """Left-padded batch of two questions, continuation rows in chunks of 5: every form's score is
     the plain forward of its own prompt + form; the prediction is the reference's best answer."""
     candidates = {
         "counting": CANDIDATES["counting"],
@@ -168,7 +179,9 @@ def test_cached_continuation_equals_full_sequence_forward(adapter, monkeypatch):
     assert not inputs["attention_mask"].all()  # the shorter question is left-padded
     with torch.no_grad():
         logits, cache = scoring.prompt_forward(adapter, inputs, index)
-        scores = score_answers(adapter, index, tasks, torch.log_softmax(logits, -1), inputs, cache, max_rows=5)
+        scores = score_answers(
+            adapter, index, tasks, torch.log_softmax(logits, -1), inputs, cache, max_rows=5
+        )
     for b, task in enumerate(tasks):
         forms = index.forms[task]
         reference = torch.tensor(
@@ -177,7 +190,9 @@ def test_cached_continuation_equals_full_sequence_forward(adapter, monkeypatch):
         # the batched prompt pass itself differs from an unpadded one at float32 rounding level
         torch.testing.assert_close(scores.form_log_probs[b], reference, atol=1e-4, rtol=1e-5)
         owner = torch.tensor([f.answer for f in forms])
-        mass = torch.stack([torch.logsumexp(reference[owner == c], 0) for c in range(len(candidates[task]))])
+        mass = torch.stack(
+            [torch.logsumexp(reference[owner == c], 0) for c in range(len(candidates[task]))]
+        )
         torch.testing.assert_close(scores.log_mass[b], mass, atol=1e-4, rtol=1e-5)
     frame = score_batch(adapter, index, inputs, tasks, ["3", "baseball glove"])
     assert list(frame["prediction"]) == [
@@ -192,11 +207,16 @@ def test_unpadded_continuation_matches_to_float32_precision(adapter):
     inputs = adapter.encode([image], [question])
     with torch.no_grad():
         logits, cache = scoring.prompt_forward(adapter, inputs, index)
-        scores = score_answers(adapter, index, ["counting"], torch.log_softmax(logits, -1), inputs, cache)
+        scores = score_answers(
+            adapter, index, ["counting"], torch.log_softmax(logits, -1), inputs, cache
+        )
     multi = [k for k, f in enumerate(index.forms["counting"]) if len(f.ids) > 1]
     assert multi
     reference = torch.tensor(
-        [_full_sequence_log_prob(adapter, image, question, list(index.forms["counting"][k].ids)) for k in multi]
+        [
+            _full_sequence_log_prob(adapter, image, question, list(index.forms["counting"][k].ids))
+            for k in multi
+        ]
     )
     torch.testing.assert_close(scores.form_log_probs[0][multi], reference, atol=1e-5, rtol=1e-6)
 
@@ -220,18 +240,38 @@ def test_extractor_reads_the_best_forms_first_token(adapter):
         _image(seed).save(buffer, format="PNG")
         return buffer.getvalue()
 
-    batch = pd.DataFrame({
-        "question_id": ["q0", "q1", "q2"], "image_id": ["i0", "i1", "i2"],
-        "image": [png(5), png(6), png(7)],
-        "question": ["How many dogs are there?", "What is the object in the top left?", "Is there a cat?"],
-        "task": ["counting", "object_id", "presence"], "answer": ["10", "baseball glove", "yes"],
-        "pope_setting": ["", "", "random"], "object": ["dog", "baseball glove", "cat"],
-    })
-    candidates = {"counting": CANDIDATES["counting"], "object_id": ["baseball bat", "baseball glove", "person"],
-                  "presence": ["no", "yes"]}
-    extractor = Extractor(adapter, candidates, ExtractionSettings(batch_size=4, shard_size=4, per_head=False,
-                                                                  generation_fraction=1.0,
-                                                                  generation_max_new_tokens=2))
+    batch = pd.DataFrame(
+        {
+            "question_id": ["q0", "q1", "q2"],
+            "image_id": ["i0", "i1", "i2"],
+            "image": [png(5), png(6), png(7)],
+            "question": [
+                "How many dogs are there?",
+                "What is the object in the top left?",
+                "Is there a cat?",
+            ],
+            "task": ["counting", "object_id", "presence"],
+            "answer": ["10", "baseball glove", "yes"],
+            "pope_setting": ["", "", "random"],
+            "object": ["dog", "baseball glove", "cat"],
+        }
+    )
+    candidates = {
+        "counting": CANDIDATES["counting"],
+        "object_id": ["baseball bat", "baseball glove", "person"],
+        "presence": ["no", "yes"],
+    }
+    extractor = Extractor(
+        adapter,
+        candidates,
+        ExtractionSettings(
+            batch_size=4,
+            shard_size=4,
+            per_head=False,
+            generation_fraction=1.0,
+            generation_max_new_tokens=2,
+        ),
+    )
     samples, arrays = extractor.run_batch(batch)
     forms = {(task, f.text): f for task, fs in extractor.index.forms.items() for f in fs}
     for row in samples.itertuples():
@@ -254,3 +294,11 @@ def decode_images_of(batch):
     from vrp.zoo.train import decode_images
 
     return decode_images(batch["image"])
+
+
+def test_a_missing_tokenizer_fails_naming_the_fetch_command(monkeypatch, tmp_path):
+    import real_tokenizers
+
+    monkeypatch.setattr(real_tokenizers, "TOKENIZER_DIR", tmp_path)
+    with pytest.raises(pytest.fail.Exception, match="bash scripts/fetch_tokenizers.sh"):
+        real_tokenizers.tokenizer_folder("llama2")

@@ -109,10 +109,11 @@ def _check_cross_keys(config: dict) -> None:
             for dataset in datasets:
                 if post_prompt(config, name, dataset) != post_prompt(config, name, train):
                     problems.append(
-                        f"config error at datasets.{dataset}.post_prompt: tiny model {name!r} is trained "
-                        f"with the post-prompt of train_dataset {train!r} ({post_prompt(config, name, train)!r}) "
-                        f"and would be asked {post_prompt(config, name, dataset)!r}; give both the same "
-                        "post_prompt (or set models.<name>.post_prompt)"
+                        f"config error at datasets.{dataset}.post_prompt: tiny model {name!r} "
+                        f"is trained with the post-prompt of train_dataset {train!r} "
+                        f"({post_prompt(config, name, train)!r}) and would be asked "
+                        f"{post_prompt(config, name, dataset)!r}; give both the same post_prompt "
+                        "(or set models.<name>.post_prompt)"
                     )
     for name, model in config["models"].items():
         if model["source"] == "hub" and not model.get("path"):

@@ -29,7 +29,8 @@ visual_update_norm  (n, L)            mean over image tokens of ||h_l - h_(l-1)|
 "Answer token" is the first token of the best-scoring surface form of the ground-truth answer
 (the paper's "correct token"; :mod:`vrp.scoring` defines forms, scores and every readout).
 Margin = its logit minus the largest other logit. ``lens_margin_pred`` reads the first token of
-the predicted answer's best form instead, so it needs no ground truth (a deployable margin readout). Direct logit
+the predicted answer's best form instead, so it needs no ground truth (a deployable margin
+readout). Direct logit
 contributions linearise the final RMSNorm at the sample's own final residual scale, so embed + sum(attn) + sum(mlp) equals the
 answer token's final logit exactly (the decoders here are pure residual sums); per-head values sum
 to the attention block's. Images with fewer than S_max tokens (Qwen2-VL's dynamic grid) are
@@ -101,7 +102,9 @@ class ExtractionSettings:
                 f"shard_size ({self.shard_size}) must be a multiple of batch_size ({self.batch_size})"
             )
         if not 0.0 <= self.generation_fraction <= 1.0:
-            raise ValueError(f"generation_fraction must lie in [0, 1], got {self.generation_fraction}")
+            raise ValueError(
+                f"generation_fraction must lie in [0, 1], got {self.generation_fraction}"
+            )
 
 
 def _output_projection(attention: torch.nn.Module, hidden_size: int) -> torch.nn.Linear:
@@ -202,7 +205,7 @@ def _gather_image_columns(rows: torch.Tensor, image_mask: torch.Tensor) -> torch
 
 @contextmanager
 def attention_kernel(model: torch.nn.Module, name: str | None):
-    """Run the block with attention kernel ``name`` (None: the loaded one); yields the kernel used."""
+    """Run the block with attention kernel ``name`` (None: the loaded one); yields the kernel."""
     current = model.config._attn_implementation
     if name is None or name == current:
         yield current
@@ -243,7 +246,7 @@ class Extractor:
 
     @torch.no_grad()
     def _forward(self, images: list[Image.Image], questions: list[str]):
-        """The hooked prompt pass: logits, recorder, grids, inputs and the KV cache (multi-token forms only)."""
+        """The hooked prompt pass: logits, recorder, grids, inputs, KV cache (multi-token forms)."""
         inputs = self.adapter.encode(images, questions)
         mask = self.adapter.image_token_mask(inputs)
         use_cache = self.index.needs_continuation
@@ -268,7 +271,7 @@ class Extractor:
         samples = self._score(logits, inputs, cache, tasks, answers)
         del cache
         if self.answer_kernel != self.readout_kernel:
-            # answers from the scoring kernel; the readout (eager) pass's own answers kept beside them
+            # answers from the scoring kernel; the readout (eager) pass's answers kept beside them
             with attention_kernel(self.adapter.model, self.answer_kernel):
                 answer_logits, answer_cache = prompt_forward(self.adapter, inputs, self.index)
                 scored = self._score(answer_logits, inputs, answer_cache, tasks, answers)
@@ -306,14 +309,18 @@ class Extractor:
             arrays["head_logit"] = torch.stack(
                 [contribution(self._head_outputs(i, rec.head_z[i])) for i in range(layers)], dim=1
             )
-        predicted_ids = torch.tensor(samples["prediction_token_id"].to_numpy(), device=logits.device)
+        predicted_ids = torch.tensor(
+            samples["prediction_token_id"].to_numpy(), device=logits.device
+        )
         lens_logits = self._lens_logits(resid)  # one lm_head pass serves both margins
         arrays["lens_margin"] = self._lens_margin(lens_logits, answer_ids)
         arrays["lens_margin_pred"] = self._lens_margin(lens_logits, predicted_ids)
         del lens_logits
 
         blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
-        blank_logits, blank_rec, _, blank_inputs, blank_cache = self._forward(blank_images, questions)
+        blank_logits, blank_rec, _, blank_inputs, blank_cache = self._forward(
+            blank_images, questions
+        )
         blank_resid = torch.stack([blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1)
         arrays["lens_margin_blank"] = self._lens_margin(self._lens_logits(blank_resid), answer_ids)
         blank = self._score(blank_logits, blank_inputs, blank_cache, tasks, answers)
@@ -326,7 +333,7 @@ class Extractor:
         return pd.concat([meta, samples], axis=1), {k: v.cpu().numpy().astype(np.float32) for k, v in arrays.items()}
 
     def _generation_check(self, batch: pd.DataFrame, images, samples: pd.DataFrame) -> pd.DataFrame:
-        """Greedy generations of the seeded sample's rows, parsed the lmms-eval way (vrp.scoring)."""
+        """Greedy generations of the seeded sample's rows, parsed the lmms-eval way."""
         settings = self.settings
         chosen = generation_selected(
             batch["question_id"].tolist(), settings.generation_fraction, settings.generation_seed
@@ -463,7 +470,9 @@ def extract(
     return _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor)
 
 
-def _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor) -> dict:
+def _finalise(
+    out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor
+) -> dict:
     samples = pd.concat([pd.read_parquet(d / "samples.parquet") for d in shard_dirs], ignore_index=True)
     arrays = {}
     for path in sorted(shard_dirs[0].glob("*.npy")):

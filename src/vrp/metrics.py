@@ -58,7 +58,9 @@ def _generation_metrics(group: pd.DataFrame, task: str) -> dict:
     metrics = _metrics(checked.assign(prediction=checked["generated_answer"]), task)
     return {
         "n_generated": metrics["n"],
-        "generation_agreement": float((checked["generated_answer"] == checked["prediction"]).mean()),
+        "generation_agreement": float(
+            (checked["generated_answer"] == checked["prediction"]).mean()
+        ),
         **{f"generated_{k}": metrics[k] for k in names[1:]},
     }
 
@@ -69,7 +71,8 @@ def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["model", "dataset", "task", "pope_setting"]
     for (model, dataset, task, setting), group in predictions.groupby(keys, sort=True):
-        rows.append({"model": model, "dataset": dataset, "task": task, "pope_setting": setting or "",
+        rows.append({"model": model, "dataset": dataset, "task": task,
+                     "pope_setting": setting or "",
                      **_metrics(group, task), **_generation_metrics(group, task)})
     presence = predictions[predictions["task"] == "presence"]
     for (model, dataset), group in presence.groupby(["model", "dataset"], sort=True):

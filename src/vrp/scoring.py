@@ -1,4 +1,5 @@
-"""Answer scoring, used everywhere after the benchmark is built: the one definition of every readout.
+"""Answer scoring, used everywhere after the benchmark is built; the one definition of every
+readout.
 
 Candidates and surface forms
 ----------------------------
@@ -82,7 +83,19 @@ from vrp.adapters.base import FamilyAdapter
 
 SCORED_TASKS_EXCLUDED = ("caption",)
 YES_NO_TASKS = ("presence", "spatial")
-NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)
 DEFAULT_MAX_CONTINUATION_ROWS = 64
 
 
@@ -93,7 +106,7 @@ def candidate_sets(questions: pd.DataFrame) -> dict[str, list[str]]:
 
 
 def surface_forms(answer: str) -> list[str]:
-    """The spellings of one answer that count as it: case variants, and number word <-> digit (0..10)."""
+    """The spellings that count as one answer: case variants, number word <-> digit (0..10)."""
     spellings = [answer]
     key = answer.strip().lower()
     if key.isdigit() and int(key) < len(NUMBER_WORDS):
@@ -110,7 +123,7 @@ def surface_forms(answer: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Form:
-    """One surface form of a candidate: ``text`` (spacing included) and its token ids after the prompt."""
+    """One surface form of a candidate: ``text`` (spacing included), its ids after the prompt."""
 
     answer: int  # index into the task's candidate list
     text: str
@@ -118,18 +131,30 @@ class Form:
 
 
 class CandidateIndex:
-    """Each task's candidates as surface forms tokenised by one adapter (see the module docstring)."""
+    """Each task's candidates as surface forms tokenised by one adapter (module docstring)."""
 
     def __init__(self, adapter: FamilyAdapter, candidates: dict[str, list[str]]):
         self.candidates = {task: list(answers) for task, answers in candidates.items()}
-        self.forms = {task: _task_forms(adapter, task, answers) for task, answers in self.candidates.items()}
-        self.needs_continuation = any(len(f.ids) > 1 for forms in self.forms.values() for f in forms)
+        self.forms = {
+            task: _task_forms(adapter, task, answers) for task, answers in self.candidates.items()
+        }
+        self.needs_continuation = any(
+            len(f.ids) > 1 for forms in self.forms.values() for f in forms
+        )
         # per form, the tokens that would continue it into a longer form of the task (" 1" -> "0"
         # of " 10"): reading the form as a whole answer excludes them
-        self.extensions = {task: [_extensions(form, forms) for form in forms] for task, forms in self.forms.items()}
-        self.first_ids = {task: torch.tensor([f.ids[0] for f in forms]) for task, forms in self.forms.items()}
-        self.slots = {task: _slots(forms, len(self.candidates[task])) for task, forms in self.forms.items()}
-        self.requests = {task: _Requests(forms, self.extensions[task]) for task, forms in self.forms.items()}
+        self.extensions = {
+            task: [_extensions(form, forms) for form in forms] for task, forms in self.forms.items()
+        }
+        self.first_ids = {
+            task: torch.tensor([f.ids[0] for f in forms]) for task, forms in self.forms.items()
+        }
+        self.slots = {
+            task: _slots(forms, len(self.candidates[task])) for task, forms in self.forms.items()
+        }
+        self.requests = {
+            task: _Requests(forms, self.extensions[task]) for task, forms in self.forms.items()
+        }
 
 
 class _Requests:
@@ -180,9 +205,11 @@ def _task_forms(adapter: FamilyAdapter, task: str, answers: list[str]) -> list[F
                 if ids in owner:
                     if owner[ids] != index:
                         raise ValueError(
-                            f"{adapter.family}, task {task!r}: candidates {answers[owner[ids]]!r} and "
+                            f"{adapter.family}, task {task!r}: candidates "
+                            f"{answers[owner[ids]]!r} and "
                             f"{answer!r} have a surface form with the same tokens "
-                            f"{adapter.tokenizer.convert_ids_to_tokens(list(ids))}; they cannot be told apart"
+                            f"{adapter.tokenizer.convert_ids_to_tokens(list(ids))}; "
+                            "they cannot be told apart"
                         )
                     continue
                 owner[ids] = index
@@ -207,7 +234,7 @@ class AnswerScores:
 
 
 def _cache_rows(cache, rows: torch.Tensor):
-    """A copy of ``cache`` holding the prompt rows ``rows`` (repeats allowed); ``cache`` is untouched."""
+    """A copy of ``cache`` with the prompt rows ``rows`` (repeats allowed); ``cache`` untouched."""
     chunk = copy.copy(cache)
     chunk.layers = [copy.copy(layer) for layer in cache.layers]
     chunk.reorder_cache(rows)  # index_select rebinds each copied layer's tensors
@@ -232,12 +259,19 @@ def score_answers(
     """
     first_log_probs = first_log_probs.float()
     row_forms = [index.forms[task] for task in tasks]
-    scores = [first_log_probs[b, index.first_ids[task].to(first_log_probs.device)] for b, task in enumerate(tasks)]
+    scores = [
+        first_log_probs[b, index.first_ids[task].to(first_log_probs.device)]
+        for b, task in enumerate(tasks)
+    ]
     prefixes = [(b, prefix) for b, task in enumerate(tasks) for prefix in index.requests[task].rows]
     if prefixes:
         if cache is None or prompt_inputs is None:
-            raise ValueError("multi-token answer forms need the prompt inputs and the prompt's KV cache")
-        for (b, prefix), log_probs in _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
+            raise ValueError(
+                "multi-token answer forms need the prompt inputs and the prompt's KV cache"
+            )
+        for (b, prefix), log_probs in _continuation_log_probs(
+            adapter, prefixes, prompt_inputs, cache, max_rows
+        ):
             requests = index.requests[tasks[b]]
             if prefix in requests.steps:
                 slots, tokens = requests.steps[prefix]
@@ -268,8 +302,12 @@ def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
     for start in range(0, len(prefixes), max_rows):
         chunk = prefixes[start : start + max_rows]
         length = max(len(p) for _, p in chunk)
-        suffix = torch.full((len(chunk), length), pad, dtype=prompt_inputs["input_ids"].dtype, device=device)
-        mask = torch.zeros((len(chunk), length), dtype=prompt_inputs["attention_mask"].dtype, device=device)
+        suffix = torch.full(
+            (len(chunk), length), pad, dtype=prompt_inputs["input_ids"].dtype, device=device
+        )
+        mask = torch.zeros(
+            (len(chunk), length), dtype=prompt_inputs["attention_mask"].dtype, device=device
+        )
         for r, (_, prefix) in enumerate(chunk):
             suffix[r, : len(prefix)] = torch.tensor(prefix, dtype=suffix.dtype)
             mask[r, : len(prefix)] = 1
@@ -288,14 +326,18 @@ def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
 
 @torch.no_grad()
 def prompt_forward(adapter: FamilyAdapter, inputs: dict[str, torch.Tensor], index: CandidateIndex):
-    """The prompt pass: (last-position logits (B, V), KV cache or None when every form is one token)."""
+    """The prompt pass: last-position logits (B, V), the KV cache (None: all forms one token)."""
     out = adapter.model(**inputs, use_cache=index.needs_continuation, logits_to_keep=1)
     cache = out.past_key_values if index.needs_continuation else None
     return out.logits[:, -1, :], cache
 
 
 def readouts(
-    logits: torch.Tensor, scores: AnswerScores, tasks: list[str], answers: list[str], index: CandidateIndex
+    logits: torch.Tensor,
+    scores: AnswerScores,
+    tasks: list[str],
+    answers: list[str],
+    index: CandidateIndex,
 ) -> pd.DataFrame:
     """The per-question readout columns (module docstring) from last-position logits ``(B, V)``."""
     logits = logits.float()
@@ -338,7 +380,9 @@ def score_batch(
 ) -> pd.DataFrame:
     """Prompt pass + continuation scoring + readouts for one encoded batch."""
     logits, cache = prompt_forward(adapter, inputs, index)
-    scores = score_answers(adapter, index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache, max_rows)
+    scores = score_answers(
+        adapter, index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache, max_rows
+    )
     return readouts(logits, scores, tasks, answers, index)
 
 
@@ -352,7 +396,7 @@ def predict(
     progress: bool = False,
     max_continuation_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
 ) -> pd.DataFrame:
-    """Scored answers and readouts for ``questions`` (one prompt forward per batch, plus continuations).
+    """Scored answers and readouts for ``questions`` (a prompt forward per batch + continuations).
 
     ``images`` (PIL, one per row) replaces the table's own images, e.g. patch-masked copies;
     interventions on the model (ablation hooks) are registered by the caller around this call.
@@ -367,14 +411,27 @@ def predict(
     index = CandidateIndex(adapter, candidates)
     parts = []
     starts = range(0, len(questions), batch_size)
-    for start in tqdm(starts, desc=f"predict {adapter.family}", mininterval=5, disable=not progress):
+    for start in tqdm(
+        starts, desc=f"predict {adapter.family}", mininterval=5, disable=not progress
+    ):
         batch = questions.iloc[start : start + batch_size]
-        batch_images = images[start : start + batch_size] if images is not None else decode_images(batch["image"])
+        batch_images = (
+            images[start : start + batch_size]
+            if images is not None
+            else decode_images(batch["image"])
+        )
         inputs = adapter.encode(batch_images, batch["question"].tolist())
         out = score_batch(
-            adapter, index, inputs, batch["task"].tolist(), batch["answer"].tolist(), max_continuation_rows
+            adapter,
+            index,
+            inputs,
+            batch["task"].tolist(),
+            batch["answer"].tolist(),
+            max_continuation_rows,
         )
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
+            drop=True
+        )
         parts.append(pd.concat([meta, out], axis=1))
     return pd.concat(parts, ignore_index=True)
 
@@ -423,21 +480,33 @@ def parse_generation(text: str, task: str, candidates: list[str]) -> str:
 
 
 @torch.no_grad()
-def greedy_generations(adapter: FamilyAdapter, images: list, questions: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy decoding of ``max_new_tokens`` tokens after each prompt; the new text, special tokens skipped."""
+def greedy_generations(
+    adapter: FamilyAdapter, images: list, questions: list[str], max_new_tokens: int
+) -> list[str]:
+    """Greedy decoding of ``max_new_tokens`` tokens per prompt: new text, special tokens skipped."""
     inputs = adapter.encode(images, questions)
     tokenizer = adapter.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     output = adapter.model.generate(
-        **inputs, do_sample=False, max_new_tokens=max_new_tokens, pad_token_id=pad_id,
-        temperature=None, top_p=None, top_k=None,
+        **inputs,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad_id,
+        temperature=None,
+        top_p=None,
+        top_k=None,
     )
     prompt_length = inputs["input_ids"].shape[1]  # left-padded: new tokens start here in every row
-    return [t.strip() for t in tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)]
+    return [
+        t.strip()
+        for t in tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+    ]
 
 
 def generation_summary(samples: pd.DataFrame) -> dict:
-    """Agreement of the parsed greedy generations with the scored predictions (checked rows only)."""
+    """Agreement of the parsed greedy generations with the scored predictions (checked rows)."""
     if "generation_checked" not in samples:
         return {"n_checked": 0, "agreement": None}
     checked = samples[samples["generation_checked"].astype(bool)]
@@ -445,4 +514,8 @@ def generation_summary(samples: pd.DataFrame) -> dict:
         return {"n_checked": 0, "agreement": None}
     agree = checked["generated_answer"] == checked["prediction"]
     by_task = {task: float(group.mean()) for task, group in agree.groupby(checked["task"])}
-    return {"n_checked": int(len(checked)), "agreement": float(agree.mean()), "agreement_by_task": by_task}
+    return {
+        "n_checked": int(len(checked)),
+        "agreement": float(agree.mean()),
+        "agreement_by_task": by_task,
+    }

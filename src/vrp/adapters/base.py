@@ -388,7 +388,7 @@ class FamilyAdapter(abc.ABC):
         self, prompt_inputs: dict[str, torch.Tensor], rows: torch.Tensor, suffix_ids: torch.Tensor,
         suffix_mask: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """Model kwargs that feed ``suffix_ids`` (R, L; right-padded) after the cached prompt rows ``rows``.
+        """Model kwargs feeding ``suffix_ids`` (R, L; right-padded) after the cached prompt ``rows``.
 
         The prompt's KV cache holds every prompt token (image included), so only the text suffix is
         passed; its mask is the prompt row's mask followed by the suffix mask. Plain 1-D RoPE
