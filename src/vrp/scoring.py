@@ -96,7 +96,7 @@ NUMBER_WORDS = (
     "nine",
     "ten",
 )
-DEFAULT_MAX_CONTINUATION_ROWS = 64
+DEFAULT_MAX_CONTINUATION_ROWS = 16
 
 
 def candidate_sets(questions: pd.DataFrame) -> dict[str, list[str]]:
