@@ -48,7 +48,7 @@ def run_pattern(args) -> dict:
         from PIL import Image
 
         from vrp.extract import BLANK_GREY
-        from vrp.scoring import CandidateIndex, readouts_from_logits
+        from vrp.scoring import CandidateIndex, readouts, score_answers
 
         index = CandidateIndex(adapter, candidates)
 
@@ -69,7 +69,9 @@ def run_pattern(args) -> dict:
             if args.blank:
                 generate(Image.new("RGB", image.size, BLANK_GREY), row["question"])
             # the same answer rule as vrp: the best-scoring candidate answer of the question's task
-            answers.append(readouts_from_logits(logits, [row["task"]], [row["answer"]], index)["prediction"][0])
+            # (first-token forms only: the naive pattern keeps no cache to score continuations)
+            scores = score_answers(adapter, index, [row["task"]], torch.log_softmax(logits.float(), -1))
+            answers.append(readouts(logits, scores, [row["task"]], [row["answer"]], index)["prediction"][0])
         for out in kept:
             for group in (out.attentions, out.hidden_states):
                 for step in group:

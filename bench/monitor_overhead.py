@@ -26,12 +26,12 @@ import numpy as np
 def random_monitor(args):
     import torch
 
-    from vrp.adapters import all_template_words, get_adapter_class
+    from vrp.adapters import get_adapter_class
     from vrp.benchmark.synthetic import vocabulary
     from vrp.monitor import Calibrator, LinearProbe, ReliabilityMonitor, model_identity
-    from vrp.zoo.tokenizer import build_word_tokenizer
+    from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
-    tokenizer = build_word_tokenizer(vocabulary(), all_template_words())
+    tokenizer = build_word_tokenizer(vocabulary(), template_words())
     tiny = {
         "hidden_size": args.hidden_size,
         "intermediate_size": 2 * args.hidden_size,
@@ -72,7 +72,7 @@ def main() -> None:
     from vrp.benchmark.images import decode_images
     from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
     from vrp.monitor import ReliabilityMonitor
-    from vrp.scoring import readouts_from_logits
+    from vrp.scoring import score_batch
 
     torch.set_num_threads(args.threads)
     monitor = (
@@ -94,10 +94,10 @@ def main() -> None:
 
     @torch.no_grad()
     def plain():
+        # the same answering path as the monitor, without the probe hook
         inputs = adapter.encode(images, texts)
-        logits = adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1, :]
-        return readouts_from_logits(
-            logits, tasks, [monitor.candidates[t][0] for t in tasks], monitor.index
+        return score_batch(
+            adapter, monitor.index, inputs, tasks, [monitor.candidates[t][0] for t in tasks]
         )
 
     def monitored():

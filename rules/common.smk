@@ -2,7 +2,7 @@
 import os
 from pathlib import Path
 
-from vrp.config import ConfigError, check_not_merged, load_schema, validate_config
+from vrp.config import ConfigError, check_not_merged, load_schema, post_prompt, validate_config
 from vrp.resources import model_mem_mb as resources_for_model
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -119,12 +119,28 @@ def model_spec(wildcards):
         "revision": None if tiny else revision,
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
+        # the text after each question; a job without a dataset (the case study) asks none
+        "post_prompt": (
+            post_prompt(config, wildcards.model, wildcards.dataset)
+            if hasattr(wildcards, "dataset")
+            else None
+        ),
         "device": config["runtime"]["device"],
         "hf_offline": config["runtime"]["hf_offline"],
     }
     if refusal and not tiny:
         spec["unpinned"] = refusal  # vrp.models refuses to load it
     return spec
+
+
+def tiny_post_prompts():
+    """Every post-prompt a tiny model is trained or asked with (their words join the vocabulary)."""
+    return sorted({post_prompt(config, m, d) for m in TINY_MODELS for d in DATASETS})
+
+
+def training_post_prompt(wildcards):
+    """The post-prompt a tiny model trains with: its own, else the train dataset's."""
+    return post_prompt(config, wildcards.model, config["train_dataset"])
 
 
 def model_gpus(wildcards):

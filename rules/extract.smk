@@ -46,5 +46,6 @@ rule extract_activations:
     params:
         model=model_spec,
         extraction=config["extraction"],
+        seed=config["seed"],
     script:
         "../workflow/scripts/extract_activations.py"

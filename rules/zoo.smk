@@ -21,6 +21,7 @@ rule build_vocabulary:
         "../envs/vrp.yaml"
     params:
         families=sorted({m["family"] for m in config["models"].values()}),
+        post_prompts=tiny_post_prompts(),
     script:
         "../workflow/scripts/build_vocabulary.py"
 
@@ -58,6 +59,7 @@ rule train_tiny_model:
         tiny=model_section("tiny"),
         train=model_section("train"),
         prompt_template=lookup(dpath="models/{model}/prompt_template", within=config),
+        post_prompt=training_post_prompt,
         seed=config["seed"],
     script:
         "../workflow/scripts/train_tiny_model.py"

@@ -118,7 +118,9 @@ def test_save_load_round_trip_offline(adapters, images, family, tmp_path, monkey
         assert torch.equal(batch[key], loaded_batch[key]), key
     with torch.no_grad():
         assert torch.equal(adapter.model(**batch).logits, loaded.model(**loaded_batch).logits)
-    assert loaded.candidate_token_ids(["yes", "no"]) == adapter.candidate_token_ids(["yes", "no"])
+    assert [loaded.form_token_ids(w, " ") for w in ("yes", "no")] == [
+        adapter.form_token_ids(w, " ") for w in ("yes", "no")
+    ]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -129,17 +131,33 @@ def test_prompt_tokens_are_all_in_vocabulary(adapters, images, family):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_candidate_token_ids(adapters, tokenizer, family):
+def test_answer_forms_on_the_word_vocabulary(adapters, tokenizer, family):
     adapter = adapters[family]
-    yes, no = adapter.candidate_token_ids(["yes", "no"])
-    # the word-level vocabulary is shared, so the ids are the tokenizer's own word ids
-    assert (yes, no) == (tokenizer.convert_tokens_to_ids("yes"), tokenizer.convert_tokens_to_ids("no"))
-    with pytest.raises(ValueError, match="'yes' and 'yes' share their first token"):
-        adapter.candidate_token_ids(["yes", "yes"])
-    with pytest.raises(ValueError, match="'apple ball' share their first token"):
-        adapter.candidate_token_ids(["apple", "apple ball"])
-    with pytest.raises(ValueError, match="'maybe' is not in the .* vocabulary"):
-        adapter.candidate_token_ids(["yes", "maybe"])
+    yes, no = tokenizer.convert_tokens_to_ids(["yes", "no"])
+    # whitespace is dropped by the word-level pre-tokenizer: both spacings give the word's own id
+    for spacing in adapter.answer_spacings():
+        assert adapter.form_token_ids("yes", spacing) == [yes]
+        assert adapter.form_token_ids("no", spacing) == [no]
+        assert adapter.form_token_ids("Yes", spacing) is None  # <unk>: not a form here
+    two_words = adapter.form_token_ids("apple ball", adapter.answer_separator)
+    assert two_words == tokenizer.convert_tokens_to_ids(["apple", "ball"])
+    assert set(adapter.answer_spacings()) == {"", " "}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_post_prompt_follows_the_question(adapters, family):
+    adapter = adapters[family]
+    bare = adapter.build_prompt(adapter.question_text(SHORT_Q + "  "))
+    assert SHORT_Q + "  " in bare  # no post-prompt: the question is passed unchanged
+    adapter.post_prompt = "\nAnswer ."
+    try:
+        prompt = adapter.build_prompt(adapter.question_text(SHORT_Q + "  "))
+        assert SHORT_Q + "\nAnswer ." in prompt  # lmms-eval: question.strip() + post_prompt
+        batch = adapter.encode([Image.new("RGB", (64, 64))], [SHORT_Q])
+        tokens = adapter.tokenizer.convert_ids_to_tokens(batch["input_ids"][0].tolist())
+        assert tokens.count("<unk>") == 1  # "Answer" is not in this vocabulary; "." is
+    finally:
+        adapter.post_prompt = ""
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -168,7 +168,7 @@ def planted(tokenizer):
     adapter = LlavaAdapter(tiny.model, tiny.processor, prompt_template="USER: {image}\nASSISTANT: {question}")
     embed = adapter.input_embeddings().weight
     assert adapter.lm_head().weight is embed  # tied: the same matrix reads and writes
-    yes, no = adapter.candidate_token_ids(["yes", "no"])
+    yes, no = (adapter.form_token_ids(word, adapter.answer_separator)[0] for word in ("yes", "no"))
     with torch.no_grad():
         for layer in adapter.decoder_layers():
             layer.self_attn.o_proj.weight.zero_()

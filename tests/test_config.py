@@ -104,3 +104,21 @@ def test_known_fields_keeps_only_the_settings_fields():
 
     assert known_fields(ProbeSettings, {"C": 0.5, "top_channels": 5, "n_boot": 10}) == {"C": 0.5, "n_boot": 10}
     assert ProbeSettings.from_params({"C": 0.5, "top_channels": 5}) == ProbeSettings(C=0.5)
+
+
+def test_post_prompt_defaults_and_the_tiny_training_check(demo):
+    from vrp.config import post_prompt
+
+    paper = load_config("config/paper.yaml")
+    lmms_eval = "\nAnswer the question using a single word or phrase."
+    assert post_prompt(paper, "llava", "pope") == lmms_eval  # the schema default
+    paper["models"]["llava"]["post_prompt"] = "\nAnswer with a single word or phrase."  # paper dev
+    paper_prompt = "\nAnswer with a single word or phrase."
+    assert post_prompt(validate_config(paper), "llava", "pope") == paper_prompt
+    assert post_prompt(validate_config(demo), "llava", "synthetic") == ""  # bare questions
+    # a tiny model must be asked with the post-prompt it was trained with
+    two = copy.deepcopy(demo)
+    other = {**copy.deepcopy(demo["datasets"]["synthetic"]), "post_prompt": "\nAnswer ."}
+    two["datasets"]["other"] = other
+    with pytest.raises(ConfigError, match=r"datasets\.other\.post_prompt: tiny model 'llava' is"):
+        validate_config(two)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from vrp.benchmark.images import decode_images
 from vrp.io import read_json
 from vrp.monitor import ReliabilityMonitor, read_bundle
 from vrp.shards import load_array
-from vrp.zoo.train import decode_images
 
 pytestmark = [
     pytest.mark.slow,

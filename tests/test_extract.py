@@ -11,7 +11,7 @@ from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.benchmark.images import decode_images
 from vrp.extract import ExtractionSettings, Extractor, extract
-from vrp.scoring import candidate_sets
+from vrp.scoring import candidate_sets, generation_selected
 from vrp.shards import load_array
 from vrp.zoo.tokenizer import questions_tokenizer
 
@@ -63,13 +63,15 @@ def test_readouts_match_the_models_own_outputs(adapter, questions):
 
     # logit lens at the last layer is the model's logits; direct attributions add up exactly
     logits = out.logits[:, -1].float()
-    answer_ids = [extractor.index.answer_token(t, a) for t, a in zip(batch["task"], batch["answer"])]
+    answer_ids = samples["answer_token_id"].tolist()
+    # one-token-per-word vocabulary: the answer token is the answer's own word
+    assert answer_ids == adapter.tokenizer.convert_tokens_to_ids(batch["answer"].tolist())
     answer_logit = logits[torch.arange(n), answer_ids]
     others = logits.clone()
     others[torch.arange(n), answer_ids] = -torch.inf
     np.testing.assert_allclose(arrays["lens_margin"][:, -1], (answer_logit - others.max(-1).values).numpy(), atol=1e-4)
     # the deployable margin reads the predicted token: at the last layer, its logit minus the best other
-    predicted_ids = [extractor.index.answer_token(t, p) for t, p in zip(batch["task"], samples["prediction"])]
+    predicted_ids = samples["prediction_token_id"].tolist()
     predicted_logit = logits[torch.arange(n), predicted_ids]
     others = logits.clone()
     others[torch.arange(n), predicted_ids] = -torch.inf
@@ -152,3 +154,40 @@ def test_retrained_checkpoint_does_not_reuse_shards(adapter, questions, tmp_path
     adapter.save(checkpoint)
     second = extract(adapter, subset, tmp_path / "out", spec, settings, progress=False)
     assert first["fingerprint"] != second["fingerprint"]
+
+
+def test_generation_cross_check_and_answer_kernel_are_recorded(adapter, questions, tmp_path):
+    """Every question generated (fraction 1) and parsed; answers scored with sdpa, attention read
+    with eager; the manifest records kernels, prompt, forms and the agreement."""
+    subset = _batch(questions, n=8)
+    settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=False,
+                                  generation_fraction=1.0, generation_max_new_tokens=2,
+                                  score_attn_implementation="sdpa")
+    spec = {"family": adapter.family, "path": "tiny"}
+    manifest = extract(adapter, subset, tmp_path, spec, settings, progress=False)
+    samples = pd.read_parquet(tmp_path / "samples.parquet")
+    assert samples["generation_checked"].all()
+    assert samples["generated_text"].map(lambda t: isinstance(t, str)).all()
+    # float32 tiny models: the two kernels give the same answers
+    assert (samples["prediction"] == samples["prediction_readout_kernel"]).all()
+    scoring = manifest["answer_scoring"]
+    assert scoring["answer_attention_kernel"] == "sdpa"
+    assert scoring["readout_attention_kernel"] == "eager"
+    assert adapter.model.config._attn_implementation == "eager"  # restored after the scoring pass
+    assert scoring["kernel_agreement"] == 1.0
+    agreement = float((samples["generated_answer"] == samples["prediction"]).mean())
+    assert scoring["generation_check"]["n_checked"] == len(samples)
+    assert scoring["generation_check"]["agreement"] == pytest.approx(agreement)
+    assert set(scoring["answer_forms"]) == set(subset["task"])
+
+
+def test_generation_sample_default_is_a_seeded_share(adapter, questions):
+    settings = ExtractionSettings(batch_size=64, shard_size=64, per_head=False)  # fraction 0.1
+    extractor = Extractor(adapter, candidate_sets(questions), settings)
+    batch = questions[questions["task"] != "caption"].head(64).reset_index(drop=True)
+    samples, _ = extractor.run_batch(batch)
+    expected = generation_selected(batch["question_id"].tolist(), 0.1, seed=0)
+    np.testing.assert_array_equal(samples["generation_checked"].to_numpy(), expected)
+    assert 0 < expected.sum() < 20
+    assert (samples.loc[~expected, "generated_answer"] == "").all()
+    assert (samples.loc[expected, "generated_text"].map(len) >= 0).all()

@@ -36,3 +36,23 @@ def test_accuracy_table_known_values():
     # macro recall over classes 1 (1/1) and 2 (1/2)
     assert counting["recall"] == pytest.approx(0.75)
     assert np.isnan(counting["yes_share"])
+
+
+def test_generation_cross_check_columns_known_values():
+    # presence/random, checked rows 0, 1, 2: generated "yes", "the image shows" (unparsed), "no"
+    # against answers yes, yes, no and predictions yes, no, yes -> agreement 1/3 (row 0 only);
+    # generated accuracy 2/3, precision 1 (one yes, correct), recall 1/2 (unparsed yes: missed)
+    frame = _predictions()
+    frame["generation_checked"] = [True, True, True] + [False] * 6
+    frame["generated_answer"] = ["yes", "the image shows", "no"] + [""] * 6
+    table = accuracy_table(frame).set_index(["task", "pope_setting"])
+    random = table.loc[("presence", "random")]
+    assert random["n_generated"] == 3
+    assert random["generation_agreement"] == pytest.approx(1 / 3)
+    assert random["generated_accuracy"] == pytest.approx(2 / 3)
+    assert (random["generated_precision"], random["generated_recall"]) == (1.0, 0.5)
+    assert random["generated_yes_share"] == pytest.approx(1 / 3)
+    # scored metrics are unchanged by the generation columns
+    assert random["accuracy"] == 0.5
+    assert table.loc[("counting", "")]["n_generated"] == 0
+    assert np.isnan(table.loc[("counting", "")]["generation_agreement"])

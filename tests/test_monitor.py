@@ -12,8 +12,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 
 from vrp import stats
-from vrp.adapters import all_template_words, get_adapter_class
+from vrp.adapters import get_adapter_class
 from vrp.analysis.probes import ProbeSettings
+from vrp.benchmark.images import decode_images
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split, vocabulary
 from vrp.extract import ExtractionSettings, extract
 from vrp.monitor import (
@@ -32,8 +33,7 @@ from vrp.monitor import (
     write_bundle,
 )
 from vrp.shards import load_array
-from vrp.zoo.tokenizer import build_word_tokenizer
-from vrp.zoo.train import decode_images
+from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 LAYER = 1
@@ -118,7 +118,7 @@ def questions(bench_config):
 
 @pytest.fixture(scope="module")
 def tokenizer(bench_config):
-    return build_word_tokenizer(vocabulary(bench_config), all_template_words())
+    return build_word_tokenizer(vocabulary(bench_config), template_words())
 
 
 @pytest.fixture(scope="module")

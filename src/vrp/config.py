@@ -110,6 +110,17 @@ def _check_cross_keys(config: dict) -> None:
                 f"config error at train_dataset: {train!r} has source {datasets[train]['source']!r}; "
                 "tiny models train on a synthetic dataset"
             )
+    if tiny and train in datasets:
+        for name in tiny:
+            for dataset in datasets:
+                if post_prompt(config, name, dataset) != post_prompt(config, name, train):
+                    problems.append(
+                        f"config error at datasets.{dataset}.post_prompt: tiny model {name!r} "
+                        f"is trained with the post-prompt of train_dataset {train!r} "
+                        f"({post_prompt(config, name, train)!r}) and would be asked "
+                        f"{post_prompt(config, name, dataset)!r}; give both the same post_prompt "
+                        "(or set models.<name>.post_prompt)"
+                    )
     for name, model in config["models"].items():
         if model["source"] == "hub" and not model.get("path"):
             problems.append(
@@ -224,6 +235,13 @@ def check_not_merged(config: dict, passed: dict, configfiles, replaced: bool) ->
             "config error: --configfile was merged onto the workflow's default config:\n  "
             + "\n  ".join(problems) + f"\n{fix}"
         )
+
+
+def post_prompt(config: dict, model: str, dataset: str) -> str:
+    """The text appended to the questions of ``dataset`` for ``model`` (the model's override, else
+    the dataset's; a validated config has both keys)."""
+    override = config["models"][model].get("post_prompt")
+    return override if override is not None else config["datasets"][dataset]["post_prompt"]
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> dict:

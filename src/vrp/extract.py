@@ -26,9 +26,11 @@ lens_margin_pred    (n, L+1)          logit lens margin of the model's own predi
 visual_update_norm  (n, L)            mean over image tokens of ||h_l - h_(l-1)||_2
 ==================  ================  =====================================================
 
-"Answer token" is the first token of the ground-truth answer (the paper's "correct token").
-Margin = its logit minus the largest other logit. ``lens_margin_pred`` reads the token the model
-answers with instead, so it needs no ground truth (a deployable margin readout). Direct logit
+"Answer token" is the first token of the best-scoring surface form of the ground-truth answer
+(the paper's "correct token"; :mod:`vrp.scoring` defines forms, scores and every readout).
+Margin = its logit minus the largest other logit. ``lens_margin_pred`` reads the first token of
+the predicted answer's best form instead, so it needs no ground truth (a deployable margin
+readout). Direct logit
 contributions linearise the final RMSNorm at the sample's own final residual scale, so embed + sum(attn) + sum(mlp) equals the
 answer token's final logit exactly (the decoders here are pure residual sums); per-head values sum
 to the attention block's. Images with fewer than S_max tokens (Qwen2-VL's dynamic grid) are
@@ -57,6 +59,7 @@ import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,11 +71,23 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from vrp.adapters.base import FamilyAdapter
+from vrp.benchmark.images import decode_images
 from vrp.benchmark.schema import validate_questions
 from vrp.io import disk_full_reported, write_json, write_parquet
 from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
-from vrp.scoring import SCORED_TASKS_EXCLUDED, CandidateIndex, candidate_sets, readouts_from_logits
-from vrp.benchmark.images import decode_images
+from vrp.scoring import (
+    DEFAULT_MAX_CONTINUATION_ROWS,
+    SCORED_TASKS_EXCLUDED,
+    CandidateIndex,
+    candidate_sets,
+    generation_selected,
+    generation_summary,
+    greedy_generations,
+    parse_generation,
+    prompt_forward,
+    readouts,
+    score_answers,
+)
 
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 2
@@ -89,11 +104,24 @@ class ExtractionSettings:
     batch_size: int = 16
     shard_size: int = 256
     per_head: bool = True
+    # answer scoring (vrp.scoring): continuation rows per forward over the prompt's KV cache
+    max_continuation_rows: int = DEFAULT_MAX_CONTINUATION_ROWS
+    # attention kernel of the answer-scoring pass; None = the loaded one (eager), which also
+    # reads the attention. "sdpa": answers from an sdpa pass, attention from the eager pass.
+    score_attn_implementation: str | None = None
+    # greedy-generation cross-check: seeded share of questions generated, tokens per answer
+    generation_fraction: float = 0.1
+    generation_max_new_tokens: int = 5
+    generation_seed: int = 0
 
     def __post_init__(self):
         if self.shard_size % self.batch_size:
             raise ValueError(
                 f"shard_size ({self.shard_size}) must be a multiple of batch_size ({self.batch_size})"
+            )
+        if not 0.0 <= self.generation_fraction <= 1.0:
+            raise ValueError(
+                f"generation_fraction must lie in [0, 1], got {self.generation_fraction}"
             )
 
 
@@ -183,6 +211,20 @@ def _gather_image_columns(rows: torch.Tensor, image_mask: torch.Tensor) -> torch
     return out
 
 
+@contextmanager
+def attention_kernel(model: torch.nn.Module, name: str | None):
+    """Run the block with attention kernel ``name`` (None: the loaded one); yields the kernel."""
+    current = model.config._attn_implementation
+    if name is None or name == current:
+        yield current
+        return
+    model.set_attn_implementation(name)
+    try:
+        yield name
+    finally:
+        model.set_attn_implementation(current)
+
+
 class Extractor:
     """Runs the one-pass extraction of one model on one question table."""
 
@@ -192,6 +234,8 @@ class Extractor:
         self.index = CandidateIndex(adapter, candidates)
         self.lm_head = adapter.lm_head()
         self.final_norm = adapter.final_norm()
+        self.readout_kernel = adapter.model.config._attn_implementation
+        self.answer_kernel = settings.score_attn_implementation or self.readout_kernel
         with torch.no_grad():
             ones = torch.ones(adapter.hidden_size, device=adapter.device, dtype=adapter.dtype)
             self.norm_gain = self.final_norm(ones).float()  # RMSNorm of a ones vector = its gain
@@ -210,23 +254,42 @@ class Extractor:
 
     @torch.no_grad()
     def _forward(self, images: list[Image.Image], questions: list[str]):
+        """The hooked prompt pass: logits, recorder, grids, inputs, KV cache (multi-token forms)."""
         inputs = self.adapter.encode(images, questions)
         mask = self.adapter.image_token_mask(inputs)
+        use_cache = self.index.needs_continuation
         with _LastTokenRecorder(self.adapter, mask, self.settings.per_head) as rec:
-            logits = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1, :]
+            out = self.adapter.model(**inputs, use_cache=use_cache, logits_to_keep=1)
         grids = self.adapter.patch_grids(inputs)
-        return logits, rec, grids
+        return out.logits[:, -1, :], rec, grids, inputs, out.past_key_values if use_cache else None
+
+    def _score(self, logits, inputs, cache, tasks, answers) -> pd.DataFrame:
+        scores = score_answers(
+            self.adapter, self.index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache,
+            self.settings.max_continuation_rows,
+        )
+        return readouts(logits, scores, tasks, answers, self.index)
 
     @torch.no_grad()
     def run_batch(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         images = decode_images(batch["image"])
         questions = batch["question"].tolist()
         tasks, answers = batch["task"].tolist(), batch["answer"].tolist()
-        logits, rec, grids = self._forward(images, questions)
+        logits, rec, grids, inputs, cache = self._forward(images, questions)
+        samples = self._score(logits, inputs, cache, tasks, answers)
+        del cache
+        if self.answer_kernel != self.readout_kernel:
+            # answers from the scoring kernel; the readout (eager) pass's answers kept beside them
+            with attention_kernel(self.adapter.model, self.answer_kernel):
+                answer_logits, answer_cache = prompt_forward(self.adapter, inputs, self.index)
+                scored = self._score(answer_logits, inputs, answer_cache, tasks, answers)
+                del answer_cache
+            scored["prediction_readout_kernel"] = samples["prediction"]
+            samples = scored
         layers = len(rec.resid)
-        answer_ids = torch.tensor(
-            [self.index.answer_token(t, a) for t, a in zip(tasks, answers)], device=logits.device
-        )
+        # the lens margins and direct logit contributions read the first token of the best-scoring
+        # form of the ground-truth answer (vrp.scoring's module docstring)
+        answer_ids = torch.tensor(samples["answer_token_id"].to_numpy(), device=logits.device)
         resid = torch.stack([rec.resid_in0] + [rec.resid[i] for i in range(layers)], dim=1)  # (B, L+1, d)
 
         # direct logit attribution through the final norm, linearised at this sample's scale
@@ -254,9 +317,8 @@ class Extractor:
             arrays["head_logit"] = torch.stack(
                 [contribution(self._head_outputs(i, rec.head_z[i])) for i in range(layers)], dim=1
             )
-        samples = readouts_from_logits(logits, tasks, answers, self.index)
         predicted_ids = torch.tensor(
-            [self.index.answer_token(t, p) for t, p in zip(tasks, samples["prediction"])], device=logits.device
+            samples["prediction_token_id"].to_numpy(), device=logits.device
         )
         lens_logits = self._lens_logits(resid)  # one lm_head pass serves both margins
         arrays["lens_margin"] = self._lens_margin(lens_logits, answer_ids)
@@ -264,15 +326,63 @@ class Extractor:
         del lens_logits
 
         blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
-        blank_logits, blank_rec, _ = self._forward(blank_images, questions)
+        blank_logits, blank_rec, _, blank_inputs, blank_cache = self._forward(
+            blank_images, questions
+        )
         blank_resid = torch.stack([blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1)
         arrays["lens_margin_blank"] = self._lens_margin(self._lens_logits(blank_resid), answer_ids)
-        blank = readouts_from_logits(blank_logits, tasks, answers, self.index)
+        blank = self._score(blank_logits, blank_inputs, blank_cache, tasks, answers)
+        del blank_cache
         samples["blank_prediction"] = blank["prediction"]
+        samples = self._generation_check(batch, images, samples)
         samples["grid_rows"] = [g[0] for g in grids]
         samples["grid_cols"] = [g[1] for g in grids]
         meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
         return pd.concat([meta, samples], axis=1), {k: v.cpu().numpy().astype(np.float32) for k, v in arrays.items()}
+
+    def _generation_check(self, batch: pd.DataFrame, images, samples: pd.DataFrame) -> pd.DataFrame:
+        """Greedy generations of the seeded sample's rows, parsed the lmms-eval way."""
+        settings = self.settings
+        chosen = generation_selected(
+            batch["question_id"].tolist(), settings.generation_fraction, settings.generation_seed
+        )
+        texts = [""] * len(batch)
+        parsed = [""] * len(batch)
+        rows = np.flatnonzero(chosen)
+        if len(rows):
+            with attention_kernel(self.adapter.model, self.answer_kernel):
+                generated = greedy_generations(
+                    self.adapter,
+                    [images[i] for i in rows],
+                    [batch["question"].iloc[i] for i in rows],
+                    settings.generation_max_new_tokens,
+                )
+            for i, text in zip(rows, generated):
+                task = batch["task"].iloc[i]
+                texts[i] = text
+                parsed[i] = parse_generation(text, task, self.index.candidates[task])
+        samples["generation_checked"] = chosen
+        samples["generated_text"] = texts
+        samples["generated_answer"] = parsed
+        return samples
+
+    def scoring_record(self, samples: pd.DataFrame) -> dict:
+        """What the manifest records about how answers were produced and checked."""
+        record = {
+            "answer_attention_kernel": self.answer_kernel,
+            "readout_attention_kernel": self.readout_kernel,
+            "post_prompt": self.adapter.post_prompt,
+            "prompt_example": self.adapter.build_prompt(self.adapter.question_text("<question>")),
+            "answer_forms": {
+                task: [[self.index.candidates[task][f.answer], f.text, list(f.ids)] for f in forms]
+                for task, forms in self.index.forms.items()
+            },
+            "generation_check": generation_summary(samples),
+        }
+        if "prediction_readout_kernel" in samples:
+            agree = samples["prediction"] == samples["prediction_readout_kernel"]
+            record["kernel_agreement"] = float(agree.mean())
+        return record
 
     def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
         """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention output."""
@@ -501,7 +611,7 @@ def extract(
         meta = {"fingerprint": shard_keys[k], "rows": len(shard), "parts": parts, "row_hashes": shard_rows[k]}
         _write_shard(shard_dirs[k], samples, stacked, meta)
     bar.close()
-    return _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates)
+    return _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor)
 
 
 def _remove_stale_shards(shards_root: Path, n_shards: int) -> None:
@@ -514,7 +624,9 @@ def _remove_stale_shards(shards_root: Path, n_shards: int) -> None:
                 shutil.rmtree(folder)
 
 
-def _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates) -> dict:
+def _finalise(
+    out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor
+) -> dict:
     samples = pd.concat([pd.read_parquet(d / "samples.parquet") for d in shard_dirs], ignore_index=True)
     listed = [sorted(p.stem for p in d.glob("*.npy")) for d in shard_dirs]
     names = sorted(set().union(*listed))
@@ -550,6 +662,7 @@ def _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidate
         "torch_version": torch.__version__,
         "settings": asdict(settings),
         "candidates": candidates,
+        "answer_scoring": extractor.scoring_record(samples),
         "n_samples": len(samples),
         "arrays": arrays,
     }

@@ -37,10 +37,12 @@ def load_model_from_spec(spec: dict) -> FamilyAdapter:
     key = f"models.{spec.get('name', '<name>')}.path"
     path = locate_checkpoint(str(spec["path"]), spec.get("revision"), key)
     adapter_class = get_adapter_class(spec["family"])
-    return adapter_class.load(
+    adapter = adapter_class.load(
         path,
         revision=spec.get("revision"),
         dtype=spec.get("dtype", "float32"),
         device=resolve_device(spec.get("device", "cpu")),
         prompt_template=spec.get("prompt_template"),
     )
+    adapter.post_prompt = spec.get("post_prompt") or ""
+    return adapter

@@ -729,6 +729,8 @@ def build_monitor(
         "calibration_fit": "on the out-of-fold probe scores of every training question",
         "model": model_identity(adapter, spec),
         "prompt_template": adapter.prompt_template,
+        # the instruction appended to every question (vrp.adapters.base.FamilyAdapter.question_text)
+        "post_prompt": adapter.post_prompt,
         "candidates": manifest["candidates"],
         "training": {
             "n": int(len(correct)),
@@ -799,6 +801,8 @@ class ReliabilityMonitor:
                 f"{source}: probe width {probe.width} != hidden size {adapter.hidden_size}"
             )
         self.adapter, self.card, self.probe, self.calibrator = adapter, card, probe, calibrator
+        # asked as it was trained: the same instruction after each question
+        adapter.post_prompt = card.get("post_prompt") or ""
         self.layer = int(card["layer"])
         self.candidates = {task: list(c) for task, c in card["candidates"].items()}
         self.candidates[ANY_TASK] = sorted(
@@ -869,27 +873,30 @@ class ReliabilityMonitor:
         """One forward for the batch: answer, P(correct), output confidence (and the raw probe)."""
         import torch
 
-        from vrp.scoring import readouts_from_logits
+        from vrp.scoring import prompt_forward, readouts, score_answers
 
         questions = list(questions)
         tasks = self._tasks(tasks, len(questions))
         with torch.no_grad():
             inputs = self.adapter.encode(list(images), questions)
+            # the hook sees only the prompt pass; multi-token answers are scored after it, over
+            # that pass's KV cache (vrp.scoring), which would otherwise overwrite the state
             with _LastTokenState(self.adapter.decoder_layers()[self.layer]) as recorder:
-                logits = self.adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[
-                    :, -1, :
-                ]
+                logits, cache = prompt_forward(self.adapter, inputs, self.index)
+            scores = score_answers(
+                self.adapter, self.index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache
+            )
         # the answer column only feeds p_answer / correct, which are dropped here
         placeholders = [self.candidates[t][0] for t in tasks]
-        readouts = readouts_from_logits(logits, tasks, placeholders, self.index)
+        readout = readouts(logits, scores, tasks, placeholders, self.index)
         states = recorder.state.cpu().numpy()
         probe_p = self.probe.probability(states)
         return pd.DataFrame(
             {
                 "task": tasks,
-                "answer": readouts["prediction"].to_numpy(),
+                "answer": readout["prediction"].to_numpy(),
                 "p_correct": self.calibrator.apply(probe_p),
-                "confidence": readouts["confidence"],
+                "confidence": readout["confidence"],
                 "probe_p": probe_p,
             }
         )

@@ -1,20 +1,79 @@
-"""Answer scoring, used everywhere after the benchmark is built.
+"""Answer scoring, used everywhere after the benchmark is built; the one definition of every
+readout.
 
-* Greedy answers for yes/no and one-word questions are read from the next-token logits at the last
-  prompt position under teacher forcing: the prediction is the candidate answer whose first token
-  has the highest logit. The candidates of a task are the distinct ground-truth answers of that task
-  in the question table (presence/spatial: yes, no; counting: the digits; object_id: the names).
-  This avoids the generation-length and "Yes." parsing failures peers report for POPE.
-* Sampled generations (self-consistency) are compared as normalised free text
-  (:func:`vrp.stats.consistency.normalize_answer`: lower-case, punctuation stripped, first word).
+Candidates and surface forms
+----------------------------
+The candidates of a task are the distinct ground-truth answers of that task in the question table
+(presence/spatial: yes, no; counting: the digits; object_id: the category names). Each candidate
+is a set of *surface forms* (:func:`surface_forms`): the answer as written, lower-case,
+capitalised and upper-case ("yes", "Yes", "YES"); a count also as its number word and back
+("3", "three", "Three", "THREE"), for 0..10. Each form is tokenised as it would continue the
+prompt, once with the family's separator (LLaVA's " " after "ASSISTANT:", nothing after the
+newline of PaliGemma and Qwen2-VL) and once with the other of "" / " "
+(:meth:`vrp.adapters.base.FamilyAdapter.answer_spacings`). Token sequences that cannot follow the
+prompt's own tokens, or hold the unknown token (a word-level vocabulary lacking "Yes"), are
+dropped; equal sequences are kept once. A candidate with no form left, or one sequence claimed by
+two candidates, is an error.
 
-Readouts per question (all from one logit vector, full vocabulary unless named "candidate"):
-``confidence`` = softmax probability of the predicted token, ``p_answer`` = probability of the
-ground-truth answer's token, ``entropy`` = next-token entropy (nats), ``margin_top2`` = top-1 minus
-top-2 logit, ``p_yes``/``p_no`` where those are candidates.
+Scoring (teacher forcing)
+-------------------------
+A form's score is its sequence log-probability after the prompt,
+``log p(t1 | prompt) + log p(t2 | prompt, t1) + ...``; a candidate's mass is the log-sum-exp over
+its forms, ``log P(answer)``; the **prediction** is the candidate with the largest mass. A form
+that is the start of a longer form (Llama's " 1" = "▁", "1" begins " 10" = "▁", "1", "0") is read
+as a whole answer: its score also carries ``log(1 - p(next token continues it into a longer
+form))``, so " 1" does not collect the mass of " 10" and the forms' events stay disjoint. The
+prompt's forward gives every first token; only forms of two or more tokens need more: their
+proper prefixes are run as one right-padded batch over the prompt's KV cache (copied to one row
+per prefix, in chunks of ``max_continuation_rows``), so forms that share a first token (Llama's
+bare "▁" before a digit, "baseball bat" / "baseball glove") are told apart by their later tokens.
+With a one-token-per-word vocabulary (the demo) every form is one token and no continuation runs.
+
+Readouts per question (columns of ``samples.parquet``)
+------------------------------------------------------
+``prediction``            the candidate with the largest mass; ``correct`` = prediction == answer
+``confidence``            P(prediction) = sum of its forms' sequence probabilities (full vocabulary)
+``p_answer``              P(ground-truth answer), the same sum for the answer's forms
+``candidate_confidence``  P(prediction) renormalised over the task's candidates
+``p_yes`` / ``p_no``      P("yes") / P("no") where those are candidates, else NaN
+``entropy``               entropy (nats) of the next-token distribution at the last prompt token
+``margin_top2``           top-1 minus top-2 next-token logit at the last prompt token
+``prediction_form``       the best-scoring form of the prediction (spacing included), e.g. " Yes"
+``answer_form``           the best-scoring form of the ground-truth answer
+``prediction_token_id``   the first token of ``prediction_form``
+``answer_token_id``       the first token of ``answer_form``
+
+For yes/no questions every form of "yes"/"no" in the three real vocabularies is a single token
+except upper-case spellings some tokenizers split, so confidence, p_answer, p_yes and p_no are the
+paper's first-token probabilities, summed over the case/spacing forms. ``entropy`` and
+``margin_top2`` are first-token quantities for every task, as in the paper. The logit-lens margins
+(``lens_margin``, ``lens_margin_blank``: ``answer_token_id``; ``lens_margin_pred``:
+``prediction_token_id``) and the direct logit contributions (``embed_logit``, ``attn_logit``,
+``mlp_logit``, ``head_logit``: ``answer_token_id``) of :mod:`vrp.extract` read the first token of
+the best-scoring form, at the last prompt position. For a multi-token answer that token can be
+shared with other candidates (LLaVA's "▁" before every digit), so there the lens margin measures
+the step into the answer, not the choice between candidates; the sequence scores above make that
+choice. ``blank_prediction`` is the prediction on the grey image, scored the same way.
+
+Greedy-generation cross-check
+-----------------------------
+A seeded share of the questions (:func:`generation_selected`) is also answered by greedy
+decoding, ``max_new_tokens`` tokens; the decoded text is ``generated_text`` and its parse
+(:func:`parse_generation`, lmms-eval's POPE rule for yes/no: lower-case, strip, the first whole
+word "yes" or "no", else the text itself) is ``generated_answer``; ``generation_checked`` marks
+those rows. The agreement rate of ``generated_answer`` with ``prediction`` goes into the manifest
+and ``results/accuracy.csv``.
+
+Sampled generations (self-consistency) are compared as normalised free text
+(:func:`vrp.stats.consistency.normalize_answer`).
 """
 
 from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,6 +82,21 @@ import torch
 from vrp.adapters.base import FamilyAdapter
 
 SCORED_TASKS_EXCLUDED = ("caption",)
+YES_NO_TASKS = ("presence", "spatial")
+NUMBER_WORDS = (
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+)
+DEFAULT_MAX_CONTINUATION_ROWS = 16
 
 
 def candidate_sets(questions: pd.DataFrame) -> dict[str, list[str]]:
@@ -31,48 +105,285 @@ def candidate_sets(questions: pd.DataFrame) -> dict[str, list[str]]:
     return {task: sorted(group["answer"].unique()) for task, group in scored.groupby("task")}
 
 
+def surface_forms(answer: str) -> list[str]:
+    """The spellings that count as one answer: case variants, number word <-> digit (0..10)."""
+    spellings = [answer]
+    key = answer.strip().lower()
+    if key.isdigit() and int(key) < len(NUMBER_WORDS):
+        spellings.append(NUMBER_WORDS[int(key)])
+    elif key in NUMBER_WORDS:
+        spellings.append(str(NUMBER_WORDS.index(key)))
+    forms: list[str] = []
+    for text in spellings:
+        for variant in (text, text.lower(), text[:1].upper() + text[1:].lower(), text.upper()):
+            if variant not in forms:
+                forms.append(variant)
+    return forms
+
+
+@dataclass(frozen=True)
+class Form:
+    """One surface form of a candidate: ``text`` (spacing included), its ids after the prompt."""
+
+    answer: int  # index into the task's candidate list
+    text: str
+    ids: tuple[int, ...]
+
+
 class CandidateIndex:
-    """Maps each task's candidate answers to first-token ids of one adapter's tokenizer."""
+    """Each task's candidates as surface forms tokenised by one adapter (module docstring)."""
 
     def __init__(self, adapter: FamilyAdapter, candidates: dict[str, list[str]]):
-        self.candidates = candidates
-        self.token_ids = {t: adapter.candidate_token_ids(c) for t, c in candidates.items()}
+        self.candidates = {task: list(answers) for task, answers in candidates.items()}
+        self.forms = {
+            task: _task_forms(adapter, task, answers) for task, answers in self.candidates.items()
+        }
+        self.needs_continuation = any(
+            len(f.ids) > 1 for forms in self.forms.values() for f in forms
+        )
+        # per form, the tokens that would continue it into a longer form of the task (" 1" -> "0"
+        # of " 10"): reading the form as a whole answer excludes them
+        self.extensions = {
+            task: [_extensions(form, forms) for form in forms] for task, forms in self.forms.items()
+        }
+        self.first_ids = {
+            task: torch.tensor([f.ids[0] for f in forms]) for task, forms in self.forms.items()
+        }
+        self.slots = {
+            task: _slots(forms, len(self.candidates[task])) for task, forms in self.forms.items()
+        }
+        self.requests = {
+            task: _Requests(forms, self.extensions[task]) for task, forms in self.forms.items()
+        }
 
-    def ids_for(self, tasks: list[str]) -> list[list[int]]:
-        return [self.token_ids[t] for t in tasks]
 
-    def answer_token(self, task: str, answer: str) -> int:
-        return self.token_ids[task][self.candidates[task].index(answer)]
+class _Requests:
+    """What the continuation positions of one task's forms must deliver (the same for every row).
+
+    ``steps``: prefix -> (form slots, their next tokens); ``stops``: a form's ids -> [(slot, tokens
+    that would extend it)]; ``rows``: the prefixes no other extends, one continuation row each.
+    """
+
+    def __init__(self, forms: list[Form], extensions: list[tuple[int, ...]]):
+        steps: dict[tuple[int, ...], tuple[list[int], list[int]]] = {}
+        self.stops: dict[tuple[int, ...], list[tuple[int, torch.Tensor]]] = {}
+        for k, form in enumerate(forms):
+            for j in range(1, len(form.ids)):
+                slots, tokens = steps.setdefault(form.ids[:j], ([], []))
+                slots.append(k)
+                tokens.append(form.ids[j])
+            if extensions[k]:
+                self.stops.setdefault(form.ids, []).append((k, torch.tensor(extensions[k])))
+        self.steps = {p: (torch.tensor(a), torch.tensor(b)) for p, (a, b) in steps.items()}
+        inner = {p[:i] for p in steps for i in range(1, len(p))}
+        self.rows = sorted(p for p in steps if p not in inner)
 
 
-def readouts_from_logits(
-    logits: torch.Tensor, tasks: list[str], answers: list[str], index: CandidateIndex
+def _slots(forms: list[Form], n_candidates: int) -> torch.Tensor:
+    """(candidates, most forms) indices of each candidate's forms, padded with len(forms)."""
+    mine = [[k for k, f in enumerate(forms) if f.answer == c] for c in range(n_candidates)]
+    width = max(len(m) for m in mine)
+    return torch.tensor([m + [len(forms)] * (width - len(m)) for m in mine], dtype=torch.long)
+
+
+def _extensions(form: Form, forms: list[Form]) -> tuple[int, ...]:
+    n = len(form.ids)
+    return tuple(sorted({g.ids[n] for g in forms if len(g.ids) > n and g.ids[:n] == form.ids}))
+
+
+def _task_forms(adapter: FamilyAdapter, task: str, answers: list[str]) -> list[Form]:
+    forms: list[Form] = []
+    owner: dict[tuple[int, ...], int] = {}
+    for index, answer in enumerate(answers):
+        found = 0
+        for spacing in adapter.answer_spacings():
+            for text in surface_forms(answer):
+                ids = adapter.form_token_ids(text, spacing)
+                if ids is None:
+                    continue
+                ids = tuple(ids)
+                if ids in owner:
+                    if owner[ids] != index:
+                        raise ValueError(
+                            f"{adapter.family}, task {task!r}: candidates "
+                            f"{answers[owner[ids]]!r} and "
+                            f"{answer!r} have a surface form with the same tokens "
+                            f"{adapter.tokenizer.convert_ids_to_tokens(list(ids))}; "
+                            "they cannot be told apart"
+                        )
+                    continue
+                owner[ids] = index
+                forms.append(Form(index, spacing + text, ids))
+                found += 1
+        if not found:
+            raise ValueError(
+                f"candidate {answer!r} of task {task!r} is not in the {adapter.family} tokenizer's "
+                "vocabulary (no surface form tokenises without the unknown token after the prompt)"
+            )
+    return forms
+
+
+@dataclass
+class AnswerScores:
+    """Per row of a batch: each candidate's log-mass and best form (candidates in task order), and
+    each form's sequence log-probability (in the order of ``CandidateIndex.forms[task]``)."""
+
+    log_mass: list[torch.Tensor]
+    best_form: list[list[Form]]
+    form_log_probs: list[torch.Tensor]
+
+
+def _cache_rows(cache, rows: torch.Tensor):
+    """A copy of ``cache`` with the prompt rows ``rows`` (repeats allowed); ``cache`` untouched."""
+    chunk = copy.copy(cache)
+    chunk.layers = [copy.copy(layer) for layer in cache.layers]
+    chunk.reorder_cache(rows)  # index_select rebinds each copied layer's tensors
+    return chunk
+
+
+@torch.no_grad()
+def score_answers(
+    adapter: FamilyAdapter,
+    index: CandidateIndex,
+    tasks: list[str],
+    first_log_probs: torch.Tensor,
+    prompt_inputs: dict[str, torch.Tensor] | None = None,
+    cache=None,
+    max_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
+) -> AnswerScores:
+    """Sequence log-probabilities of every form, log-sum-exp per candidate (module docstring).
+
+    ``first_log_probs`` (B, V) are the log-softmaxed next-token logits at the last prompt token.
+    ``prompt_inputs`` and ``cache`` (the prompt forward's KV cache) are needed when a task has
+    multi-token forms.
+    """
+    first_log_probs = first_log_probs.float()
+    row_forms = [index.forms[task] for task in tasks]
+    scores = [
+        first_log_probs[b, index.first_ids[task].to(first_log_probs.device)]
+        for b, task in enumerate(tasks)
+    ]
+    prefixes = [(b, prefix) for b, task in enumerate(tasks) for prefix in index.requests[task].rows]
+    if prefixes:
+        if cache is None or prompt_inputs is None:
+            raise ValueError(
+                "multi-token answer forms need the prompt inputs and the prompt's KV cache"
+            )
+        for (b, prefix), log_probs in _continuation_log_probs(
+            adapter, prefixes, prompt_inputs, cache, max_rows
+        ):
+            requests = index.requests[tasks[b]]
+            if prefix in requests.steps:
+                slots, tokens = requests.steps[prefix]
+                values = log_probs[tokens.to(log_probs.device)].to(scores[b].dtype)
+                scores[b] = scores[b].index_add(0, slots.to(scores[b].device), values)
+            for k, extensions in requests.stops.get(prefix, ()):
+                # log(1 - p(continuing into a longer form)), in float64 so p -> 1 stays finite
+                going_on = torch.logsumexp(log_probs[extensions.to(log_probs.device)].double(), 0)
+                stop = torch.log(-torch.expm1(going_on.clamp(max=-1e-300)))
+                scores[b][k] += stop.to(scores[b].dtype)
+    log_mass, best = [], []
+    for b, (task, forms) in enumerate(zip(tasks, row_forms)):
+        slots = index.slots[task].to(scores[b].device)  # (candidates, forms of the largest), padded
+        padded = torch.cat([scores[b], scores[b].new_full((1,), float("-inf"))])[slots]
+        log_mass.append(torch.logsumexp(padded, dim=1))
+        chosen = slots.gather(1, padded.argmax(1, keepdim=True)).squeeze(1).tolist()
+        best.append([forms[k] for k in chosen])
+    return AnswerScores(log_mass, best, scores)
+
+
+def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
+    """Yield ((row, prefix), next-token log-probs (V,)) for every prefix of every continuation row,
+    each once; chunk by chunk, so only one chunk's logits are alive at a time."""
+    pad = adapter.tokenizer.pad_token_id
+    pad = pad if pad is not None else 0
+    device = prompt_inputs["input_ids"].device
+    seen = set()
+    for start in range(0, len(prefixes), max_rows):
+        chunk = prefixes[start : start + max_rows]
+        length = max(len(p) for _, p in chunk)
+        suffix = torch.full(
+            (len(chunk), length), pad, dtype=prompt_inputs["input_ids"].dtype, device=device
+        )
+        mask = torch.zeros(
+            (len(chunk), length), dtype=prompt_inputs["attention_mask"].dtype, device=device
+        )
+        for r, (_, prefix) in enumerate(chunk):
+            suffix[r, : len(prefix)] = torch.tensor(prefix, dtype=suffix.dtype)
+            mask[r, : len(prefix)] = 1
+        rows = torch.tensor([b for b, _ in chunk], device=device)
+        kwargs = adapter.continuation_inputs(prompt_inputs, rows, suffix, mask)
+        logits = adapter.model(**kwargs, cache=_cache_rows(cache, rows), use_cache=True).logits
+        log_probs = torch.log_softmax(logits.float(), dim=-1)
+        for r, (b, prefix) in enumerate(chunk):
+            for j in range(len(prefix)):
+                key = (b, prefix[: j + 1])
+                if key not in seen:
+                    seen.add(key)
+                    yield key, log_probs[r, j]
+        del logits, log_probs
+
+
+@torch.no_grad()
+def prompt_forward(adapter: FamilyAdapter, inputs: dict[str, torch.Tensor], index: CandidateIndex):
+    """The prompt pass: last-position logits (B, V), the KV cache (None: all forms one token)."""
+    out = adapter.model(**inputs, use_cache=index.needs_continuation, logits_to_keep=1)
+    cache = out.past_key_values if index.needs_continuation else None
+    return out.logits[:, -1, :], cache
+
+
+def readouts(
+    logits: torch.Tensor,
+    scores: AnswerScores,
+    tasks: list[str],
+    answers: list[str],
+    index: CandidateIndex,
 ) -> pd.DataFrame:
-    """Greedy prediction and confidence readouts from last-position logits ``(B, V)``."""
+    """The per-question readout columns (module docstring) from last-position logits ``(B, V)``."""
     logits = logits.float()
     log_probs = torch.log_softmax(logits, dim=-1)
-    probs = log_probs.exp()
-    entropy = -(probs * log_probs).sum(-1)
+    entropy = -(log_probs.exp() * log_probs).sum(-1)
     top2 = logits.topk(2, dim=-1).values
     rows = []
     for b, (task, answer) in enumerate(zip(tasks, answers)):
-        ids = index.token_ids[task]
-        cand_logits = logits[b, ids]
-        best = int(cand_logits.argmax())
-        prediction = index.candidates[task][best]
+        names = index.candidates[task]
+        mass = scores.log_mass[b]
+        best = int(mass.argmax())
+        truth = names.index(answer)
         row = {
-            "prediction": prediction,
-            "correct": prediction == answer,
-            "confidence": float(probs[b, ids[best]]),
-            "p_answer": float(probs[b, index.answer_token(task, answer)]),
-            "candidate_confidence": float(torch.softmax(cand_logits, -1)[best]),
+            "prediction": names[best],
+            "correct": names[best] == answer,
+            "confidence": float(mass[best].exp()),
+            "p_answer": float(mass[truth].exp()),
+            "candidate_confidence": float(torch.softmax(mass, -1)[best]),
             "entropy": float(entropy[b]),
             "margin_top2": float(top2[b, 0] - top2[b, 1]),
         }
         for word in ("yes", "no"):
-            row[f"p_{word}"] = float(probs[b, ids[index.candidates[task].index(word)]]) if word in index.candidates[task] else np.nan
+            row[f"p_{word}"] = float(mass[names.index(word)].exp()) if word in names else np.nan
+        row["prediction_form"] = scores.best_form[b][best].text
+        row["answer_form"] = scores.best_form[b][truth].text
+        row["prediction_token_id"] = scores.best_form[b][best].ids[0]
+        row["answer_token_id"] = scores.best_form[b][truth].ids[0]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def score_batch(
+    adapter: FamilyAdapter,
+    index: CandidateIndex,
+    inputs: dict[str, torch.Tensor],
+    tasks: list[str],
+    answers: list[str],
+    max_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
+) -> pd.DataFrame:
+    """Prompt pass + continuation scoring + readouts for one encoded batch."""
+    logits, cache = prompt_forward(adapter, inputs, index)
+    scores = score_answers(
+        adapter, index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache, max_rows
+    )
+    return readouts(logits, scores, tasks, answers, index)
 
 
 @torch.no_grad()
@@ -83,8 +394,9 @@ def predict(
     batch_size: int = 32,
     images: list | None = None,
     progress: bool = False,
+    max_continuation_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
 ) -> pd.DataFrame:
-    """Greedy answers and readouts for ``questions`` (one forward per batch, logits of the last token only).
+    """Scored answers and readouts for ``questions`` (a prompt forward per batch + continuations).
 
     ``images`` (PIL, one per row) replaces the table's own images, e.g. patch-masked copies;
     interventions on the model (ablation hooks) are registered by the caller around this call.
@@ -99,12 +411,111 @@ def predict(
     index = CandidateIndex(adapter, candidates)
     parts = []
     starts = range(0, len(questions), batch_size)
-    for start in tqdm(starts, desc=f"predict {adapter.family}", mininterval=5, disable=not progress):
+    for start in tqdm(
+        starts, desc=f"predict {adapter.family}", mininterval=5, disable=not progress
+    ):
         batch = questions.iloc[start : start + batch_size]
-        batch_images = images[start : start + batch_size] if images is not None else decode_images(batch["image"])
+        batch_images = (
+            images[start : start + batch_size]
+            if images is not None
+            else decode_images(batch["image"])
+        )
         inputs = adapter.encode(batch_images, batch["question"].tolist())
-        logits = adapter.model(**inputs, use_cache=False, logits_to_keep=1).logits[:, -1, :]
-        out = readouts_from_logits(logits, batch["task"].tolist(), batch["answer"].tolist(), index)
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+        out = score_batch(
+            adapter,
+            index,
+            inputs,
+            batch["task"].tolist(),
+            batch["answer"].tolist(),
+            max_continuation_rows,
+        )
+        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
+            drop=True
+        )
         parts.append(pd.concat([meta, out], axis=1))
     return pd.concat(parts, ignore_index=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# greedy-generation cross-check
+# ---------------------------------------------------------------------------------------------
+_YES_NO = re.compile(r"\b(yes|no)\b")
+_EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
+
+
+def generation_selected(question_ids, fraction: float, seed: int) -> np.ndarray:
+    """Bool per question: is it in the seeded generation sample? (hash of seed and id < fraction,
+    so the choice of a question does not depend on batching, sharding or the other questions)."""
+    if fraction >= 1:
+        return np.ones(len(question_ids), dtype=bool)
+    draws = [
+        int.from_bytes(hashlib.sha256(f"{seed}:{qid}".encode()).digest()[:8], "big") / 2**64
+        for qid in question_ids
+    ]
+    return np.asarray(draws, dtype=np.float64) < fraction
+
+
+def parse_generation(text: str, task: str, candidates: list[str]) -> str:
+    """A generated answer mapped to a candidate the lmms-eval way.
+
+    Yes/no tasks: lower-case and strip, then the first whole word "yes" or "no" (lmms-eval's POPE
+    parse), else the stripped text. Other tasks: lower-case, strip, edge punctuation removed; a
+    number word 0..10 becomes its digit; the longest candidate the text starts with (as whole
+    words) wins, else the cleaned text (which then matches no candidate).
+    """
+    cleaned = str(text).lower().strip()
+    if task in YES_NO_TASKS:
+        found = _YES_NO.search(cleaned)
+        return found.group(1) if found else cleaned
+    cleaned = _EDGE_PUNCTUATION.sub("", cleaned)
+    words = cleaned.split()
+    if words and _EDGE_PUNCTUATION.sub("", words[0]) in NUMBER_WORDS:
+        words[0] = str(NUMBER_WORDS.index(_EDGE_PUNCTUATION.sub("", words[0])))
+        cleaned = " ".join(words)
+    for candidate in sorted(candidates, key=len, reverse=True):
+        name = candidate.lower()
+        if cleaned == name or re.match(rf"{re.escape(name)}\b", cleaned):
+            return candidate
+    return cleaned
+
+
+@torch.no_grad()
+def greedy_generations(
+    adapter: FamilyAdapter, images: list, questions: list[str], max_new_tokens: int
+) -> list[str]:
+    """Greedy decoding of ``max_new_tokens`` tokens per prompt: new text, special tokens skipped."""
+    inputs = adapter.encode(images, questions)
+    tokenizer = adapter.tokenizer
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
+    output = adapter.model.generate(
+        **inputs,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=pad_id,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    prompt_length = inputs["input_ids"].shape[1]  # left-padded: new tokens start here in every row
+    return [
+        t.strip()
+        for t in tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
+    ]
+
+
+def generation_summary(samples: pd.DataFrame) -> dict:
+    """Agreement of the parsed greedy generations with the scored predictions (checked rows)."""
+    if "generation_checked" not in samples:
+        return {"n_checked": 0, "agreement": None}
+    checked = samples[samples["generation_checked"].astype(bool)]
+    if checked.empty:
+        return {"n_checked": 0, "agreement": None}
+    agree = checked["generated_answer"] == checked["prediction"]
+    by_task = {task: float(group.mean()) for task, group in agree.groupby(checked["task"])}
+    return {
+        "n_checked": int(len(checked)),
+        "agreement": float(agree.mean()),
+        "agreement_by_task": by_task,
+    }

@@ -7,6 +7,9 @@ from vrp.zoo.tokenizer import questions_tokenizer
 
 log = setup_job_logging(snakemake.log[0])
 frames = [pd.read_parquet(p, columns=["question", "answer"]) for p in [*snakemake.input.train, *snakemake.input.eval]]
-tokenizer = questions_tokenizer(pd.concat(frames), snakemake.params.families)
+# the instruction after each question, if any, joins the vocabulary too
+tokenizer = questions_tokenizer(
+    pd.concat(frames), snakemake.params.families, extra_words=snakemake.params.post_prompts
+)
 log.info("vocabulary: %d tokens", len(tokenizer))
 tokenizer.save_pretrained(snakemake.output[0])

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from vrp.benchmark.schema import read_questions
+from vrp.config import known_fields
 from vrp.extract import ExtractionSettings, extract
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging
@@ -17,7 +18,25 @@ manifest = extract(
     questions,
     Path(snakemake.output.manifest).parent,
     model_spec=spec,
-    settings=ExtractionSettings(**snakemake.params.extraction),
+    settings=ExtractionSettings(
+        **known_fields(ExtractionSettings, snakemake.params.extraction),
+        generation_seed=snakemake.params.seed,
+    ),
 )
 log.info("extracted %d samples; arrays %s", manifest["n_samples"],
          {k: v["shape"] for k, v in manifest["arrays"].items()})
+scoring = manifest["answer_scoring"]
+log.info("answers scored with the %s attention kernel, attention read with %s; prompt %r",
+         scoring["answer_attention_kernel"], scoring["readout_attention_kernel"],
+         scoring["prompt_example"])
+if "kernel_agreement" in scoring:
+    log.info("answer agreement between the two kernels: %.4f", scoring["kernel_agreement"])
+check = scoring["generation_check"]
+minimum = snakemake.params.extraction["generation_min_agreement"]
+if check["n_checked"]:
+    log.info("greedy generation agrees with the scored prediction on %.4f of %d questions %s",
+             check["agreement"], check["n_checked"], check["agreement_by_task"])
+    if check["agreement"] < minimum:
+        log.warning("generation agreement %.4f is below extraction.generation_min_agreement=%.2f: "
+                    "the scored answers may not be what the model says (check the post-prompt "
+                    "and the answer forms in the manifest)", check["agreement"], minimum)

@@ -19,6 +19,7 @@ adapter_class = get_adapter_class(params.family)
 adapter = adapter_class.build_tiny(tokenizer, dict(params.tiny), seed=params.seed)
 if params.prompt_template:
     adapter.prompt_template = params.prompt_template
+adapter.post_prompt = params.post_prompt  # trained with the prompt it is later asked with
 train = pd.concat([read_questions(p) for p in snakemake.input.train], ignore_index=True)
 config = TrainConfig.from_dict(dict(params.train))
 n_params = sum(p.numel() for p in adapter.model.parameters())

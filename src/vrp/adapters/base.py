@@ -50,6 +50,10 @@ class FamilyAdapter(abc.ABC):
     # What separates the prompt text from the answer text when the answer is appended
     # (LLaVA's "ASSISTANT: yes" has a space; PaliGemma's and Qwen's prompts end in a newline).
     answer_separator: ClassVar[str] = ""
+    # Text appended to every question before it enters the prompt template (lmms-eval's
+    # "post_prompt", e.g. "\nAnswer the question using a single word or phrase."); set per
+    # (model, dataset) from the config by vrp.models.load_model_from_spec.
+    post_prompt: str = ""
     # Keys build_tiny accepts and their defaults; see build_tiny's docstring.
     tiny_defaults: ClassVar[dict[str, Any]]
     # Placeholder / turn tokens the family's processor and chat template need as whole special
@@ -76,6 +80,7 @@ class FamilyAdapter(abc.ABC):
         self.prompt_template = prompt_template or self.default_prompt_template
         self._check_template(self.prompt_template)
         self._answer_ids_cache: dict[str, list[int]] = {}
+        self._form_ids_cache: dict[str, list[int] | None] = {}
 
     # ------------------------------------------------------------------ construction / IO
     @classmethod
@@ -184,6 +189,11 @@ class FamilyAdapter(abc.ABC):
                 f"prompt template for {self.family!r} must contain '{{question}}' exactly once, got {template!r}"
             )
 
+    def question_text(self, question: str) -> str:
+        """The question as the template receives it: with the post-prompt appended (lmms-eval's
+        ``f"{question.strip()}{post_prompt}"``), or unchanged when there is none."""
+        return f"{question.strip()}{self.post_prompt}" if self.post_prompt else question
+
     @abc.abstractmethod
     def build_prompt(self, question: str) -> str:
         """The full prompt text for one question, with this family's image placeholder."""
@@ -223,7 +233,7 @@ class FamilyAdapter(abc.ABC):
 
     def encode(self, images: Sequence[Image.Image], questions: Sequence[str]) -> dict[str, torch.Tensor]:
         """An inference batch, left-padded: position -1 is every row's last prompt token."""
-        prompts = [self.build_prompt(q) for q in questions]
+        prompts = [self.build_prompt(self.question_text(q)) for q in questions]
         batch = self._processor_call(images, prompts, padding_side="left")
         batch.pop("labels", None)  # PaliGemma's processor adds training labels; inference needs none
         return self._to_model(batch)
@@ -238,7 +248,7 @@ class FamilyAdapter(abc.ABC):
         """Prompt + answer + eos, right-padded, with ``labels`` only on the answer and eos tokens."""
         if len(answers) != len(questions):
             raise ValueError(f"got {len(answers)} answers for {len(questions)} questions")
-        prompts = [self.build_prompt(q) for q in questions]
+        prompts = [self.build_prompt(self.question_text(q)) for q in questions]
         batch = self._processor_call(images, prompts, padding_side="right")
         batch.pop("labels", None)
         eos = self.tokenizer.eos_token_id
@@ -363,29 +373,49 @@ class FamilyAdapter(abc.ABC):
         """How the processor maps an image of this size onto the pixels the vision tower sees."""
 
     # ------------------------------------------------------------------ answer scoring
-    def candidate_token_ids(self, candidates: Sequence[str]) -> list[int]:
-        """Id of each candidate's first token as generated right after the prompt.
+    def answer_spacings(self) -> tuple[str, ...]:
+        """What may stand between the prompt and an answer: the family's separator, then the other
+        of "" / " " (a model may emit "Yes" with or without the space its prompt leads it to)."""
+        other = "" if self.answer_separator else " "
+        return (self.answer_separator, other)
 
-        Raises if a candidate is out of vocabulary or two candidates share a first token.
+    def form_token_ids(self, text: str, spacing: str) -> list[int] | None:
+        """Token ids of ``spacing + text`` as they continue this family's prompt, or None.
+
+        None when the text cannot follow the prompt's own tokens: a token of the context merges
+        with the text (the prompt as encoded never ends in that merged token), or a token is the
+        tokenizer's unknown token (a word-level vocabulary without this word).
         """
-        ids: list[int] = []
-        seen: dict[int, str] = {}
+        key = spacing + "\x00" + text
+        if key in self._form_ids_cache:
+            cached = self._form_ids_cache[key]
+            return None if cached is None else list(cached)
+        context = self._generation_context()
+        context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
+        full_ids = self.tokenizer(context + spacing + text, add_special_tokens=False)["input_ids"]
+        tail: list[int] | None = list(full_ids[len(context_ids) :])
         unk = self.tokenizer.unk_token_id
-        for candidate in candidates:
-            first = self._answer_token_ids(candidate)[0]
-            if unk is not None and first == unk:
-                raise ValueError(
-                    f"candidate {candidate!r} is not in the {self.family} tokenizer's vocabulary"
-                )
-            if first in seen:
-                raise ValueError(
-                    f"candidates {seen[first]!r} and {candidate!r} share their first token "
-                    f"{self.tokenizer.convert_ids_to_tokens(first)!r} (id {first}); "
-                    "first-token scoring cannot tell them apart"
-                )
-            seen[first] = candidate
-            ids.append(first)
-        return ids
+        if list(full_ids[: len(context_ids)]) != list(context_ids) or not tail:
+            tail = None
+        elif unk is not None and unk in tail:
+            tail = None
+        self._form_ids_cache[key] = tail
+        return None if tail is None else list(tail)
+
+    def continuation_inputs(
+        self, prompt_inputs: dict[str, torch.Tensor], rows: torch.Tensor, suffix_ids: torch.Tensor,
+        suffix_mask: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Model kwargs feeding ``suffix_ids`` (R, L; right-padded) after the cached prompt ``rows``.
+
+        The prompt's KV cache holds every prompt token (image included), so only the text suffix is
+        passed; its mask is the prompt row's mask followed by the suffix mask. Plain 1-D RoPE
+        families need no positions: the default ``cache length + arange`` keeps every relative
+        distance of the full sequence (left padding sits before the prompt, not between prompt
+        and suffix). Families with other position schemes override this.
+        """
+        mask = torch.cat([prompt_inputs["attention_mask"][rows], suffix_mask], dim=1)
+        return {"input_ids": suffix_ids, "attention_mask": mask}
 
     # ------------------------------------------------------------------ modules by role
     def language_model(self) -> torch.nn.Module:

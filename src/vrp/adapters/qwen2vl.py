@@ -101,6 +101,28 @@ class Qwen2VLAdapter(FamilyAdapter):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
+    def continuation_inputs(self, prompt_inputs, rows, suffix_ids, suffix_mask):
+        """M-RoPE: a cached suffix needs explicit positions.
+
+        Image tokens share compressed positions, so the next text position is not the prompt
+        length; and with an attention mask the model's own cached-step positions span the whole
+        mask and do not fit the suffix. The positions are read off ``get_rope_index`` on the prompt
+        (not the model's mutable ``rope_deltas``): text positions continue from the last prompt
+        token (a real token under left padding) in all three M-RoPE rows.
+        """
+        kwargs = super().continuation_inputs(prompt_inputs, rows, suffix_ids, suffix_mask)
+        positions, _ = self.model.model.get_rope_index(
+            prompt_inputs["input_ids"],
+            mm_token_type_ids=prompt_inputs["mm_token_type_ids"],
+            image_grid_thw=prompt_inputs["image_grid_thw"],
+            attention_mask=prompt_inputs["attention_mask"],
+        )
+        start = positions[0, :, -1].to(suffix_ids.device)[rows] + 1  # (R,)
+        steps = torch.arange(suffix_ids.shape[1], device=suffix_ids.device)
+        text = (start[:, None] + steps[None, :]).to(positions.dtype)
+        kwargs["position_ids"] = text[None].expand(3, -1, -1)
+        return kwargs
+
     # ------------------------------------------------------------------ tiny build
     @classmethod
     def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:

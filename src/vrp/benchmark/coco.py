@@ -70,6 +70,19 @@ OBJECT_ID_TEMPLATE = "What is the object in the {region}?"
 ANNOTATIONS_KEY = "datasets.<name>.coco.annotations"
 IMAGE_DIR_KEY = "datasets.<name>.coco.image_dir"
 COCO_BASE_URL = "http://images.cocodataset.org"
+# The 80 category names of instances_val2014.json, in category-id order (the object_id answers).
+COCO_CATEGORY_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
 
 _IRREGULAR_PLURALS = {
     "person": "people",

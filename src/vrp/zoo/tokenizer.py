@@ -34,11 +34,13 @@ def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
     return sorted({word for adapter in adapters for word in adapter.template_words()})
 
 
-def questions_tokenizer(questions, families: Iterable[str] = FAMILIES) -> PreTrainedTokenizerFast:
+def questions_tokenizer(
+    questions, families: Iterable[str] = FAMILIES, extra_words: Iterable[str] = ()
+) -> PreTrainedTokenizerFast:
     """The zoo tokenizer of a question table: every word of its questions and answers, plus the
-    prompt-template words of ``families``."""
+    prompt-template words of ``families`` and ``extra_words`` (e.g. a post-prompt instruction)."""
     texts = [*questions["question"], *questions["answer"]]
-    return build_word_tokenizer(texts, extra_words=template_words(families))
+    return build_word_tokenizer(texts, extra_words=[*template_words(families), *extra_words])
 
 
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
