@@ -11,6 +11,12 @@ except ConfigError as err:
 MODELS = sorted(config["models"])
 DATASETS = sorted(config["datasets"])
 TINY_MODELS = [m for m in MODELS if config["models"][m]["source"] == "tiny"]
+RANDOM_MODELS = [m for m in MODELS if config["models"][m]["source"] == "random"]
+
+
+def built_by_workflow(model):
+    """True for models whose checkpoint the zoo rules write (tiny: trained; random: untrained)."""
+    return config["models"][model]["source"] in ("tiny", "random")
 
 
 def datasets_with_source(source):
@@ -52,7 +58,7 @@ def training_priority(wildcards):
 
 def model_checkpoint(wildcards):
     """Input files of a model: the trained tiny checkpoint, or nothing for a Hub model."""
-    if config["models"][wildcards.model]["source"] == "tiny":
+    if built_by_workflow(wildcards.model):
         return f"results/zoo/{wildcards.model}/checkpoint"
     return []
 
@@ -60,11 +66,11 @@ def model_checkpoint(wildcards):
 def model_spec(wildcards):
     """Everything a rule needs to load a model, passed through params so a change reruns it."""
     model = config["models"][wildcards.model]
-    tiny = model["source"] == "tiny"
+    built = built_by_workflow(wildcards.model)
     return {
         "family": model["family"],
-        "path": f"results/zoo/{wildcards.model}/checkpoint" if tiny else model["path"],
-        "revision": None if tiny else model["revision"],
+        "path": f"results/zoo/{wildcards.model}/checkpoint" if built else model["path"],
+        "revision": None if built else model["revision"],
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
         "device": config["runtime"]["device"],
@@ -73,7 +79,7 @@ def model_spec(wildcards):
 
 
 def model_gpus(wildcards):
-    return 0 if config["models"][wildcards.model]["source"] == "tiny" else 1
+    return 0 if built_by_workflow(wildcards.model) else 1
 
 
 # Every stage file appends its final targets (tables, figures, sweeps) here; rule all builds them.
