@@ -7,7 +7,7 @@ import yaml
 
 from vrp.config import ConfigError, load_config, validate_config
 
-REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml"]
+REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml", "tests/config/paper_shapes.yaml"]
 
 
 @pytest.fixture
@@ -60,6 +60,10 @@ def test_cross_key_checks(demo):
     bad = copy.deepcopy(demo)
     bad["models"]["llava"]["source"] = "hub"
     with pytest.raises(ConfigError, match=r"models.llava.path: source 'hub' needs"):
+        validate_config(bad)
+    bad = copy.deepcopy(demo)
+    bad["models"]["llava"]["source"] = "random"
+    with pytest.raises(ConfigError, match=r"models.llava.tokenizer: source 'random' needs the folder"):
         validate_config(bad)
     bad = copy.deepcopy(demo)
     bad["models"]["llava"]["prompt_template"] = "USER: <image> ASSISTANT:"
