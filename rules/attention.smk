@@ -252,7 +252,7 @@ rule attention_fig5:
         "../envs/vrp.yaml"
     resources:
         # loads the chosen model on CPU for its exact patch -> pixel geometry (no forward pass)
-        mem_mb=32000,
+        mem_mb=all_models_cpu_mem_mb,
         runtime=30,
     params:
         labels=model_dataset_labels(),

@@ -21,7 +21,7 @@ rule causal_baseline:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:
@@ -49,7 +49,7 @@ rule causal_masking:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=120,
         gpu=model_gpus,
     params:
@@ -156,7 +156,7 @@ rule causal_ablation_top_k:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=120,
         gpu=model_gpus,
     params:
@@ -189,7 +189,7 @@ rule causal_ablation_single:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:
@@ -221,7 +221,7 @@ rule causal_ablation_peak_fraction:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=120,
         gpu=model_gpus,
     params:
@@ -251,7 +251,7 @@ rule causal_ablation_peak_bypass:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:
@@ -284,7 +284,7 @@ rule causal_ablation_peak_top_k:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:

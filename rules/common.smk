@@ -2,11 +2,48 @@
 import os
 
 from vrp.config import ConfigError, validate_config
+from vrp.resources import model_mem_mb as resources_for_model
 
 try:
     config.update(validate_config(config))
 except ConfigError as err:
     raise WorkflowError(f"invalid workflow config:\n{err}") from None
+
+# runtime.hf_offline: into the environment now, while the workflow is parsed, so every job's
+# interpreter starts with it, before transformers / huggingface_hub read it at import (vrp.hub).
+from vrp.hub import apply_offline_env
+
+apply_offline_env(config["runtime"]["hf_offline"])
+
+# Pins: each Hub artefact's commit from the lock file (vrp.pins); the commit reaches the rules'
+# params, so manifests and shard fingerprints carry it. An unpinned artefact is warned about here
+# (a dry run still shows the plan) and refused by the first job that needs it, naming the fix.
+from snakemake.logging import logger
+
+from vrp.pins import pins_for, unpinned_message
+
+PINS, _unpinned = pins_for(config, config["lock_file"])
+_config_paths = [os.path.relpath(p) for p in workflow.overwrite_configfiles or []]
+UNPINNED = {
+    a.key: unpinned_message(
+        [a], config["lock_file"], _config_paths[-1] if _config_paths else None
+    )
+    for a in _unpinned
+    if config["lock_file"]
+}
+if _unpinned:
+    logger.warning(
+        unpinned_message(
+            _unpinned, config["lock_file"], _config_paths[-1] if _config_paths else None
+        )
+    )
+
+
+def pinned(key, revision):
+    """(revision, refusal): the lock's commit of a Hub artefact, or the configured revision and,
+    when the config names a lock file, the message the job fails with."""
+    return PINS.get(key, revision), UNPINNED.get(key)
+
 
 MODELS = sorted(config["models"])
 DATASETS = sorted(config["datasets"])
@@ -64,22 +101,93 @@ def model_checkpoint(wildcards):
 
 
 def model_spec(wildcards):
-    """Everything a rule needs to load a model, passed through params so a change reruns it."""
-    model = config["models"][wildcards.model]
-    built = built_by_workflow(wildcards.model)
-    return {
+    """Everything a rule needs to load a model, passed through params so a change reruns it.
+
+    ``revision`` is the pinned commit of a Hub id (the lock file's), else the configured one.
+    """
+    name = wildcards.model
+    model = config["models"][name]
+    built = built_by_workflow(name)
+    revision, refusal = pinned(f"models.{name}.path", model["revision"])
+    spec = {
+        "name": name,
         "family": model["family"],
-        "path": f"results/zoo/{wildcards.model}/checkpoint" if built else model["path"],
-        "revision": None if built else model["revision"],
+        "path": f"results/zoo/{name}/checkpoint" if built else model["path"],
+        "revision": None if built else revision,
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
         "device": config["runtime"]["device"],
         "hf_offline": config["runtime"]["hf_offline"],
     }
+    if refusal and not built:
+        spec["unpinned"] = refusal  # vrp.models refuses to load it
+    return spec
 
 
 def model_gpus(wildcards):
     return 0 if built_by_workflow(wildcards.model) else 1
+
+
+def model_mem_mb(wildcards, attempt):
+    """Host memory of a job loading this model: from its size and dtype (vrp.resources)."""
+    model = config["models"][wildcards.model]
+    return resources_for_model(
+        model, config["runtime"]["device"], attempt, name=wildcards.model
+    )
+
+
+def all_models_cpu_mem_mb(wildcards, attempt):
+    """Host memory to load the largest configured model on the CPU."""
+    return max(
+        resources_for_model(config["models"][m], "cpu", attempt, name=m) for m in MODELS
+    )
+
+
+def pope_section(wildcards):
+    """The dataset's pope section with its revision pinned to the lock file's commit."""
+    section = dict(config["datasets"][wildcards.dataset]["pope"])
+    key = f"datasets.{wildcards.dataset}.pope.repo_id"
+    section["revision"], refusal = pinned(key, section["revision"])
+    if refusal:
+        section["unpinned"] = refusal  # fetch_pope refuses to download it
+    return section
+
+
+# COCO val2014 as the fetch rule (rules/data.smk) lays it out; a coco section pointing here is
+# built from the fetched archives, one pointing elsewhere reads the user's own copy.
+COCO_FETCHED = {
+    "annotations": "resources/coco/annotations/instances_val2014.json",
+    "image_dir": "resources/coco/val2014",
+}
+
+
+def coco_inputs(wildcards):
+    """The configured COCO files when they exist or the fetch rule makes them.
+
+    A path that is neither is left out, so the job runs and names the config key to fix.
+    """
+    coco = config["datasets"][wildcards.dataset].get("coco", {})
+    return {
+        kind: coco[kind]
+        for kind in ("annotations", "image_dir")
+        if coco.get(kind)
+        and (
+            os.path.normpath(coco[kind]) == COCO_FETCHED[kind]
+            or os.path.exists(coco[kind])
+        )
+    }
+
+
+def coco_fetch_datasets():
+    """The coco_tasks datasets whose files the fetch rule provides (named in its messages)."""
+    return [
+        d
+        for d in datasets_with_source("coco_tasks")
+        if any(
+            os.path.normpath(config["datasets"][d].get("coco", {}).get(k) or "") == v
+            for k, v in COCO_FETCHED.items()
+        )
+    ]
 
 
 # Every stage file appends its final targets (tables, figures, sweeps) here; rule all builds them.

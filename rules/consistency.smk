@@ -16,7 +16,7 @@ rule consistency_sample:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=240,
         gpu=model_gpus,
     params:

@@ -23,6 +23,7 @@ rule make_synthetic_benchmark:
 rule fetch_pope:
     output:
         eval="results/data/{dataset}/eval.parquet",
+        manifest="results/data/{dataset}/manifest.json",
     log:
         "logs/data/{dataset}.log",
     benchmark:
@@ -35,12 +36,39 @@ rule fetch_pope:
         mem_mb=8000,
         runtime=60,
     params:
-        pope=dataset_section("pope"),
+        # the revision is the lock file's commit (rules/common.smk: pope_section)
+        pope=pope_section,
+        dataset=lambda wildcards: wildcards.dataset,
     script:
         "../workflow/scripts/fetch_pope.py"
 
 
+rule fetch_coco_val2014:
+    # COCO publishes no checksums: the first complete download records size and sha256 in the
+    # lock file (config lock_file), later ones are verified against it. Resumable (.part files).
+    output:
+        annotations=COCO_FETCHED["annotations"],
+        images=directory(COCO_FETCHED["image_dir"]),
+        manifest="resources/coco/manifest.json",
+    log:
+        "logs/data/fetch_coco_val2014.log",
+    benchmark:
+        "benchmarks/data/fetch_coco_val2014.tsv"
+    conda:
+        "../envs/vrp.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    params:
+        lock_file=config["lock_file"],
+        datasets=coco_fetch_datasets(),
+    script:
+        "../workflow/scripts/fetch_coco.py"
+
+
 rule build_coco_tasks:
+    input:
+        unpack(coco_inputs),
     output:
         eval="results/data/{dataset}/eval.parquet",
     log:

@@ -18,7 +18,7 @@ rule extract_activations:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=240,
         gpu=model_gpus,
     params:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import shutil
@@ -199,6 +200,12 @@ class FakeHub:
     def __init__(self, repo: Path, fail_with: BaseException | None = None):
         self.repo, self.fail_with, self.calls = repo, fail_with, []
 
+    def repo_info(self, repo_id, **kwargs):
+        self.calls.append(("info", repo_id, kwargs))
+        if self.fail_with is not None:
+            raise self.fail_with
+        return None
+
     def hf_hub_download(self, repo_id, filename, *, local_dir, **kwargs):
         self.calls.append(("file", repo_id, filename, kwargs))
         if self.fail_with is not None:
@@ -224,6 +231,7 @@ def _install(monkeypatch, fake: FakeHub) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake.hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake.snapshot_download)
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: fake)
 
 
 def test_download_fetches_one_config(tmp_path, monkeypatch, pope_repo, no_network):
@@ -434,3 +442,67 @@ def test_coco_download_with_fake_server(tmp_path, no_network):
     assert (paths["image_dir"] / "COCO_val2014_000000000101.jpg").read_bytes() == image
     coco.download_coco_val2014(tmp_path, image_ids=[101], opener=opener)  # present files are kept
     assert requested == list(served)
+
+
+class _Response(io.BytesIO):
+    """A urlopen response: bytes, an HTTP status and a Content-Length header."""
+
+    def __init__(self, data: bytes, status: int = 200, fail_after: int | None = None):
+        super().__init__(data)
+        self.status, self.headers, self.fail_after = status, {"Content-Length": str(len(data))}, fail_after
+
+    def read(self, size=-1):
+        if self.fail_after is not None and self.tell() >= self.fail_after:
+            raise ConnectionResetError("connection reset mid-download")
+        limit = size if self.fail_after is None else min(size, self.fail_after - self.tell())
+        return super().read(limit)
+
+
+def _archive_bytes() -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("annotations/instances_val2014.json", json.dumps(coco_instances()))
+        zf.writestr("padding.bin", bytes(range(256)) * 64)  # stored incompressible-ish: a few KB
+    return archive.getvalue()
+
+
+def test_coco_download_resumes_and_records_checksums(tmp_path, no_network):
+    data = _archive_bytes()
+    url = coco.coco_urls()["annotations"]
+    requests = []
+
+    def opener(request, timeout):
+        requests.append(request)
+        if isinstance(request, str):  # first attempt: the connection drops half way
+            return _Response(data, fail_after=len(data) // 2)
+        start = int(request.get_header("Range").removeprefix("bytes=").rstrip("-"))
+        return _Response(data[start:], status=206)
+
+    with pytest.raises(pope.DataUnavailableError, match="annotations_trainval2014.zip"):
+        coco.download_coco_val2014(tmp_path, image_ids=[], opener=opener)
+    part = tmp_path / "downloads" / "annotations_trainval2014.zip.part"
+    assert part.stat().st_size == len(data) // 2  # kept for the next try, never under the final name
+    assert not (tmp_path / "annotations").exists()
+
+    result = coco.download_coco_val2014(tmp_path, image_ids=[], opener=opener)
+    assert requests[-1].get_header("Range") == f"bytes={len(data) // 2}-"
+    assert json.loads(result["annotations"].read_text()) == coco_instances()
+    digest = hashlib.sha256(data).hexdigest()
+    assert result["files"] == [{"url": url, "size": len(data), "sha256": digest}]
+    assert not part.exists() and not (tmp_path / "downloads" / "annotations_trainval2014.zip").exists()
+
+
+def test_coco_download_refuses_a_checksum_mismatch(tmp_path, no_network):
+    data = _archive_bytes()
+    url = coco.coco_urls()["annotations"]
+    recorded = {url: {"size": len(data), "sha256": "0" * 64}}
+    with pytest.raises(pope.DataUnavailableError, match="lock file records .* sha256 0000") as info:
+        coco.download_coco_val2014(tmp_path, image_ids=[], opener=lambda r, timeout: _Response(data), expected=recorded)
+    assert "Delete that file and rerun" in str(info.value)
+    assert not (tmp_path / "annotations").exists()
+    assert (tmp_path / "downloads" / "annotations_trainval2014.zip.corrupt").is_file()
+
+    good = {url: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+    (tmp_path / "downloads" / "annotations_trainval2014.zip.corrupt").unlink()
+    result = coco.download_coco_val2014(tmp_path, image_ids=[], opener=lambda r, timeout: _Response(data), expected=good)
+    assert result["annotations"].is_file()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from vrp.adapters import get_adapter_class
 from vrp.adapters.base import FamilyAdapter
+from vrp.hub import apply_offline_env, locate_checkpoint
+from vrp.pins import PinError
 
 
 def resolve_device(device: str) -> str:
@@ -22,13 +22,23 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_from_spec(spec: dict) -> FamilyAdapter:
-    """Load from a rule's ``model_spec`` params (family, path, revision, dtype, prompt_template, ...)."""
-    if spec.get("hf_offline", True):
-        # the demo never touches the network; a Hub id then fails fast with a clear error
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    """Load from a rule's ``model_spec`` params (name, family, path, revision, dtype, ...).
+
+    A Hub id the config's lock file does not pin (``spec["unpinned"]``, set by rules/common.smk)
+    is refused with the fix. Before any weights are read, :func:`vrp.hub.locate_checkpoint`
+    checks that the model can be had (local folder, cached Hub id, or a Hub that answers) and
+    otherwise fails in seconds with the fix, naming ``models.<name>.path``. Offline mode itself
+    is set in the job's environment before it starts (rules/common.smk); setting it here again
+    only covers callers outside a job.
+    """
+    if spec.get("unpinned"):
+        raise PinError(spec["unpinned"])
+    apply_offline_env(spec.get("hf_offline", True))
+    key = f"models.{spec.get('name', '<name>')}.path"
+    path = locate_checkpoint(str(spec["path"]), spec.get("revision"), key)
     adapter_class = get_adapter_class(spec["family"])
     return adapter_class.load(
-        spec["path"],
+        path,
         revision=spec.get("revision"),
         dtype=spec.get("dtype", "float32"),
         device=resolve_device(spec.get("device", "cpu")),

@@ -79,7 +79,8 @@ class FamilyAdapter(abc.ABC):
         """Load model and processor with ``from_pretrained`` (a local folder or a Hub id alike).
 
         The checkpoint's ``model_type`` must be this family's; eager attention is the default
-        because attention weights are only returned by the eager kernel.
+        because attention weights are only returned by the eager kernel. On a GPU the weights are
+        placed by ``device_map`` as they are read (no host copy of the whole model).
         """
         path_or_id = str(path_or_id)
         config = AutoConfig.from_pretrained(path_or_id, revision=revision)
@@ -96,14 +97,17 @@ class FamilyAdapter(abc.ABC):
                 f"loaded as family {cls.family!r} (which expects model_type {cls.model_type!r}); "
                 f"check the config key models.<name>.family: {suggestion}"
             )
+        # Off the CPU the weights go straight to the device (accelerate's device_map): no full
+        # host copy first. On the CPU the plain load is already where the weights belong.
+        on_cpu = torch.device(device).type == "cpu"
         model = cls.model_class.from_pretrained(
             path_or_id,
             revision=revision,
             dtype=_resolve_dtype(dtype),
             attn_implementation=attn_implementation,
+            device_map=None if on_cpu else {"": str(device)},
         )
         processor = cls.processor_class.from_pretrained(path_or_id, revision=revision)
-        model.to(device)
         model.eval()
         return cls(model, processor, prompt_template=prompt_template)
 

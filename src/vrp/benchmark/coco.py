@@ -40,11 +40,13 @@ rows get. ``image`` holds the original JPEG bytes; ``pope_setting`` is "".
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
 import random
 import shutil
+import urllib.error
 import urllib.request
 import warnings
 import zipfile
@@ -54,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from vrp.benchmark.pope import DataUnavailableError, coco_image_key
 from vrp.benchmark.schema import validate_questions
@@ -369,24 +372,99 @@ def build_coco_tasks(
 # download
 
 
-def _unavailable(url: str, err: BaseException) -> DataUnavailableError:
+COCO_ARCHIVES = {
+    "annotations": "annotations/annotations_trainval2014.zip",
+    "images": "zips/val2014.zip",
+}
+
+
+def coco_urls(base_url: str = COCO_BASE_URL) -> dict[str, str]:
+    """The two archives of the paper face: {"annotations": url, "images": url}."""
+    return {kind: f"{base_url}/{path}" for kind, path in COCO_ARCHIVES.items()}
+
+
+def _config_key(key: str, dataset: str | None) -> str:
+    return key.replace("<name>", dataset) if dataset else key
+
+
+def _unavailable(url: str, err: BaseException, dataset: str | None = None) -> DataUnavailableError:
     return DataUnavailableError(
         f"Cannot download COCO val2014 from {url}: the network is unreachable ({type(err).__name__}: {err}). "
-        f"Either run this step on a machine with internet access, or set the config keys `{ANNOTATIONS_KEY}` "
-        f"(path of instances_val2014.json) and `{IMAGE_DIR_KEY}` (folder of COCO_val2014_*.jpg images) to local copies."
+        "Either run this step on a machine with internet access (it fetches "
+        f"{COCO_BASE_URL}/annotations/annotations_trainval2014.zip, ~241 MB, and "
+        f"{COCO_BASE_URL}/zips/val2014.zip, ~6.2 GB), or download them elsewhere, unzip, and set "
+        "the config "
+        f"keys `{_config_key(ANNOTATIONS_KEY, dataset)}` (path of instances_val2014.json) and "
+        f"`{_config_key(IMAGE_DIR_KEY, dataset)}` (folder of COCO_val2014_*.jpg images) to local "
+        "copies."
     )
 
 
-def _fetch(url: str, dest: Path, opener: Callable, timeout: float) -> Path:
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checked(path: Path, url: str, expected: Mapping | None) -> dict:
+    info = {"url": url, "size": path.stat().st_size, "sha256": sha256_file(path)}
+    recorded = (expected.get("size"), expected.get("sha256")) if expected else None
+    if recorded and (info["size"], info["sha256"]) != recorded:
+        bad = path.with_name(path.name.removesuffix(".part") + ".corrupt")
+        os.replace(path, bad)
+        raise DataUnavailableError(
+            f"{url} downloaded as {info['size']} bytes with sha256 {info['sha256']}, but the lock "
+            f"file records {recorded[0]} bytes, sha256 {recorded[1]}: a corrupt or changed "
+            f"download (moved to {str(bad)!r}). Delete that file and rerun to download it again; "
+            "if the "
+            "source really changed, remove its entry under `files:` in the lock file"
+        )
+    return info
+
+
+def _fetch(
+    url: str,
+    dest: Path,
+    opener: Callable,
+    timeout: float,
+    expected: Mapping | None = None,
+    dataset: str | None = None,
+) -> dict:
+    """Download ``url`` to ``dest`` (resuming ``dest.part``); verify ``expected`` {size, sha256}.
+
+    Returns {"url", "size", "sha256"}. A present ``dest`` is kept (and verified when ``expected``).
+    An interrupted download leaves only ``dest.part``, which the next call continues with an HTTP
+    ``Range`` request (a server that ignores it sends the whole file, which restarts the part).
+    """
     if dest.is_file():
-        return dest
+        return _checked(dest, url, expected)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    offset = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"}) if offset else url
     try:
-        with opener(url, timeout=timeout) as response, atomic_path(dest, dest.suffix) as tmp:
-            with open(tmp, "wb") as fh:
-                shutil.copyfileobj(response, fh, length=1 << 20)
+        with opener(request, timeout=timeout) as response:
+            resumed = offset > 0 and getattr(response, "status", None) == 206
+            headers = getattr(response, "headers", None)
+            length = headers.get("Content-Length") if headers is not None else None
+            total = (int(length) + (offset if resumed else 0)) if length else None
+            with open(part, "ab" if resumed else "wb") as fh, tqdm(
+                total=total, initial=offset if resumed else 0, unit="B", unit_scale=True,
+                desc=dest.name, mininterval=5, disable=total is None or total < (64 << 20),
+            ) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    fh.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as err:
+        if not (err.code == 416 and offset):  # 416: the part already holds the whole file
+            raise _unavailable(url, err, dataset) from err
     except (OSError, http.client.HTTPException) as err:  # URLError, timeouts, resets are OSErrors
-        raise _unavailable(url, err) from err
-    return dest
+        raise _unavailable(url, err, dataset) from err
+    info = _checked(part, url, expected)
+    os.replace(part, dest)
+    return info
 
 
 def download_coco_val2014(
@@ -394,34 +472,48 @@ def download_coco_val2014(
     image_ids: Sequence[int] | None = None,
     annotations: bool = True,
     opener: Callable | None = None,
-    timeout: float = 60.0,
+    timeout: float = 30.0,
     base_url: str = COCO_BASE_URL,
-) -> dict[str, Path]:
+    expected: Mapping[str, Mapping] | None = None,
+    keep_archives: bool = False,
+    dataset: str | None = None,
+) -> dict:
     """Fetch COCO val2014 from images.cocodataset.org into ``dest_dir``; return the two paths to configure.
 
-    ``annotations`` fetches ``annotations_trainval2014.zip`` and extracts ``instances_val2014.json``.
-    ``image_ids`` fetches just those images one by one (e.g. the 500 POPE images); ``None`` fetches
-    the whole ``val2014.zip`` (6 GB). Files already present are kept. ``opener`` replaces
-    ``urllib.request.urlopen`` (tests pass one that fails). Unreachable servers raise
-    :class:`DataUnavailableError`. Returns ``{"annotations": ..., "image_dir": ...}``.
+    ``annotations`` fetches ``annotations_trainval2014.zip`` (~241 MB) and extracts
+    ``instances_val2014.json``. ``image_ids`` fetches just those images one by one (e.g. the 500
+    POPE images); ``None`` fetches the whole ``val2014.zip`` (~6.2 GB, 40,504 images) and extracts
+    it. Archives download resumably into ``dest_dir/downloads`` and are deleted once extracted
+    (``keep_archives`` keeps them). COCO publishes no checksums: ``expected`` maps a URL to the
+    ``{size, sha256}`` recorded at its first download (the lock file), and a mismatch raises.
+    Files already present are kept. ``opener`` replaces ``urllib.request.urlopen`` (tests pass
+    fakes); ``timeout`` bounds each socket operation, so an unreachable server fails in seconds with
+    :class:`DataUnavailableError`, whose message names the config keys of ``dataset``. Returns
+    ``{"annotations": ..., "image_dir": ..., "files": [{url, size, sha256}, ...]}`` (the archives
+    downloaded or verified in this call).
     """
     opener = opener or urllib.request.urlopen
+    expected = expected or {}
     dest_dir = Path(dest_dir)
+    downloads = dest_dir / "downloads"
     image_dir = dest_dir / "val2014"
     annotations_path = dest_dir / "annotations" / "instances_val2014.json"
+    urls = coco_urls(base_url)
+    files = []
     if annotations and not annotations_path.is_file():
-        archive = _fetch(
-            f"{base_url}/annotations/annotations_trainval2014.zip",
-            dest_dir / "annotations_trainval2014.zip",
-            opener,
-            timeout,
-        )
+        archive = downloads / "annotations_trainval2014.zip"
+        url = urls["annotations"]
+        files.append(_fetch(url, archive, opener, timeout, expected.get(url), dataset))
         with zipfile.ZipFile(archive) as zf, atomic_path(annotations_path, ".json") as tmp:
             with zf.open("annotations/instances_val2014.json") as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
+        if not keep_archives:
+            archive.unlink()
     if image_ids is None:
         if not image_dir.is_dir():
-            archive = _fetch(f"{base_url}/zips/val2014.zip", dest_dir / "val2014.zip", opener, timeout)
+            archive = downloads / "val2014.zip"
+            url = urls["images"]
+            files.append(_fetch(url, archive, opener, timeout, expected.get(url), dataset))
             # Extract beside the target, then rename: a killed extraction leaves no half-filled val2014/.
             partial = dest_dir / ".val2014.partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -429,8 +521,10 @@ def download_coco_val2014(
                 zf.extractall(partial)
             os.replace(partial / "val2014", image_dir)
             shutil.rmtree(partial, ignore_errors=True)
+            if not keep_archives:
+                archive.unlink()
     else:
         for image_id in image_ids:
             name = f"COCO_val2014_{int(image_id):012d}.jpg"
-            _fetch(f"{base_url}/val2014/{name}", image_dir / name, opener, timeout)
-    return {"annotations": annotations_path, "image_dir": image_dir}
+            _fetch(f"{base_url}/val2014/{name}", image_dir / name, opener, timeout, dataset=dataset)
+    return {"annotations": annotations_path, "image_dir": image_dir, "files": files}
