@@ -1,4 +1,4 @@
-"""Each adapter turns its base LM's real tokenizer into the one the release ships (ids as released)."""
+"""Each adapter turns its base LM's real tokenizer into the one its release ships (release ids)."""
 
 import pytest
 from conftest import real_tokenizer_dir
@@ -11,7 +11,10 @@ GEMMA_SIZE = 262145  # the Gemma-3 tokenizer.json: 262,144 pieces + <image_soft_
 @pytest.fixture(scope="module")
 def release():
     folders = {"llava": "llama2", "paligemma": "gemma3", "qwen2vl": "qwen3"}
-    return {f: get_adapter_class(f).load_release_tokenizer(real_tokenizer_dir(n)) for f, n in folders.items()}
+    return {
+        f: get_adapter_class(f).load_release_tokenizer(real_tokenizer_dir(n))
+        for f, n in folders.items()
+    }
 
 
 def test_llava_adds_image_and_pad_as_llava_hf_does(release):
@@ -26,17 +29,26 @@ def test_llava_adds_image_and_pad_as_llava_hf_does(release):
 def test_paligemma_appends_loc_seg_then_image_to_the_gemma_vocabulary(release):
     tok = release["paligemma"]
     assert len(tok) == GEMMA_SIZE + 1024 + 128 + 1
-    assert tok.convert_tokens_to_ids(["<loc0000>", "<loc1023>", "<seg000>", "<seg127>", "<image>"]) == [
-        GEMMA_SIZE, GEMMA_SIZE + 1023, GEMMA_SIZE + 1024, GEMMA_SIZE + 1151, GEMMA_SIZE + 1152]
-    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (2, 1, 0)  # <bos>, <eos>, <pad>
+    assert tok.convert_tokens_to_ids(
+        ["<loc0000>", "<loc1023>", "<seg000>", "<seg127>", "<image>"]
+    ) == [GEMMA_SIZE, GEMMA_SIZE + 1023, GEMMA_SIZE + 1024, GEMMA_SIZE + 1151, GEMMA_SIZE + 1152]
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (
+        2,
+        1,
+        0,
+    )  # <bos>, <eos>, <pad>
     assert not hasattr(tok, "image_token")  # the Gemma-3 chat model's <image_soft_token> is dropped
-    assert tok("<loc0512><seg003>", add_special_tokens=False)["input_ids"] == [GEMMA_SIZE + 512, GEMMA_SIZE + 1027]
+    assert tok("<loc0512><seg003>", add_special_tokens=False)["input_ids"] == [
+        GEMMA_SIZE + 512,
+        GEMMA_SIZE + 1027,
+    ]
 
 
 def test_qwen2vl_keeps_the_vision_tokens_at_their_release_ids(release):
     tok = release["qwen2vl"]
-    assert tok.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]) == [
-        151652, 151653, 151655, 151656]
+    assert tok.convert_tokens_to_ids(
+        ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+    ) == [151652, 151653, 151655, 151656]
     assert (tok.bos_token, tok.eos_token_id, tok.pad_token_id) == (None, 151645, 151643)
     assert tok("Is there a dog?")["input_ids"][0] != tok.bos_token_id
 
@@ -50,5 +62,7 @@ def test_raw_tokenizers_are_left_unchanged():
 
 
 def test_a_missing_tokenizer_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="tokenizer.json does not exist.*models.<name>.tokenizer"):
+    with pytest.raises(
+        FileNotFoundError, match="tokenizer.json does not exist.*models.<name>.tokenizer"
+    ):
         get_adapter_class("llava").load_release_tokenizer(tmp_path)

@@ -30,8 +30,19 @@ GEMMA_SIZE = 262145
 
 def test_every_target_is_built_and_a_second_run_does_nothing(paper_shapes_workdir):
     results = paper_shapes_workdir / "results"
-    for name in ("accuracy", "table1", "table2", "table3", "table4", "table5", "table6", "table7",
-                 "table8", "table_masking", "claims"):
+    for name in (
+        "accuracy",
+        "table1",
+        "table2",
+        "table3",
+        "table4",
+        "table5",
+        "table6",
+        "table7",
+        "table8",
+        "table_masking",
+        "claims",
+    ):
         assert (results / f"{name}.csv").stat().st_size > 0, name
     assert (results / "claims.html").stat().st_size > 0
     assert len(list((results / "figures").glob("*.png"))) >= 8
@@ -44,17 +55,31 @@ def test_random_models_carry_the_release_vocabularies(paper_shapes_workdir):
 
     llava = adapters["llava"].tokenizer
     assert (len(llava), adapters["llava"].image_token_id) == (32002, 32000)
-    assert (llava.pad_token, llava.pad_token_id, llava.bos_token_id, llava.eos_token_id) == ("<pad>", 32001, 1, 2)
+    assert (llava.pad_token, llava.pad_token_id, llava.bos_token_id, llava.eos_token_id) == (
+        "<pad>",
+        32001,
+        1,
+        2,
+    )
 
     gemma = adapters["paligemma"].tokenizer
     ids = gemma.convert_tokens_to_ids(["<loc0000>", "<loc1023>", "<seg000>", "<seg127>", "<image>"])
-    assert ids == [GEMMA_SIZE, GEMMA_SIZE + 1023, GEMMA_SIZE + 1024, GEMMA_SIZE + 1151, GEMMA_SIZE + 1152]
+    assert ids == [
+        GEMMA_SIZE,
+        GEMMA_SIZE + 1023,
+        GEMMA_SIZE + 1024,
+        GEMMA_SIZE + 1151,
+        GEMMA_SIZE + 1152,
+    ]
     assert adapters["paligemma"].image_token_id == GEMMA_SIZE + 1152
     assert (gemma.bos_token, gemma.eos_token, gemma.pad_token) == ("<bos>", "<eos>", "<pad>")
 
     qwen = adapters["qwen2vl"].tokenizer
     assert qwen.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]) == [
-        151652, 151653, 151655]
+        151652,
+        151653,
+        151655,
+    ]
     assert adapters["qwen2vl"].image_token_id == 151655
     assert (qwen.eos_token_id, qwen.pad_token_id, qwen.bos_token) == (151645, 151643, None)
 
@@ -74,14 +99,20 @@ def test_question_tables_cover_the_categories_and_counts(paper_shapes_workdir):
     assert {int(a) for a in answers["counting"]} == set(range(1, 11))
 
     pope = pd.read_parquet(data / "pope" / "eval.parquet", columns=["pope_setting", "answer"])
-    assert pope.groupby("pope_setting").size().to_dict() == {"adversarial": 24, "popular": 24, "random": 24}
+    assert pope.groupby("pope_setting").size().to_dict() == {
+        "adversarial": 24,
+        "popular": 24,
+        "random": 24,
+    }
     assert (pope["answer"] == "yes").sum() == 36
 
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("dataset", sorted(N_QUESTIONS))
 def test_extraction_has_the_release_geometry(paper_shapes_workdir, model, dataset):
-    manifest = read_json(paper_shapes_workdir / "results" / "extract" / model / dataset / "manifest.json")
+    manifest = read_json(
+        paper_shapes_workdir / "results" / "extract" / model / dataset / "manifest.json"
+    )
     n, layers = manifest["n_samples"], manifest["num_layers"]
     assert (n, layers, manifest["hidden_size"]) == (N_QUESTIONS[dataset], 2, 32)
     assert manifest["arrays"]["image_attention"]["shape"] == [n, layers, IMAGE_TOKENS[model]]
@@ -105,9 +136,16 @@ def test_html_report_holds_every_table_and_figure(paper_shapes_workdir, tmp_path
     html = report.read_text()
     match = re.search(r"var categories = (\{.*?\});\n", html)
     assert match, "the report holds no categories block"
-    reported = {path for sub in json.loads(match.group(1)).values() for paths in sub.values() for path in paths}
+    reported = {
+        path
+        for sub in json.loads(match.group(1)).values()
+        for paths in sub.values()
+        for path in paths
+    }
     results = paper_shapes_workdir / "results"
     expected = {f"results/{p.name}" for p in results.glob("*.csv")}
     expected |= {f"results/figures/{p.name}" for p in (results / "figures").glob("*.png")}
     expected.add("results/claims.html")
-    assert expected <= reported, f"tables/figures missing from the report: {sorted(expected - reported)}"
+    assert (
+        expected <= reported
+    ), f"tables/figures missing from the report: {sorted(expected - reported)}"

@@ -1,4 +1,4 @@
-"""The paper-shapes fixtures: real file formats, and the COCO rules ask exactly what they promise."""
+"""The paper-shapes fixtures: real file formats; the COCO rules ask exactly what they promise."""
 
 import warnings
 
@@ -13,14 +13,22 @@ def test_coco_fixture_asks_every_category_and_counts_one_to_ten(tmp_path):
     paths = write_fixtures(tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fewer counting / spatial candidates than n_per_task
-        table = build_coco_tasks(paths["annotations"], paths["image_dir"], n_per_task=80, seed=0,
-                                 max_count=10, max_per_image=4)
+        table = build_coco_tasks(
+            paths["annotations"],
+            paths["image_dir"],
+            n_per_task=80,
+            seed=0,
+            max_count=10,
+            max_per_image=4,
+        )
     answers = {task: sorted(group["answer"]) for task, group in table.groupby("task")}
     assert answers == expected_coco_answers()
     assert set(answers["object_id"]) == set(COCO_CATEGORIES.values())
     assert sorted({int(a) for a in answers["counting"]}) == list(range(1, 11))
     images, objects = load_coco_instances(paths["annotations"])
-    assert len(images) == 30 and set(images[["width", "height"]].itertuples(index=False)) == {(640, 480)}
+    assert len(images) == 30 and set(images[["width", "height"]].itertuples(index=False)) == {
+        (640, 480)
+    }
     assert objects["category"].nunique() == 80
     # the paper's default rules (max_count 6, one question per image) ask fewer
     with warnings.catch_warnings():
@@ -35,8 +43,11 @@ def test_pope_fixture_reads_like_the_hub_repo(tmp_path):
     assert (root / "README.md").read_text().startswith("---\ndataset_info:")
     parquets = find_pope_parquets(root)
     assert [p.relative_to(root).as_posix() for p in parquets] == [
-        "Full/adversarial-00000-of-00001.parquet", "Full/popular-00000-of-00001.parquet",
-        "Full/random-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"]
+        "Full/adversarial-00000-of-00001.parquet",
+        "Full/popular-00000-of-00001.parquet",
+        "Full/random-00000-of-00001.parquet",
+        "data/test-00000-of-00001.parquet",
+    ]
     questions = load_pope(parquets, settings=("random", "popular", "adversarial"))
     assert len(questions) == 72  # the default and Full configs hold the same rows, read once
     assert questions.groupby(["pope_setting", "answer"]).size().eq(12).all()

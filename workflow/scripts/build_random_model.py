@@ -16,7 +16,10 @@ report = {
     "vocabulary": len(adapter.tokenizer),
     "image_token_id": adapter.image_token_id,
     "special_tokens": {
-        role: [getattr(adapter.tokenizer, f"{role}_token"), getattr(adapter.tokenizer, f"{role}_token_id")]
+        role: [
+            getattr(adapter.tokenizer, f"{role}_token"),
+            getattr(adapter.tokenizer, f"{role}_token_id"),
+        ]
         for role in ("bos", "eos", "pad", "unk")
     },
 }

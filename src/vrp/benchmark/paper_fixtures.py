@@ -37,6 +37,7 @@ from vrp.io import atomic_path
 
 WIDTH, HEIGHT = 640, 480  # a typical COCO val2014 image
 # The 80 COCO 2014 detection categories with their (gappy) ids, in COCO order.
+# fmt: off
 COCO_CATEGORIES: dict[int, str] = {
     1: "person", 2: "bicycle", 3: "car", 4: "motorcycle", 5: "airplane", 6: "bus", 7: "train",
     8: "truck", 9: "boat", 10: "traffic light", 11: "fire hydrant", 13: "stop sign",
@@ -53,6 +54,7 @@ COCO_CATEGORIES: dict[int, str] = {
     82: "refrigerator", 84: "book", 85: "clock", 86: "vase", 87: "scissors", 88: "teddy bear",
     89: "hair drier", 90: "toothbrush",
 }
+# fmt: on
 CATEGORY_IDS = list(COCO_CATEGORIES)
 QUADRANT_CENTRES = ((160, 120), (480, 120), (160, 360), (480, 360))  # QUADRANTS order
 QUADRANT_IMAGES = len(CATEGORY_IDS) // 4  # 20
@@ -88,7 +90,9 @@ def coco_annotations() -> list[tuple[int, int, Box, int]]:
         image_id = count_image_id(c)
         rows.append((image_id, 1, (0, 0, 320, 240), 1))  # people crowd over the top-left quadrant
         for i in range(c):  # 60x60 boxes (3600 px >= 1 %), centres inside the top-left quadrant
-            rows.append((image_id, COUNTED[c - 1], (2 + 62 * (i % 5), 10 + 100 * (i // 5), 60, 60), 0))
+            rows.append(
+                (image_id, COUNTED[c - 1], (2 + 62 * (i % 5), 10 + 100 * (i // 5), 60, 60), 0)
+            )
     return rows
 
 
@@ -107,18 +111,38 @@ def coco_instances() -> dict:
     image_ids = [quadrant_image_id(q) for q in range(QUADRANT_IMAGES)]
     image_ids += [count_image_id(c) for c in range(1, MAX_COUNT + 1)]
     images = [
-        {"id": i, "file_name": coco_file_name(i), "width": WIDTH, "height": HEIGHT, "license": 1,
-         "coco_url": f"http://images.cocodataset.org/val2014/{coco_file_name(i)}"}
+        {
+            "id": i,
+            "file_name": coco_file_name(i),
+            "width": WIDTH,
+            "height": HEIGHT,
+            "license": 1,
+            "coco_url": f"http://images.cocodataset.org/val2014/{coco_file_name(i)}",
+        }
         for i in image_ids
     ]
     annotations = [
-        {"id": n + 1, "image_id": image_id, "category_id": category, "bbox": list(bbox),
-         "area": float(bbox[2] * bbox[3]), "iscrowd": crowd, "segmentation": []}
+        {
+            "id": n + 1,
+            "image_id": image_id,
+            "category_id": category,
+            "bbox": list(bbox),
+            "area": float(bbox[2] * bbox[3]),
+            "iscrowd": crowd,
+            "segmentation": [],
+        }
         for n, (image_id, category, bbox, crowd) in enumerate(coco_annotations())
     ]
-    categories = [{"id": i, "name": name, "supercategory": "object"} for i, name in COCO_CATEGORIES.items()]
-    return {"info": {"description": "vrp paper-shapes fixture"}, "licenses": [{"id": 1, "name": "test"}],
-            "images": images, "annotations": annotations, "categories": categories}
+    categories = [
+        {"id": i, "name": name, "supercategory": "object"} for i, name in COCO_CATEGORIES.items()
+    ]
+    return {
+        "info": {"description": "vrp paper-shapes fixture"},
+        "licenses": [{"id": 1, "name": "test"}],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 def coco_file_name(image_id: int) -> str:
@@ -130,7 +154,9 @@ def draw_image(image_id: int, boxes: list[Box]) -> bytes:
     image = Image.new("RGB", (WIDTH, HEIGHT), (image_id * 37 % 200, 110, 90))
     draw = ImageDraw.Draw(image)
     for n, (x, y, w, h) in enumerate(boxes):
-        draw.rectangle([x, y, x + w - 1, y + h - 1], fill=((n * 67) % 256, (image_id * 13) % 256, 200))
+        draw.rectangle(
+            [x, y, x + w - 1, y + h - 1], fill=((n * 67) % 256, (image_id * 13) % 256, 200)
+        )
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return buffer.getvalue()
@@ -214,7 +240,9 @@ def pope_rows() -> list[dict]:
         for q in range(POPE_IMAGES):
             image_id = quadrant_image_id(q)
             present = [COCO_CATEGORIES[CATEGORY_IDS[4 * q + k]] for k in range(3)]
-            absent = [COCO_CATEGORIES[CATEGORY_IDS[(4 * q + 20 + 6 * s + k) % 80]] for k in range(3)]
+            absent = [
+                COCO_CATEGORIES[CATEGORY_IDS[(4 * q + 20 + 6 * s + k) % 80]] for k in range(3)
+            ]
             jpeg = draw_image(image_id, boxes[image_id])
             for obj, answer in [*((o, "yes") for o in present), *((o, "no") for o in absent)]:
                 number += 1
@@ -239,7 +267,10 @@ def write_pope(root: Path) -> Path:
     (root / "data").mkdir(parents=True, exist_ok=True)
     (root / "Full").mkdir(parents=True, exist_ok=True)
     (root / "README.md").write_text(POPE_CARD)
-    pq.write_table(pa.Table.from_pylist(rows, schema=POPE_SCHEMA), root / "data" / "test-00000-of-00001.parquet")
+    pq.write_table(
+        pa.Table.from_pylist(rows, schema=POPE_SCHEMA),
+        root / "data" / "test-00000-of-00001.parquet",
+    )
     for setting in POPE_SETTINGS:
         part = [r for r in rows if r["category"] == setting]
         path = root / "Full" / f"{setting}-00000-of-00001.parquet"
