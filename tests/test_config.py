@@ -23,7 +23,7 @@ def load_config(path) -> dict:
     return vrp_config.load_config(path, SCHEMA_PATH)
 
 
-REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml"]
+REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml", "tests/config/paper_shapes.yaml"]
 
 
 @pytest.fixture
@@ -76,6 +76,10 @@ def test_cross_key_checks(demo):
     bad = copy.deepcopy(demo)
     bad["models"]["llava"]["source"] = "hub"
     with pytest.raises(ConfigError, match=r"models.llava.path: source 'hub' needs"):
+        validate_config(bad)
+    bad = copy.deepcopy(demo)
+    bad["models"]["llava"]["source"] = "random"
+    with pytest.raises(ConfigError, match=r"models.llava.tokenizer: source 'random' needs the folder"):
         validate_config(bad)
     bad = copy.deepcopy(demo)
     bad["models"]["llava"]["prompt_template"] = "USER: <image> ASSISTANT:"

@@ -122,6 +122,11 @@ def _check_cross_keys(config: dict) -> None:
                         "(or set models.<name>.post_prompt)"
                     )
     for name, model in config["models"].items():
+        if model["source"] == "random" and not model.get("tokenizer"):
+            problems.append(
+                f"config error at models.{name}.tokenizer: source 'random' needs the folder of a real "
+                "tokenizer.json (the base language model's)"
+            )
         if model["source"] == "hub" and not model.get("path"):
             problems.append(
                 f"config error at models.{name}.path: source 'hub' needs a Hub id or local folder"

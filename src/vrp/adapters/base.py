@@ -23,12 +23,13 @@ import abc
 import copy
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from PIL import Image
-from transformers import AutoConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 _DTYPES = {
@@ -161,6 +162,30 @@ class FamilyAdapter(abc.ABC):
         model.set_attn_implementation("eager")
         model.eval()
         return cls(model, processor)
+
+    @classmethod
+    def load_release_tokenizer(cls, folder: str | os.PathLike) -> PreTrainedTokenizerBase:
+        """The tokenizer this family's released checkpoints ship, made from a raw real one on disk.
+
+        ``folder`` holds the base language model's ``tokenizer.json`` (+ ``tokenizer_config.json``);
+        :meth:`release_tokenizer` adds what the vision-language release adds on top of it.
+        """
+        folder = Path(folder)
+        if not (folder / "tokenizer.json").is_file():
+            raise FileNotFoundError(
+                f"{folder}/tokenizer.json does not exist: the {cls.family} model needs a real tokenizer "
+                "there (models.<name>.tokenizer); fetch the tokenizers first"
+            )
+        return cls.release_tokenizer(AutoTokenizer.from_pretrained(folder))
+
+    @classmethod
+    def release_tokenizer(cls, raw: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+        """A copy of the base LM's tokenizer ``raw`` turned into the one the family's release ships.
+
+        Families override this (extra tokens at the release's positions, special tokens set as the
+        release sets them); ``raw`` itself is left unchanged.
+        """
+        raise NotImplementedError(f"{cls.family}: no recipe for its released tokenizer")
 
     @classmethod
     def _tiny_settings(cls, config: dict) -> dict[str, Any]:

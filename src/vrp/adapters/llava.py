@@ -8,11 +8,13 @@ therefore shows the LM only its central 480x480 square.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from transformers import (
+    AddedToken,
     CLIPImageProcessorPil,
     CLIPVisionConfig,
     LlamaConfig,
@@ -68,6 +70,17 @@ class LlavaAdapter(FamilyAdapter):
     @classmethod
     def template_words(cls) -> list[str]:
         return ["USER", ":", "ASSISTANT"]
+
+    @classmethod
+    def release_tokenizer(cls, raw: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+        """Llama-2's tokenizer as llava-hf ships it: ``<image>`` then ``<pad>`` appended as special
+        tokens (ids 32000 and 32001 on the 32,000-token vocabulary), ``<pad>`` the pad token."""
+        tokenizer = copy.deepcopy(raw)
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [AddedToken("<image>", normalized=False, special=True)]}
+        )
+        tokenizer.add_special_tokens({"pad_token": AddedToken("<pad>", normalized=False, special=True)})
+        return tokenizer
 
     def build_prompt(self, question: str) -> str:
         return self.prompt_template.replace("{image}", self.processor.image_token).replace(

@@ -8,10 +8,12 @@ prefix tokens attend to each other both ways (``token_type_ids`` = 0), the answe
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import torch
 from transformers import (
+    AddedToken,
     GemmaConfig,
     PaliGemmaConfig,
     PaliGemmaForConditionalGeneration,
@@ -23,6 +25,11 @@ from transformers import (
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
 
 from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
+
+# PaliGemma's detection and segmentation vocabulary, in the release's order
+LOCATION_AND_SEGMENT_TOKENS: tuple[str, ...] = tuple(
+    [f"<loc{i:04d}>" for i in range(1024)] + [f"<seg{i:03d}>" for i in range(128)]
+)
 
 
 class PaliGemmaAdapter(FamilyAdapter):
@@ -59,6 +66,28 @@ class PaliGemmaAdapter(FamilyAdapter):
     @classmethod
     def template_words(cls) -> list[str]:
         return ["answer", "en"]
+
+    @classmethod
+    def release_tokenizer(cls, raw: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+        """A Gemma tokenizer laid out like PaliGemma's: the 1,024 ``<locNNNN>`` and 128 ``<segNNN>``
+        tokens appended to the Gemma vocabulary, then ``<image>`` (PaliGemma-1: 256000-257151 and
+        257152 on Gemma-1's 256,000), with ``<bos>``/``<eos>``/``<pad>`` as bos/eos/pad.
+
+        Only the SentencePiece model of ``raw`` is kept: a newer Gemma tokenizer's chat-model
+        settings (an ``<image_soft_token>`` image token, ``<end_of_turn>`` as eos) are not PaliGemma's.
+        """
+        tokenizer = type(raw)(
+            tokenizer_object=copy.deepcopy(raw.backend_tokenizer),
+            bos_token="<bos>",
+            eos_token="<eos>",
+            pad_token="<pad>",
+            unk_token="<unk>",
+        )
+        tokenizer.add_tokens(list(LOCATION_AND_SEGMENT_TOKENS))
+        tokenizer.add_special_tokens(
+            {"additional_special_tokens": [AddedToken("<image>", normalized=False, special=True)]}
+        )
+        return tokenizer
 
     def build_prompt(self, question: str) -> str:
         return self.processor.image_token + self.prompt_template.replace("{question}", question)

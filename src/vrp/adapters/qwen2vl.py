@@ -9,6 +9,7 @@ attention mask, never by hand.
 
 from __future__ import annotations
 
+import copy
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +24,17 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger
 
 from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
+
+# Qwen2-VL-*-Instruct's special tokens and their ids (its tokenizer.json)
+RELEASE_SPECIAL_IDS: dict[str, int] = {
+    "<|endoftext|>": 151643,
+    "<|im_start|>": 151644,
+    "<|im_end|>": 151645,
+    "<|vision_start|>": 151652,
+    "<|vision_end|>": 151653,
+    "<|image_pad|>": 151655,
+    "<|video_pad|>": 151656,
+}
 
 # Same shape as the released Qwen2-VL template for one user turn of [image, text] (without its
 # default system turn, which would only add tokens): image parts become
@@ -95,6 +107,21 @@ class Qwen2VLAdapter(FamilyAdapter):
     @classmethod
     def template_words(cls) -> list[str]:
         return ["user", "assistant"]
+
+    @classmethod
+    def release_tokenizer(cls, raw: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+        """Qwen's byte-level BPE as Qwen2-VL ships it: no BOS, ``<|im_end|>`` eos, ``<|endoftext|>`` pad,
+        and the vision special tokens at the release's ids (checked, as they are never added here)."""
+        tokenizer = copy.deepcopy(raw)
+        tokenizer.add_bos_token = False
+        tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
+        found = {t: tokenizer.convert_tokens_to_ids(t) for t in RELEASE_SPECIAL_IDS}
+        if found != RELEASE_SPECIAL_IDS:
+            raise ValueError(
+                f"this tokenizer's Qwen special-token ids {found} differ from Qwen2-VL's "
+                f"{RELEASE_SPECIAL_IDS}; use a Qwen2 / Qwen2.5 / Qwen3 tokenizer.json"
+            )
+        return tokenizer
 
     def build_prompt(self, question: str) -> str:
         text = self.prompt_template.replace("{question}", question)
