@@ -2,7 +2,13 @@
 import os
 from pathlib import Path
 
-from vrp.config import ConfigError, check_not_merged, load_schema, post_prompt, validate_config
+from vrp.config import (
+    ConfigError,
+    check_not_merged,
+    load_schema,
+    post_prompt,
+    validate_config,
+)
 from vrp.resources import model_mem_mb as resources_for_model
 
 CONFIG_SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
