@@ -1,8 +1,8 @@
 """Each adapter turns its base LM's real tokenizer into the one its release ships (release ids)."""
 
 import pytest
-from conftest import real_tokenizer_dir
 
+from conftest import real_tokenizer_dir
 from vrp.adapters import get_adapter_class
 
 GEMMA_SIZE = 262145  # the Gemma-3 tokenizer.json: 262,144 pieces + <image_soft_token>
