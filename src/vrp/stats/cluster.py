@@ -1,0 +1,254 @@
+"""Image-clustered inference: one cluster bootstrap for every interval, a clustered McNemar test.
+
+Why: several questions ask about one image, and their outcomes share that image (a hard image
+makes all its questions hard). Treating questions as independent (the Fisher-z interval, a
+question-level bootstrap, McNemar, Wilson) understates the uncertainty. The unit of resampling
+is therefore the IMAGE: a resample draws ``G`` images with replacement out of the ``G`` images and
+keeps every question of each drawn image (the non-parametric cluster bootstrap, Davison &
+Hinkley 1997 §3.8; Field & Welsh 2007). The same image in several datasets, POPE settings or
+models is one cluster: the caller passes the project-wide ``image_id`` (COCO images are
+``coco-<id>`` in POPE and in the COCO tasks).
+
+One resampling helper serves every statistic: :func:`cluster_resample_counts` draws, per
+resample, how many times each cluster is taken (a ``(B, G)`` count matrix, seeded). Every
+statistic is then an integer-WEIGHTED statistic of the original samples (a sample's weight is its
+cluster's count), so nothing is copied per resample:
+
+* means, accuracy drops and proportions: cluster sums aggregated with :func:`numpy.bincount`
+  and one matrix product;
+* Pearson / point-biserial r (also the within-model pooled r): cluster sums of x, y, x², y², xy;
+* AUROC: the Mann-Whitney statistic with weights (scores sorted once; ties count 1/2), which
+  equals :func:`sklearn.metrics.roc_auc_score` with ``sample_weight`` (tested).
+
+With one cluster per question the same code is the ordinary (question-level) bootstrap, which is
+how the question-level intervals are computed for comparison (``unit="question"``).
+Intervals are percentile intervals of the resample distribution; resamples in which a statistic is
+undefined (one class only, a constant side) are dropped and counted.
+
+The clustered paired test is the Obuchowski (1998) / Durkalski et al. (2003) clustered McNemar
+statistic: with ``d_g`` = (right->wrong) - (wrong->right) summed over cluster ``g``,
+``X² = (Σ d_g)² / Σ d_g²`` against chi²(1). With one question per cluster it is McNemar's
+uncorrected chi² statistic ``(b - c)² / (b + c)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "INTERVAL_UNITS",
+    "cluster_codes",
+    "cluster_resample_counts",
+    "cluster_bootstrap",
+    "interval_method",
+    "weighted_mean",
+    "weighted_pearson",
+    "weighted_within_pearson",
+    "weighted_auroc",
+    "within_group_pearson",
+    "clustered_mcnemar",
+]
+
+INTERVAL_UNITS = ("image", "question")
+
+
+def cluster_codes(groups, unit: str = "image") -> tuple[np.ndarray, int]:
+    """(cluster code per sample in 0..G-1, G). ``unit="question"`` makes every sample its own cluster."""
+    if unit not in INTERVAL_UNITS:
+        raise ValueError(f"stats.interval_unit must be one of {list(INTERVAL_UNITS)}, got {unit!r}")
+    values = np.asarray(groups)
+    if values.ndim != 1:
+        raise ValueError(f"cluster ids must be 1-D (one image id per sample), got shape {values.shape}")
+    if unit == "question":
+        return np.arange(len(values), dtype=np.int64), len(values)
+    if pd.isna(values).any():
+        raise ValueError("cluster ids (image_id) contain missing values; every question needs its image id")
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes.astype(np.int64), len(uniques)
+
+
+def interval_method(unit: str, n_boot: int) -> str:
+    """The label written beside an interval: which resampling unit and how many resamples."""
+    if unit == "image":
+        return f"cluster bootstrap by image (percentile, {n_boot} resamples)"
+    return f"question bootstrap (percentile, {n_boot} resamples)"
+
+
+def cluster_resample_counts(n_clusters: int, n_boot: int, seed: int, batch: int = 250):
+    """Yield ``(b, G)`` int matrices: how often each cluster is drawn in each resample.
+
+    Each resample draws ``G`` clusters uniformly with replacement. Seeded with
+    ``np.random.default_rng(seed)``; batches of ``batch`` resamples keep memory flat.
+    """
+    if n_clusters < 1:
+        raise ValueError("the cluster bootstrap needs at least one cluster")
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_boot, batch):
+        size = min(batch, n_boot - start)
+        draws = rng.integers(0, n_clusters, size=(size, n_clusters))
+        offsets = (np.arange(size) * n_clusters)[:, None]
+        yield np.bincount((draws + offsets).ravel(), minlength=size * n_clusters).reshape(size, n_clusters)
+
+
+def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], groups, n_boot: int = 2000,
+                      seed: int = 0, ci: float = 0.95, unit: str = "image", batch: int = 250) -> dict:
+    """Percentile interval of ``statistic`` under the cluster bootstrap.
+
+    ``statistic(weights)`` takes a ``(b, n)`` float matrix of per-sample weights (each row one
+    resample; a sample's weight is how often its cluster was drawn) and returns ``b`` values
+    (NaN where undefined). Returns dict(lo, hi, n_clusters, n_boot_used, method).
+    """
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must lie in (0, 1), got {ci}")
+    codes, n_clusters = cluster_codes(groups, unit)
+    values = []
+    if n_boot > 0 and len(codes):
+        for counts in cluster_resample_counts(n_clusters, n_boot, seed, batch):
+            values.append(np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64))
+    boot = np.concatenate(values) if values else np.array([])
+    boot = boot[np.isfinite(boot)]
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha])) if len(boot) else (math.nan, math.nan)
+    return {"lo": lo, "hi": hi, "n_clusters": int(n_clusters), "n_boot_used": int(len(boot)),
+            "method": interval_method(unit, n_boot)}
+
+
+# ---------------------------------------------------------------------------- weighted statistics
+def weighted_mean(x) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: the weighted mean of ``x`` (accuracy, a paired difference, a proportion)."""
+    values = np.asarray(x, dtype=np.float64)
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        total = w.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ values) / total
+
+    return statistic
+
+
+def _weighted_r(w, x, y):
+    total = w.sum(axis=1)
+    sx, sy = w @ x, w @ y
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cov = w @ (x * y) - sx * sy / total
+        vx = w @ (x * x) - sx * sx / total
+        vy = w @ (y * y) - sy * sy / total
+    return cov, vx, vy
+
+
+def _ratio(cov, vx, vy) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denom = np.sqrt(vx * vy)
+        r = cov / denom
+    # a constant side (zero variance up to rounding) has no r
+    scale = np.maximum(np.abs(vx), np.abs(vy))
+    return np.where((vx <= 1e-12 * np.maximum(scale, 1.0)) | (vy <= 1e-12 * np.maximum(scale, 1.0)),
+                    np.nan, np.clip(r, -1.0, 1.0))
+
+
+def weighted_pearson(x, y) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: the weighted Pearson r of (x, y) (the point-biserial r when y is 0/1)."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    xs, ys = xs - xs.mean(), ys - ys.mean()  # centring once keeps the sums well conditioned
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        return _ratio(*_weighted_r(w, xs, ys))
+
+    return statistic
+
+
+def weighted_within_pearson(x, y, strata) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: the pooled within-stratum r of (x, y) under weights (see :func:`within_group_pearson`)."""
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    codes, levels = pd.factorize(np.asarray(strata))
+    parts = []
+    for level in range(len(levels)):
+        idx = np.flatnonzero(codes == level)
+        parts.append((idx, xs[idx] - xs[idx].mean(), ys[idx] - ys[idx].mean()))
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        cov = vx = vy = 0.0
+        for idx, xi, yi in parts:
+            c, a, b = _weighted_r(w[:, idx], xi, yi)
+            keep = w[:, idx].sum(axis=1) > 0  # a stratum absent from the resample adds nothing
+            cov = cov + np.where(keep, c, 0.0)
+            vx = vx + np.where(keep, a, 0.0)
+            vy = vy + np.where(keep, b, 0.0)
+        return _ratio(cov, vx, vy)
+
+    return statistic
+
+
+def within_group_pearson(x, y, strata) -> float:
+    """Pooled within-stratum correlation: Pearson r of x and y after centring both within each stratum.
+
+    ``r_w = Σ_m S_xy,m / sqrt(Σ_m S_xx,m · Σ_m S_yy,m)`` with the sums of squares and products
+    taken around each stratum's own means (the "within-groups" correlation of an analysis of
+    covariance). Strata = models: differences between models' mean score and accuracy do not
+    enter. NaN when either side is constant within every stratum.
+    """
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if xs.shape != ys.shape or xs.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of one length; got {xs.shape} and {ys.shape}")
+    frame = pd.DataFrame({"x": xs, "y": ys, "s": np.asarray(strata)})
+    centred = frame[["x", "y"]] - frame.groupby("s")[["x", "y"]].transform("mean")
+    sxx, syy = float((centred["x"] ** 2).sum()), float((centred["y"] ** 2).sum())
+    if sxx <= 0 or syy <= 0:
+        return math.nan
+    return float((centred["x"] * centred["y"]).sum() / math.sqrt(sxx * syy))
+
+
+def weighted_auroc(y, score) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: the weighted AUROC (Mann-Whitney, ties 1/2) of ``score`` for labels ``y`` (0/1).
+
+    Equals ``roc_auc_score(y, score, sample_weight=w)`` row by row; NaN where a resample lacks a
+    class. Scores are sorted once; each resample costs O(n).
+    """
+    labels = np.asarray(y).astype(bool)
+    scores = np.asarray(score, dtype=np.float64)
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    pos_sorted = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # tie blocks
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        ws = w[:, order]
+        pos = np.add.reduceat(np.where(pos_sorted, ws, 0.0), starts, axis=1)
+        neg = np.add.reduceat(np.where(pos_sorted, 0.0, ws), starts, axis=1)
+        below = np.cumsum(neg, axis=1) - neg
+        total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            auc = (pos * (below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
+        return np.where((total_pos > 0) & (total_neg > 0), auc, np.nan)
+
+    return statistic
+
+
+# ---------------------------------------------------------------------------- clustered McNemar
+def clustered_mcnemar(correct_a, correct_b, groups) -> dict:
+    """Obuchowski / Durkalski clustered McNemar test of paired 0/1 outcomes.
+
+    Per cluster ``g``: ``d_g`` = #(right under a, wrong under b) - #(wrong under a, right under b).
+    ``X² = (Σ_g d_g)² / Σ_g d_g²`` ~ chi²(1) under no difference (Durkalski et al. 2003, Stat Med
+    22:1417, eq. 3). p = 1 when no cluster has a discordant difference. Returns dict(statistic,
+    p, n_clusters, method).
+    """
+    a = np.asarray(correct_a).astype(np.int64)
+    b = np.asarray(correct_b).astype(np.int64)
+    codes, n_clusters = cluster_codes(groups, "image")
+    if not len(a) == len(b) == len(codes):
+        raise ValueError(f"clustered McNemar needs one image id per pair; got {len(a)}, {len(b)}, {len(codes)}")
+    d = np.bincount(codes, weights=(a - b).astype(np.float64), minlength=n_clusters)
+    denom = float((d * d).sum())
+    if denom == 0:
+        statistic, p = 0.0, 1.0
+    else:
+        statistic = float(d.sum() ** 2 / denom)
+        p = float(stats.chi2.sf(statistic, df=1))
+    return {"statistic": statistic, "p": p, "n_clusters": int(n_clusters),
+            "method": "clustered McNemar by image (Obuchowski/Durkalski)"}
