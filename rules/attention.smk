@@ -157,6 +157,7 @@ rule attention_table4:
         entropy_normalized=config["attention"]["entropy_normalized"],
         n_boot=config["attention"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/attention_table4.py"
 

@@ -41,10 +41,17 @@ from vrp.stats import (
     attention_features,
     cluster_count,
     cv_accuracy_auroc,
+    fisher_z_interval,
+    nan_intervals,
     normalize_maps,
     point_biserial,
     spatial_entropy,
+    unit_intervals,
+    weighted_pearson,
+    weighted_within_pearson,
+    within_group_pearson,
 )
+from vrp.stats.cluster import interval_method
 from vrp.stats.correlation import as_binary
 
 __all__ = [
@@ -340,16 +347,31 @@ def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: i
 # --------------------------------------------------------------------------------------------
 # Table 4: R_pb of C_k and H_s with correctness
 # --------------------------------------------------------------------------------------------
+POOLING_WITHIN = "within-model (per-model centred)"
+POOLING_STACKED = "stacked (models mixed)"
+
+
 def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                      ck_label: str = "C_k", hs_label: str = "H_s") -> pd.DataFrame:
+                      ck_label: str = "C_k", hs_label: str = "H_s", unit: str = "image") -> pd.DataFrame:
     """Table 4: point-biserial R_pb(C_k, correct) and R_pb(H_s, correct) per (model, dataset) and pooled.
 
-    ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``, ``family``
-    and ``dataset`` columns. Rows: each (model, dataset); "pooled" over models per dataset; and,
-    when there are several datasets, dataset "all" per model and pooled. Columns: model, family,
-    dataset, metric, definition, n, n_correct, r, fisher_lo, fisher_hi, boot_lo, boot_hi, p.
+    ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``, ``family``,
+    ``dataset`` and ``image_id`` columns. Rows: each (model, dataset); "pooled" over models per
+    dataset; and, when there are several datasets, dataset "all" per model and pooled.
+
+    Pooled rows: model "pooled" is the WITHIN-model pooled R_pb (x and correctness centred within
+    each model, :func:`vrp.stats.within_group_pearson`), so a model with a lower mean H_s and a
+    higher accuracy does not make H_s look predictive; model "pooled_stacked" is the plain R_pb of
+    the stacked questions, kept as a labelled variant (``pooling``).
+
+    Intervals (:func:`vrp.stats.unit_intervals`): ``lo``/``hi`` the configured ``unit`` (named in
+    ``ci_method``), ``lo_image``/``hi_image`` the cluster bootstrap by image (an image shared by
+    models or datasets is one cluster), ``lo_question``/``hi_question`` = ``fisher_lo``/``fisher_hi``,
+    the Fisher-z interval (questions independent; the paper's). For the within-model r the Fisher
+    interval uses n - (models - 1) (one mean removed per model). ``p`` is scipy's question-level p
+    (stacked rows) or the Fisher-z p (within rows).
     """
-    needed = {"model", "family", "dataset", "ck", "hs", "correct"}
+    needed = {"model", "family", "dataset", "ck", "hs", "correct", "image_id"}
     if needed - set(stats.columns):
         raise ValueError(f"stats lacks column(s) {sorted(needed - set(stats.columns))}")
     datasets = sorted(stats["dataset"].unique())
@@ -359,18 +381,37 @@ def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
         in_dataset = stats if dataset == "all" else stats[stats["dataset"] == dataset]
         for model in models:
             part = in_dataset[in_dataset["model"] == model]
-            scopes.append((model, part["family"].iloc[0], dataset, part))
+            scopes.append((model, part["family"].iloc[0], dataset, part, "single model"))
         if len(models) > 1:
-            scopes.append(("pooled", "pooled", dataset, in_dataset))
+            scopes.append(("pooled", "pooled", dataset, in_dataset, POOLING_WITHIN))
+            scopes.append(("pooled_stacked", "pooled", dataset, in_dataset, POOLING_STACKED))
     rows = []
-    for model, family, dataset, part in scopes:
+    for model, family, dataset, part, pooling in scopes:
         correct = part["correct"].astype(bool).to_numpy()
+        groups = part["image_id"].to_numpy()
         for metric, column, label in (("C_k", "ck", ck_label), ("H_s", "hs", hs_label)):
-            result = point_biserial(part[column].to_numpy(dtype=np.float64), correct, n_boot=n_boot, seed=seed)
+            x = part[column].to_numpy(dtype=np.float64)
+            result = point_biserial(x, correct, n_boot=0, seed=seed)
+            r, p, n_eff = result["r"], result["p"], len(x)
+            if pooling == POOLING_WITHIN:
+                strata = part["model"].to_numpy()
+                r = within_group_pearson(x, correct.astype(np.float64), strata)
+                n_eff = len(x) - (len(np.unique(strata)) - 1)
+                statistic = weighted_within_pearson(x, correct.astype(np.float64), strata)
+                p = (float(2 * sps.norm.sf(abs(np.arctanh(min(abs(r), 1 - 1e-15))) * math.sqrt(n_eff - 3)))
+                     if np.isfinite(r) and n_eff > 3 else math.nan)
+            else:
+                statistic = weighted_pearson(x, correct.astype(np.float64))
+            fisher = fisher_z_interval(r, n_eff)
+            if np.isfinite(r):
+                intervals = unit_intervals(statistic, groups, n_boot, seed, unit,
+                                           question=(*fisher, "Fisher-z (questions independent)"))
+            else:
+                intervals = nan_intervals(method=interval_method(unit, n_boot))
             rows.append({"model": model, "family": family, "dataset": dataset, "metric": metric,
-                         "definition": label, "n": result["n"], "n_correct": int(correct.sum()),
-                         "r": result["r"], "fisher_lo": result["fisher_lo"], "fisher_hi": result["fisher_hi"],
-                         "boot_lo": result["boot_lo"], "boot_hi": result["boot_hi"], "p": result["p"]})
+                         "definition": label, "pooling": pooling, "n": result["n"],
+                         "n_images": int(len(pd.unique(groups))), "n_correct": int(correct.sum()),
+                         "r": r, **intervals, "fisher_lo": fisher[0], "fisher_hi": fisher[1], "p": p})
     return pd.DataFrame(rows)
 
 

@@ -52,6 +52,9 @@ __all__ = [
     "weighted_auroc",
     "within_group_pearson",
     "clustered_mcnemar",
+    "unit_intervals",
+    "nan_intervals",
+    "auroc_intervals",
 ]
 
 INTERVAL_UNITS = ("image", "question")
@@ -252,3 +255,55 @@ def clustered_mcnemar(correct_a, correct_b, groups) -> dict:
         p = float(stats.chi2.sf(statistic, df=1))
     return {"statistic": statistic, "p": p, "n_clusters": int(n_clusters),
             "method": "clustered McNemar by image (Obuchowski/Durkalski)"}
+
+
+# ---------------------------------------------------------------------------- both units, labelled
+def unit_intervals(statistic: Callable[[np.ndarray], np.ndarray], groups, n_boot: int = 2000, seed: int = 0,
+                   unit: str = "image", prefix: str = "", question: tuple[float, float, str] | None = None,
+                   ci: float = 0.95) -> dict:
+    """The headline interval (``unit``) and both labelled ones, as table columns.
+
+    Columns: ``{prefix}lo``/``{prefix}hi`` (the configured ``unit``), ``{prefix}ci_method`` (what
+    they are), ``{prefix}lo_image``/``{prefix}hi_image`` (cluster bootstrap by image) and
+    ``{prefix}lo_question``/``{prefix}hi_question`` (questions independent). ``question`` =
+    (lo, hi, method) replaces the question-level bootstrap with a closed form (Fisher-z, Wilson),
+    the interval the paper reports.
+    """
+    if unit not in INTERVAL_UNITS:
+        raise ValueError(f"stats.interval_unit must be one of {list(INTERVAL_UNITS)}, got {unit!r}")
+    image = cluster_bootstrap(statistic, groups, n_boot, seed, ci, unit="image")
+    if question is None:
+        q = cluster_bootstrap(statistic, groups, n_boot, seed, ci, unit="question")
+        question = (q["lo"], q["hi"], q["method"])
+    chosen = (image["lo"], image["hi"], image["method"]) if unit == "image" else question
+    return {f"{prefix}lo": chosen[0], f"{prefix}hi": chosen[1], f"{prefix}ci_method": chosen[2],
+            f"{prefix}lo_image": image["lo"], f"{prefix}hi_image": image["hi"],
+            f"{prefix}lo_question": question[0], f"{prefix}hi_question": question[1]}
+
+
+def nan_intervals(prefix: str = "", method: str = "") -> dict:
+    """The columns of :func:`unit_intervals`, all NaN (a subset where the statistic is undefined)."""
+    out = {f"{prefix}{k}": math.nan for k in ("lo", "hi", "lo_image", "hi_image", "lo_question", "hi_question")}
+    out[f"{prefix}ci_method"] = method
+    return {k: out[k] for k in (f"{prefix}lo", f"{prefix}hi", f"{prefix}ci_method", f"{prefix}lo_image",
+                                f"{prefix}hi_image", f"{prefix}lo_question", f"{prefix}hi_question")}
+
+
+def auroc_intervals(y, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image",
+                    prefix: str = "") -> dict:
+    """AUROC (:func:`sklearn.metrics.roc_auc_score`) with :func:`unit_intervals` (cluster bootstrap).
+
+    Returns ``{prefix}auroc``, n, n_pos, n_images and the interval columns; NaN intervals when
+    ``y`` has one class.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(y).astype(np.int64)
+    scores = np.asarray(score, dtype=np.float64)
+    n, n_pos = len(labels), int(labels.sum())
+    out = {f"{prefix}auroc": math.nan, "n": n, "n_pos": n_pos,
+           "n_images": int(len(pd.unique(np.asarray(groups))))}
+    if n_pos in (0, n):
+        return {**out, **nan_intervals(prefix, interval_method(unit, n_boot))}
+    out[f"{prefix}auroc"] = float(roc_auc_score(labels, scores))
+    return {**out, **unit_intervals(weighted_auroc(labels, scores), groups, n_boot, seed, unit, prefix)}
