@@ -251,6 +251,30 @@ def test_top_heads_r2_is_one_for_an_exact_linear_relation():
         T.top_heads_r2(samples, logit, head_maps, ranking, ks=[3])
 
 
+def test_nested_top_heads_equal_in_sample_when_every_fold_picks_the_same_heads():
+    n, rows = 60, 4
+    rng = np.random.default_rng(5)
+    head_maps = rng.random((n, 3, rows * rows)) ** 4
+    logit = np.zeros((n, 1, 3))
+    logit[:, 0, 0] = 5.0 + rng.random(n)  # head 0 first in every fold
+    logit[:, 0, 1] = 2.0 + rng.random(n)
+    logit[:, 0, 2] = 0.1
+    samples = samples_for(n, rows, rows, correct=np.arange(n) % 2 == 0,
+                          image_ids=[f"img{i // 3}" for i in range(n)])
+    samples["confidence"] = rng.uniform(0.2, 0.9, n)
+    ranking = T.rank_heads(logit)
+    in_sample = T.top_heads_r2(samples, logit, head_maps, ranking, ks=[1, 2])
+    folds = T.nested_head_folds(samples, n_splits=3, seed=0)
+    rankings = T.fold_head_rankings(logit, folds, 2)
+    nested = T.nested_top_heads_r2(samples, logit, lambda heads: head_maps[:, [h for _, h in heads]], [1, 2],
+                                   folds, rankings, n_boot=100)
+    assert nested["heads_by_fold"].tolist() == ["L0H0|L0H0|L0H0", "L0H0;L0H1|L0H0;L0H1|L0H0;L0H1"]
+    np.testing.assert_allclose(nested["r2"], in_sample["r2"], rtol=1e-10)
+    assert (nested["r_lo"] <= nested["r"]).all() and (nested["r"] <= nested["r_hi"]).all()
+    assert T.r2_interval(-0.1, 0.3) == (0.0, pytest.approx(0.09))
+    assert T.r2_interval(0.2, 0.3) == (pytest.approx(0.04), pytest.approx(0.09))
+
+
 def test_read_head_maps_gathers_slices_across_shards(tmp_path):
     rng = np.random.default_rng(0)
     shards = [rng.random((3, 2, 4, 6)).astype(np.float32), rng.random((2, 2, 4, 5)).astype(np.float32)]

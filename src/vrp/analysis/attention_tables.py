@@ -42,6 +42,7 @@ from vrp.stats import (
     cluster_count,
     cv_accuracy_auroc,
     fisher_z_interval,
+    grouped_splits,
     nan_intervals,
     normalize_maps,
     point_biserial,
@@ -316,31 +317,96 @@ def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataF
     return pd.DataFrame(rows)
 
 
+def nested_head_folds(samples: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Image-grouped folds for the nested top-K selection (:func:`vrp.stats.grouped_splits`)."""
+    y = as_binary(samples["correct"].astype(bool).to_numpy())
+    return grouped_splits(y, samples["image_id"].to_numpy(), n_splits, seed)
+
+
+def fold_head_rankings(head_logit, folds, k_max: int) -> list[pd.DataFrame]:
+    """Per training fold, the top ``k_max`` heads of :func:`rank_heads` on the training samples only."""
+    logit = np.asarray(head_logit, dtype=np.float64)
+    return [rank_heads(logit[train]).iloc[:k_max].reset_index(drop=True) for train, _ in folds]
+
+
+def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence[int], folds,
+                        rankings: Sequence[pd.DataFrame], n_boot: int = 1000, seed: int = 0,
+                        unit: str = "image") -> pd.DataFrame:
+    """R² of the top-K heads' combined-map entropy vs log confidence, heads chosen out of fold.
+
+    For each fold the K heads are ranked on the TRAINING questions only (``rankings``, from
+    :func:`fold_head_rankings`) and the combined-map entropy of the HELD-OUT questions is computed
+    with them; r is the Pearson r of the pooled held-out entropies with log confidence, so the
+    questions that pick the heads never score them. ``maps_of(heads)`` returns the (n, K, S_max)
+    maps of a list of (layer, head) pairs. The r interval is :func:`vrp.stats.unit_intervals`
+    (cluster bootstrap by image / by question, ``r_lo``, ``r_hi``, ``r_ci_method``, ...).
+    Returns k, heads_by_fold ("L0H1;L1H0|..." one block per fold), n, r, r2, p, r_lo, r_hi,
+    r_ci_method, r_lo_image, r_hi_image, r_lo_question, r_hi_question.
+    """
+    logit = np.asarray(head_logit, dtype=np.float64)
+    _check_aligned(samples, logit, "head_logit")
+    target = np.log(samples["confidence"].to_numpy(dtype=np.float64))
+    groups = samples["image_id"].to_numpy()
+    rows = []
+    for k in sorted(set(int(k) for k in ks)):
+        entropy = np.full(len(samples), np.nan)
+        chosen = []
+        for (_, test), ranking in zip(folds, rankings):
+            top = ranking.iloc[:k]
+            heads = list(zip(top["layer"].astype(int), top["head"].astype(int)))
+            chosen.append(";".join(f"L{l}H{h}" for l, h in heads))
+            maps = np.asarray(maps_of(heads))[test]
+            weights = np.abs(logit[test][:, top["layer"].to_numpy(), top["head"].to_numpy()])
+            entropy[test] = combined_map_entropy(samples.iloc[test].reset_index(drop=True), maps, weights)
+        r, p = _pearson(entropy, target)
+        if np.isfinite(r):
+            intervals = unit_intervals(weighted_pearson(entropy, target), groups, n_boot, seed, unit, prefix="r_")
+        else:
+            intervals = nan_intervals("r_", interval_method(unit, n_boot))
+        rows.append({"k": k, "heads_by_fold": "|".join(chosen), "n": len(entropy), "r": r,
+                     "r2": r * r, "p": p, **intervals})
+    return pd.DataFrame(rows)
+
+
+def r2_interval(r_lo: float, r_hi: float) -> tuple[float, float]:
+    """The interval of R² = r² implied by an interval [r_lo, r_hi] of r (0 when it holds 0)."""
+    if not (np.isfinite(r_lo) and np.isfinite(r_hi)):
+        return math.nan, math.nan
+    low = 0.0 if r_lo <= 0 <= r_hi else min(r_lo * r_lo, r_hi * r_hi)
+    return low, max(r_lo * r_lo, r_hi * r_hi)
+
+
 # --------------------------------------------------------------------------------------------
 # Supervised stress test (Table 1)
 # --------------------------------------------------------------------------------------------
-def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: int = 1000) -> dict:
+def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: int = 1000,
+                unit: str = "image") -> dict:
     """Ensemble classifier on the 11 attention features: out-of-fold accuracy and AUROC.
 
-    Image-grouped stratified K-fold (:func:`vrp.stats.cv_accuracy_auroc`). When the data cannot
-    support the test (one class only, fewer images than folds, a training fold with one class) the
-    numbers are NaN and ``status`` says why, so a toy run still completes; otherwise status "ok".
+    Image-grouped stratified K-fold (:func:`vrp.stats.cv_accuracy_auroc`); both intervals are
+    :func:`vrp.stats.unit_intervals` (headline ``unit``; ``lo``/``hi`` of the AUROC,
+    ``accuracy_lo``/``accuracy_hi`` of the accuracy). When the data cannot support the test (one
+    class only, fewer images than folds, a training fold with one class) the numbers are NaN and
+    ``status`` says why, so a toy run still completes; otherwise status "ok".
     """
     missing = [c for c in (*ATTENTION_FEATURES, "correct", "image_id") if c not in stats.columns]
     if missing:
         raise ValueError(f"stats table lacks column(s) {missing}; rebuild it with attention_statistics")
     y = as_binary(stats["correct"].astype(bool).to_numpy())
     result = {"n": int(len(y)), "n_pos": int(y.sum()), "n_images": int(stats["image_id"].nunique()),
-              "n_splits": int(n_splits), "accuracy": math.nan, "auroc": math.nan, "lo": math.nan,
-              "hi": math.nan, "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
+              "n_splits": int(n_splits), "accuracy": math.nan, "auroc": math.nan,
+              **nan_intervals("accuracy_", interval_method(unit, n_boot)),
+              **nan_intervals("", interval_method(unit, n_boot)),
+              "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
               "status": "ok"}
     try:
         scores = cv_accuracy_auroc(stats[list(ATTENTION_FEATURES)].to_numpy(dtype=np.float64), y,
-                                   stats["image_id"].to_numpy(), n_splits=n_splits, seed=seed, n_boot=n_boot)
+                                   stats["image_id"].to_numpy(), n_splits=n_splits, seed=seed, n_boot=n_boot,
+                                   unit=unit)
     except ValueError as err:  # data too small or one-class: documented as NaN + reason
         result["status"] = f"skipped: {err}"
         return result
-    result.update({key: float(scores[key]) for key in ("accuracy", "auroc", "lo", "hi", "majority_accuracy")})
+    result.update({key: scores[key] for key in result if key in scores and key not in ("n", "n_pos", "status")})
     return result
 
 
@@ -422,31 +488,54 @@ def table1(rows: Sequence[Mapping]) -> pd.DataFrame:
     """Table 1 from per-(model, dataset) parts.
 
     Each row mapping holds model, family, dataset, ``samples`` (samples.parquet frame),
-    ``top_heads`` (:func:`top_heads_r2` frame) and ``stress`` (:func:`stress_test` dict).
-    Columns: model, family, dataset, n, accuracy, topk_r2_max, topk_best_k, topk_r2_k<K> for every
-    K, stress_accuracy, stress_auroc, stress_auroc_lo, stress_auroc_hi, stress_majority_accuracy,
-    stress_status.
+    ``top_heads`` (the top_heads.csv frame: :func:`nested_top_heads_r2` columns, plus the in-sample
+    ``r2_in_sample`` of :func:`top_heads_r2` when present) and ``stress`` (:func:`stress_test`
+    dict). Columns: model, family, dataset, n, accuracy; ``topk_r2_max`` (the largest NESTED R²
+    over K: heads ranked on training folds, scored held out), ``topk_best_k``, its interval
+    ``topk_r2_lo``/``topk_r2_hi`` (from the r interval, ``topk_r2_ci_method``), ``topk_r2_k<K>``
+    per K; the in-sample values ``topk_r2_max_in_sample`` and ``topk_r2_in_sample_k<K>`` (heads
+    ranked on the questions they are scored on, as the paper); then stress_accuracy with its
+    interval, stress_auroc with its interval (``*_lo``/``*_hi`` headline, ``*_ci_method``,
+    ``*_lo_image``... / ``*_lo_question``...), stress_majority_accuracy, stress_status.
     """
     records = []
     for part in rows:
         samples, heads, stress = part["samples"], part["top_heads"], part["stress"]
         r2 = heads["r2"].to_numpy(dtype=np.float64)
         has_r2 = np.isfinite(r2).any()
+        best = int(np.nanargmax(r2)) if has_r2 else -1
         record = {
             "model": part["model"], "family": part["family"], "dataset": part["dataset"],
             "n": int(len(samples)), "accuracy": float(samples["correct"].astype(bool).mean()),
-            "topk_r2_max": float(np.nanmax(r2)) if has_r2 else math.nan,
-            "topk_best_k": int(heads["k"].iloc[int(np.nanargmax(r2))]) if has_r2 else -1,
+            "topk_r2_max": float(r2[best]) if has_r2 else math.nan,
+            "topk_best_k": int(heads["k"].iloc[best]) if has_r2 else -1,
         }
+        for suffix in ("", "_image", "_question"):
+            lo, hi = ((heads[f"r_lo{suffix}"].iloc[best], heads[f"r_hi{suffix}"].iloc[best])
+                      if has_r2 and f"r_lo{suffix}" in heads else (math.nan, math.nan))
+            record[f"topk_r2_lo{suffix}"], record[f"topk_r2_hi{suffix}"] = r2_interval(float(lo), float(hi))
+            if suffix == "":
+                record["topk_r2_ci_method"] = (f"{heads['r_ci_method'].iloc[best]}, of r; R² = r²"
+                                               if has_r2 and "r_ci_method" in heads else "")
         for k, value in zip(heads["k"], r2):
             record[f"topk_r2_k{int(k)}"] = float(value)
+        if "r2_in_sample" in heads:
+            in_sample = heads["r2_in_sample"].to_numpy(dtype=np.float64)
+            record["topk_r2_max_in_sample"] = float(np.nanmax(in_sample)) if np.isfinite(in_sample).any() else math.nan
+            for k, value in zip(heads["k"], in_sample):
+                record[f"topk_r2_in_sample_k{int(k)}"] = float(value)
         record.update({
-            "stress_accuracy": stress["accuracy"], "stress_auroc": stress["auroc"],
-            "stress_auroc_lo": stress["lo"], "stress_auroc_hi": stress["hi"],
+            "stress_accuracy": stress["accuracy"],
+            **{f"stress_accuracy_{key}": stress.get(f"accuracy_{key}", math.nan) for key in _INTERVAL_KEYS},
+            "stress_auroc": stress["auroc"],
+            **{f"stress_auroc_{key}": stress.get(key, math.nan) for key in _INTERVAL_KEYS},
             "stress_majority_accuracy": stress["majority_accuracy"], "stress_status": stress["status"],
         })
         records.append(record)
     return pd.DataFrame(records)
+
+
+_INTERVAL_KEYS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from vrp.stats.cluster import auroc_intervals, unit_intervals, weighted_mean
 from vrp.stats.correlation import as_binary
 
 __all__ = [
@@ -302,16 +303,20 @@ def l1_channel_ranking(X, y, C: float = 0.1, seed: int = 0) -> pd.DataFrame:
 
 
 def cv_accuracy_auroc(X, y, groups, make_model=ensemble_classifier, n_splits: int = 5, seed: int = 0,
-                      threshold: float = 0.5, n_boot: int = 1000) -> dict:
+                      threshold: float = 0.5, n_boot: int = 1000, unit: str = "image") -> dict:
     """Accuracy and AUROC of out-of-fold predictions (the supervised stress test).
 
     Accuracy thresholds the out-of-fold P(correct) at ``threshold``. ``majority_accuracy`` is
     the accuracy of always predicting the majority class, the floor a classifier must beat.
-    Returns dict(accuracy, auroc, lo, hi, majority_accuracy, n, n_pos).
+    Intervals: :func:`vrp.stats.cluster.unit_intervals` with ``groups`` (image ids) as clusters,
+    headline ``unit``: the AUROC's as ``lo``/``hi``/..., the accuracy's as ``accuracy_lo``/...
+    Returns dict(accuracy, auroc, majority_accuracy, n, n_pos, n_images and the interval columns).
     """
     labels = as_binary(y, "y")
     held_out = grouped_cv_scores(X, labels, groups, make_model, n_splits=n_splits, seed=seed)
-    result = auroc_with_ci(labels, held_out, n_boot=n_boot, seed=seed)
-    result["accuracy"] = float(np.mean((held_out >= threshold).astype(np.int64) == labels))
+    result = auroc_intervals(labels, held_out, groups, n_boot=n_boot, seed=seed, unit=unit)
+    hits = ((held_out >= threshold).astype(np.int64) == labels).astype(np.float64)
+    result["accuracy"] = float(hits.mean())
+    result.update(unit_intervals(weighted_mean(hits), groups, n_boot, seed, unit, prefix="accuracy_"))
     result["majority_accuracy"] = float(max(labels.mean(), 1.0 - labels.mean()))
     return result
