@@ -10,6 +10,7 @@ rule probe_layers:
     output:
         layers="results/probes/{model}/{dataset}/layers.csv",
         peak="results/probes/{model}/{dataset}/peak.json",
+        layer_scores="results/probes/{model}/{dataset}/layer_scores.parquet",
     log:
         "logs/probes/layers/{model}/{dataset}.log",
     benchmark:
@@ -31,6 +32,7 @@ rule probe_layers:
             "n_boot",
             "seed",
         ),
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/probes_layers.py"
 
@@ -61,6 +63,7 @@ rule probe_scores:
         samples="results/extract/{model}/{dataset}/samples.parquet",
         manifest="results/extract/{model}/{dataset}/manifest.json",
         peak="results/probes/{model}/{dataset}/peak.json",
+        layer_scores="results/probes/{model}/{dataset}/layer_scores.parquet",
     output:
         scores="results/probes/{model}/{dataset}/scores.parquet",
     log:
@@ -107,6 +110,7 @@ rule table3:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed"),
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/probes_table3.py"
 
@@ -131,6 +135,7 @@ rule table7:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
+        interval_unit=config["stats"]["interval_unit"],
         methods=[
             "spatial_entropy",
             "cluster_count",
@@ -140,6 +145,7 @@ rule table7:
             "margin_only",
             "margin_only_pred",
             "probe_peak",
+            "probe_peak_in_sample_layer",
             "probe_last_k",
             "self_consistency",
         ],
@@ -168,12 +174,14 @@ rule table8:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
+        interval_unit=config["stats"]["interval_unit"],
         methods=[
             "random",
             "spatial_entropy",
             "cluster_count",
             "probe_last_layer",
             "probe_peak",
+            "probe_peak_in_sample_layer",
             "mlp_probe_peak",
             "l1_probe_peak",
             "probe_last_k",

@@ -37,6 +37,7 @@ from vrp.stats.classify import (
     logistic_probe,
     mlp_probe,
     peak_layer,
+    per_fold_feature_scores,
     probe_auroc,
 )
 from vrp.stats.cluster import (
@@ -99,6 +100,7 @@ __all__ = [
     "paired_table",
     "paired_ttest",
     "peak_layer",
+    "per_fold_feature_scores",
     "point_biserial",
     "precision_at_full_agreement",
     "probe_auroc",

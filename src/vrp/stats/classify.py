@@ -43,6 +43,7 @@ __all__ = [
     "auroc_with_ci",
     "grouped_splits",
     "grouped_cv_scores",
+    "per_fold_feature_scores",
     "logistic_probe",
     "mlp_probe",
     "l1_probe",
@@ -181,6 +182,22 @@ def grouped_cv_scores(X, y, groups, make_model: Callable | object, n_splits: int
     return proba[:, 1]
 
 
+def per_fold_feature_scores(features_of_fold: Callable[[int], np.ndarray], y, make_model, folds) -> np.ndarray:
+    """Out-of-fold P(correct) where fold ``f``'s model is trained and scored on ``features_of_fold(f)``.
+
+    The nested layer choice: each fold brings its own feature set (the layer chosen without it);
+    the model for fold ``f`` is fit on the training rows of that feature set and scores its test rows.
+    """
+    labels = as_binary(y, "y")
+    out = np.full(len(labels), np.nan)
+    with _quiet_single_threaded_fit():
+        for f, (train, test) in enumerate(folds):
+            x = _as_features(features_of_fold(f), len(labels))
+            model = _fresh_model(make_model).fit(x[train], labels[train])
+            out[test] = model.predict_proba(x[test])[:, 1]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Probe factories
 # --------------------------------------------------------------------------------------------
@@ -233,21 +250,27 @@ def _in_sample_auroc(features: np.ndarray, labels: np.ndarray, make_model) -> fl
 
 
 def probe_auroc(X, y, groups, make_model=logistic_probe, n_splits: int = 5, seed: int = 0,
-                n_boot: int = 1000, folds=None, in_sample: bool = True) -> dict:
-    """Held-out AUROC of a probe with a bootstrap CI, plus its in-sample AUROC.
+                n_boot: int = 1000, folds=None, in_sample: bool = True, unit: str = "image",
+                return_scores: bool = False) -> dict:
+    """Held-out AUROC of a probe with image-clustered and question-level intervals, plus in-sample AUROC.
 
-    ``auroc``/``lo``/``hi``: AUROC of the pooled out-of-fold probabilities over all samples
-    (:func:`grouped_cv_scores`) with :func:`auroc_with_ci`. ``auroc_in_sample``: the probe fit
-    on all samples and scored on the same samples (optimistic; reported only for comparison
-    with the paper's in-sample numbers, never as the result). Returns also n, n_pos.
+    ``auroc``: AUROC of the pooled out-of-fold probabilities over all samples
+    (:func:`grouped_cv_scores`); its intervals are :func:`vrp.stats.cluster.auroc_intervals`
+    with ``groups`` (image ids) as clusters (``lo``/``hi`` the configured ``unit``, named in
+    ``ci_method``; ``lo_image``/... and ``lo_question``/... both). ``auroc_in_sample``: the probe
+    fit on all samples and scored on the same samples (optimistic; reported only for comparison
+    with the paper's in-sample numbers, never as the result). ``return_scores`` adds the
+    out-of-fold probabilities as ``scores``. Returns also n, n_pos, n_images.
     """
     labels = as_binary(y, "y")
     features = _as_features(X, len(labels))
     if folds is None:
         folds = grouped_splits(labels, groups, n_splits, seed)
     held_out = grouped_cv_scores(features, labels, groups, make_model, folds=folds)
-    result = auroc_with_ci(labels, held_out, n_boot=n_boot, seed=seed)
+    result = auroc_intervals(labels, held_out, groups, n_boot=n_boot, seed=seed, unit=unit)
     result["auroc_in_sample"] = _in_sample_auroc(features, labels, make_model) if in_sample else np.nan
+    if return_scores:
+        result["scores"] = held_out
     return result
 
 
@@ -256,7 +279,7 @@ def layerwise_probe(H, y, groups, make_model=logistic_probe, n_splits: int = 5, 
     """:func:`probe_auroc` at every layer of hidden states ``H`` (n, L, d), on one shared split.
 
     ``layers`` picks layer indices (default all). Returns a DataFrame with columns
-    layer, auroc, lo, hi, auroc_in_sample, n, n_pos, n_boot_used (one row per layer).
+    layer, auroc, lo, hi, ci_method, auroc_in_sample, n, n_pos (one row per layer).
     """
     states = np.asarray(H)
     if states.ndim != 3:
@@ -271,7 +294,7 @@ def layerwise_probe(H, y, groups, make_model=logistic_probe, n_splits: int = 5, 
         row = probe_auroc(states[:, layer, :], labels, groups, make_model, seed=seed, n_boot=n_boot,
                           folds=folds, in_sample=in_sample)
         rows.append({"layer": int(layer), **row})
-    columns = ["layer", "auroc", "lo", "hi", "auroc_in_sample", "n", "n_pos", "n_boot_used"]
+    columns = ["layer", "auroc", "lo", "hi", "ci_method", "auroc_in_sample", "n", "n_pos"]
     return pd.DataFrame(rows)[columns]
 
 
