@@ -91,6 +91,7 @@ rule causal_masking_table:
         families=model_families(),
         n_boot=config["masking"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/causal_masking_table.py"
 
@@ -328,6 +329,7 @@ rule causal_table5:
         families=model_families(),
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/causal_ablation_table.py"
 
@@ -357,6 +359,7 @@ rule causal_table6:
         families=model_families(),
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/causal_ablation_table.py"
 
