@@ -47,6 +47,20 @@ def test_weighted_mean_and_resample_counts():
     np.testing.assert_array_equal(a, b)  # seeded
 
 
+def test_cluster_sums_fast_path_equals_the_weighted_path():
+    rng = np.random.default_rng(6)
+    n = 90
+    x, y = rng.normal(size=n), rng.integers(0, 2, n).astype(float)
+    strata = np.repeat(["a", "b", "c"], 30)
+    groups = rng.integers(0, 25, n)
+    codes, g = C.cluster_codes(groups)
+    counts = next(C.cluster_resample_counts(g, 40, seed=1))
+    for statistic in (C.weighted_mean(x), C.weighted_pearson(x, y), C.weighted_within_pearson(x, y, strata)):
+        fast = statistic.from_sums(counts @ statistic.cluster_sums(codes, g))
+        slow = statistic(counts[:, codes].astype(float))
+        np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+
 def test_question_unit_is_the_ordinary_bootstrap():
     codes, g = C.cluster_codes(np.array(["a", "a", "b"]), "question")
     np.testing.assert_array_equal(codes, [0, 1, 2])

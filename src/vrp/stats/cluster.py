@@ -14,9 +14,10 @@ resample, how many times each cluster is taken (a ``(B, G)`` count matrix, seede
 statistic is then an integer-WEIGHTED statistic of the original samples (a sample's weight is its
 cluster's count), so nothing is copied per resample:
 
-* means, accuracy drops and proportions: cluster sums aggregated with :func:`numpy.bincount`
-  and one matrix product;
-* Pearson / point-biserial r (also the within-model pooled r): cluster sums of x, y, x², y², xy;
+* means, accuracy drops and proportions: cluster sums aggregated once with :func:`numpy.bincount`,
+  then one (B, G) x (G, k) matrix product for all resamples;
+* Pearson / point-biserial r (also the within-model pooled r, per stratum): cluster sums of
+  1, x, y, x², y², xy, the same way;
 * AUROC: the Mann-Whitney statistic with weights (scores sorted once; ties count 1/2), which
   equals :func:`sklearn.metrics.roc_auc_score` with ``sample_weight`` (tested).
 
@@ -111,8 +112,14 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], groups, n_b
     codes, n_clusters = cluster_codes(groups, unit)
     values = []
     if n_boot > 0 and len(codes):
+        # statistics built from sums (means, correlations) aggregate per cluster once: each
+        # resample is then one (G,) x (G, k) product instead of a pass over every question
+        sums = statistic.cluster_sums(codes, n_clusters) if hasattr(statistic, "from_sums") else None
         for counts in cluster_resample_counts(n_clusters, n_boot, seed, batch):
-            values.append(np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64))
+            if sums is not None:
+                values.append(np.asarray(statistic.from_sums(counts @ sums), dtype=np.float64))
+            else:
+                values.append(np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64))
     boot = np.concatenate(values) if values else np.array([])
     boot = boot[np.isfinite(boot)]
     alpha = (1.0 - ci) / 2.0
@@ -131,7 +138,31 @@ def weighted_mean(x) -> Callable[[np.ndarray], np.ndarray]:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (w @ values) / total
 
+    statistic.cluster_sums = lambda codes, g: _cluster_sums(codes, g, np.ones_like(values), values)
+    statistic.from_sums = lambda t: _divide(t[:, 1], t[:, 0])
     return statistic
+
+
+def _cluster_sums(codes: np.ndarray, n_clusters: int, *columns: np.ndarray) -> np.ndarray:
+    """(G, k): the sum of each column over each cluster's samples (:func:`numpy.bincount`)."""
+    return np.stack([np.bincount(codes, weights=c, minlength=n_clusters) for c in columns], axis=1)
+
+
+def _divide(a, b):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return a / b
+
+
+def _moments(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The columns whose sums give a weighted correlation: 1, x, y, x², y², xy."""
+    return np.ones_like(x), x, y, x * x, y * y, x * y
+
+
+def _r_from_moments(t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cov, var_x, var_y) sums of squares around the weighted means from summed moments (b, 6)."""
+    total, sx, sy, sxx, syy, sxy = (t[:, i] for i in range(6))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sxy - sx * sy / total, sxx - sx * sx / total, syy - sy * sy / total
 
 
 def _weighted_r(w, x, y):
@@ -162,6 +193,8 @@ def weighted_pearson(x, y) -> Callable[[np.ndarray], np.ndarray]:
     def statistic(w: np.ndarray) -> np.ndarray:
         return _ratio(*_weighted_r(w, xs, ys))
 
+    statistic.cluster_sums = lambda codes, g: _cluster_sums(codes, g, *_moments(xs, ys))
+    statistic.from_sums = lambda t: _ratio(*_r_from_moments(t))
     return statistic
 
 
@@ -184,6 +217,25 @@ def weighted_within_pearson(x, y, strata) -> Callable[[np.ndarray], np.ndarray]:
             vy = vy + np.where(keep, b, 0.0)
         return _ratio(cov, vx, vy)
 
+    def cluster_sums(cluster: np.ndarray, g: int) -> np.ndarray:
+        blocks = []
+        for idx, xi, yi in parts:  # six moment columns per stratum
+            blocks.append(_cluster_sums(cluster[idx], g, *_moments(xi, yi)))
+        return np.concatenate(blocks, axis=1)
+
+    def from_sums(t: np.ndarray) -> np.ndarray:
+        cov = vx = vy = 0.0
+        for m in range(len(parts)):
+            block = t[:, 6 * m : 6 * m + 6]
+            c, a, b = _r_from_moments(block)
+            keep = block[:, 0] > 0
+            cov = cov + np.where(keep, c, 0.0)
+            vx = vx + np.where(keep, a, 0.0)
+            vy = vy + np.where(keep, b, 0.0)
+        return _ratio(cov, vx, vy)
+
+    statistic.cluster_sums = cluster_sums
+    statistic.from_sums = from_sums
     return statistic
 
 
