@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from sklearn.model_selection import GroupKFold
 
 from vrp.io import read_json
 from vrp.stats import (
@@ -42,7 +43,6 @@ from vrp.stats import (
     cluster_count,
     cv_accuracy_auroc,
     fisher_z_interval,
-    grouped_splits,
     nan_intervals,
     normalize_maps,
     point_biserial,
@@ -318,9 +318,18 @@ def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataF
 
 
 def nested_head_folds(samples: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Image-grouped folds for the nested top-K selection (:func:`vrp.stats.grouped_splits`)."""
-    y = as_binary(samples["correct"].astype(bool).to_numpy())
-    return grouped_splits(y, samples["image_id"].to_numpy(), n_splits, seed)
+    """Image-grouped folds for the nested top-K selection: ``GroupKFold(shuffle=True)`` by image id.
+
+    The target (log confidence) is continuous, so the folds are grouped but not stratified; no
+    image has questions on both sides. Raises ``ValueError`` with fewer images than folds.
+    """
+    groups = samples["image_id"].to_numpy()
+    n_images = len(pd.unique(groups))
+    if n_splits < 2 or n_images < n_splits:
+        raise ValueError(f"the nested top-K heads need 2 <= attention.stress_test.n_splits <= number of images; "
+                         f"got n_splits={n_splits}, {n_images} images")
+    splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), groups=groups)]
 
 
 def fold_head_rankings(head_logit, folds, k_max: int) -> list[pd.DataFrame]:
