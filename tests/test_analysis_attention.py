@@ -266,8 +266,15 @@ def test_nested_top_heads_equal_in_sample_when_every_fold_picks_the_same_heads()
     in_sample = T.top_heads_r2(samples, logit, head_maps, ranking, ks=[1, 2])
     folds = T.nested_head_folds(samples, n_splits=3, seed=0)
     rankings = T.fold_head_rankings(logit, folds, 2)
-    nested = T.nested_top_heads_r2(samples, logit, lambda heads: head_maps[:, [h for _, h in heads]], [1, 2],
-                                   folds, rankings, n_boot=100)
+    nested = T.nested_top_heads_r2(
+        samples,
+        logit,
+        lambda heads: head_maps[:, [h for _, h in heads]],
+        [1, 2],
+        folds,
+        rankings,
+        n_boot=100,
+    )
     assert nested["heads_by_fold"].tolist() == ["L0H0|L0H0|L0H0", "L0H0;L0H1|L0H0;L0H1|L0H0;L0H1"]
     np.testing.assert_allclose(nested["r2"], in_sample["r2"], rtol=1e-10)
     assert (nested["r_lo"] <= nested["r"]).all() and (nested["r"] <= nested["r_hi"]).all()

@@ -159,9 +159,16 @@ def test_mcnemar_and_ttest_equal_statsmodels_and_scipy_on_a_hand_made_table():
     # the headline paired test is McNemar clustered by image (two questions per image here):
     # d_g per image = (0, 0, 1, 2, 2, 2, -1, 0) -> X² = 6² / 14
     assert result["mcnemar_clustered_stat"] == pytest.approx(36 / 14)
-    assert result["paired_p"] == result["mcnemar_clustered_p"] == pytest.approx(stats.chi2.sf(36 / 14, 1))
+    assert (
+        result["paired_p"]
+        == result["mcnemar_clustered_p"]
+        == pytest.approx(stats.chi2.sf(36 / 14, 1))
+    )
     assert result["paired_test"].startswith("clustered McNemar")
-    assert result["drop_ci_method"].startswith("cluster bootstrap by image") and result["n_images"] == 8
+    assert (
+        result["drop_ci_method"].startswith("cluster bootstrap by image")
+        and result["n_images"] == 8
+    )
     question = paired_comparison(_predictions(ref), _predictions(new), n_boot=200, unit="question")
     assert question["paired_p"] == question["mcnemar_p"]
     assert (question["acc_reference_lo"], question["acc_reference_hi"]) == (
@@ -174,7 +181,9 @@ def test_clustered_drop_interval_is_wider_when_images_share_outcomes():
     flipped = np.repeat(rng.random(40) < 0.3, 5)
     ref, new = [1] * 200, (~flipped).astype(int).tolist()
     images = [f"img{i // 5}" for i in range(200)]
-    result = paired_comparison(_predictions(ref, images=images), _predictions(new, images=images), n_boot=400)
+    result = paired_comparison(
+        _predictions(ref, images=images), _predictions(new, images=images), n_boot=400
+    )
     width_image = result["drop_hi_image"] - result["drop_lo_image"]
     width_question = result["drop_hi_question"] - result["drop_lo_question"]
     assert width_image > 1.7 * width_question  # sqrt(design effect 5) ~ 2.2
@@ -206,7 +215,11 @@ def test_masking_table_contrasts():
     runs = []
     for condition, seed, correct in [("high", -1, [0, 0, 0, 1]), ("low", -1, [1, 1, 1, 1]),
                                      ("random", 0, [1, 0, 1, 1]), ("random", 1, [1, 1, 1, 1])]:
-        runs.append(_predictions(correct).assign(condition=condition, seed=seed, p=0.3, n_masked=[19, 19, 4, 4]))
+        runs.append(
+            _predictions(correct).assign(
+                condition=condition, seed=seed, p=0.3, n_masked=[19, 19, 4, 4]
+            )
+        )
     table = masking_table(base, pd.concat(runs), n_boot=50)
     # n_masked_mean from each row's own questions (grids vary per image)
     high = table[(table["contrast"] == "full_vs_high")].set_index("subset")["n_masked_mean"]

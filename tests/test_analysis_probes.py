@@ -163,7 +163,13 @@ def test_reliability_scores_columns_signs_and_held_out_probes(scored):
     assert scores[list(P.READOUTS)].notna().all().all()
     # nested: every fold's training folds pick the planted layer, so the nested probe equals the
     # probe at the layer chosen on all folds (same folds, same fits)
-    assert (scores["nested_layer"] == 1).all() and sorted(scores["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert (scores["nested_layer"] == 1).all() and sorted(scores["fold"].unique()) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     np.testing.assert_allclose(scores["probe_peak"], scores["probe_peak_in_sample_layer"])
 
 
@@ -172,8 +178,11 @@ def test_nested_layer_choice_ignores_the_held_out_fold():
     folds = [(np.arange(6, 12), np.arange(6)), (np.arange(6), np.arange(6, 12))]
     good_first, good_second = y + 0.1 * np.arange(12), y[::-1].copy() + 0.0
     good_second[6:] = y[6:]  # layer 1 is perfect on the second half only
-    scores = pd.DataFrame({"logistic_L0": np.r_[y[:6], 1 - y[6:]].astype(float), "logistic_L1": good_second})
-    # fold 0 (test = first half) chooses on the second half -> layer 1; fold 1 on the first -> layer 0
+    scores = pd.DataFrame(
+        {"logistic_L0": np.r_[y[:6], 1 - y[6:]].astype(float), "logistic_L1": good_second}
+    )
+    # fold 0 (test = first half) chooses on the second half -> layer 1;
+    # fold 1 chooses on the first half -> layer 0
     assert P.nested_layer_choice(scores, y, folds) == [1, 0]
 
 
@@ -209,16 +218,32 @@ def test_table3_and_method_table(scored):
     assert spatial["probe_auroc"] == roc_auc_score(part["correct"], part["probe_peak"])
     assert spatial["confidence_auroc"] == roc_auc_score(part["correct"], part["output_confidence"])
     assert spatial["probe_layer_in_sample"] == 1 and spatial["n"] == len(part)
-    assert spatial["probe_layers_nested"] == "1;1;1;1;1"  # every training fold finds the planted layer
+    assert (
+        spatial["probe_layers_nested"] == "1;1;1;1;1"
+    )  # every training fold finds the planted layer
     assert spatial["probe_in_sample_layer_auroc"] == roc_auc_score(part["correct"],
                                                                  part["probe_peak_in_sample_layer"])
     assert spatial["probe_lo_image"] <= spatial["probe_auroc"] <= spatial["probe_hi_image"]
-    assert (spatial["probe_lo"], spatial["probe_hi"]) == (spatial["probe_lo_image"], spatial["probe_hi_image"])
+    assert (spatial["probe_lo"], spatial["probe_hi"]) == (
+        spatial["probe_lo_image"],
+        spatial["probe_hi_image"],
+    )
 
-    consistency = pd.DataFrame({"model": ["llava", "llava"], "dataset": ["synthetic"] * 2, "task": ["all", "spatial"],
-                                "pope_setting": ["", ""], "k": [10, 10], "auroc": [0.8, 0.7], "lo": [0.7, 0.6],
-                                "hi": [0.9, 0.8], "n": [300, 75], "n_pos": [135, 30],
-                                "ci_method": "cluster bootstrap by image (percentile, 100 resamples)"})
+    consistency = pd.DataFrame(
+        {
+            "model": ["llava", "llava"],
+            "dataset": ["synthetic"] * 2,
+            "task": ["all", "spatial"],
+            "pope_setting": ["", ""],
+            "k": [10, 10],
+            "auroc": [0.8, 0.7],
+            "lo": [0.7, 0.6],
+            "hi": [0.9, 0.8],
+            "n": [300, 75],
+            "n_pos": [135, 30],
+            "ci_method": "cluster bootstrap by image (percentile, 100 resamples)",
+        }
+    )
     table = P.method_table({("llava", "synthetic"): scores}, peaks, consistency, P.TABLE7_METHODS,
                            subsets=[("all", ""), ("presence", "adversarial")], n_boot=100, last_k_layers=5)
     assert table["method"].tolist()[: len(P.TABLE7_METHODS)] == list(P.TABLE7_METHODS)

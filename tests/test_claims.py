@@ -261,11 +261,19 @@ def test_a_verdict_that_changes_with_the_question_level_interval_says_so(tmp_pat
     table4["lo_question"], table4["hi_question"] = table4["fisher_lo"], table4["fisher_hi"]
     ck = table4["metric"] == "C_k"
     table4.loc[ck, ["lo", "hi"]] = [-0.05, 0.12]  # straddles +0.1
-    claims = check_claims_from_files({"table4": write(tmp_path, "table4", table4)}, ["synthetic"], FAMILIES)
+    claims = check_claims_from_files(
+        {"table4": write(tmp_path, "table4", table4)}, ["synthetic"], FAMILIES
+    )
     row = claims[claims["claim_id"] == "rpb_ck_near_zero"].iloc[0]
     assert row["verdict"] == NOT_MEASURABLE and row["verdict_question"] == HOLDS
-    assert "changes with the question-level interval" in row["reason"] and "would give 'holds'" in row["reason"]
-    assert row["interval"].startswith("cluster bootstrap by image") and "cluster bootstrap" in row["reason"]
+    assert (
+        "changes with the question-level interval" in row["reason"]
+        and "would give 'holds'" in row["reason"]
+    )
+    assert (
+        row["interval"].startswith("cluster bootstrap by image")
+        and "cluster bootstrap" in row["reason"]
+    )
     same = claims[claims["claim_id"] == "rpb_hs_near_zero"].iloc[0]
     assert same["verdict"] == same["verdict_question"] == HOLDS and "changes" not in same["reason"]
 
@@ -273,12 +281,21 @@ def test_a_verdict_that_changes_with_the_question_level_interval_says_so(tmp_pat
 def test_a_subset_without_skill_is_not_measurable(tmp_path):
     table5 = table5_rows(drop_last=(30.0, 10.0, 50.0))
     table5["baseline_accuracy"] = 60.0
-    table5["majority_accuracy"] = np.where(table5["subset"] == "object_id", 60.0, 50.0)  # constant answer
-    claims = check_claims_from_files({"table5": write(tmp_path, "table5", table5)}, ["synthetic"], FAMILIES)
+    table5["majority_accuracy"] = np.where(
+        table5["subset"] == "object_id", 60.0, 50.0
+    )  # constant answer
+    claims = check_claims_from_files(
+        {"table5": write(tmp_path, "table5", table5)}, ["synthetic"], FAMILIES
+    )
     row = claims[claims["claim_id"] == "ablation_top5_object_id_llava"].iloc[0]
-    assert row["verdict"] == NOT_MEASURABLE and "no better than its majority-class answer" in row["reason"]
+    assert (
+        row["verdict"] == NOT_MEASURABLE
+        and "no better than its majority-class answer" in row["reason"]
+    )
     table5["majority_accuracy"] = 40.0
-    claims = check_claims_from_files({"table5": write(tmp_path, "table5", table5)}, ["synthetic"], FAMILIES)
+    claims = check_claims_from_files(
+        {"table5": write(tmp_path, "table5", table5)}, ["synthetic"], FAMILIES
+    )
     assert verdict_of(claims, "ablation_top5_object_id_llava") == HOLDS
 
 

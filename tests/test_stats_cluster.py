@@ -55,7 +55,11 @@ def test_cluster_sums_fast_path_equals_the_weighted_path():
     groups = rng.integers(0, 25, n)
     codes, g = C.cluster_codes(groups)
     counts = next(C.cluster_resample_counts(g, 40, seed=1))
-    for statistic in (C.weighted_mean(x), C.weighted_pearson(x, y), C.weighted_within_pearson(x, y, strata)):
+    for statistic in (
+        C.weighted_mean(x),
+        C.weighted_pearson(x, y),
+        C.weighted_within_pearson(x, y, strata),
+    ):
         fast = statistic.from_sums(counts @ statistic.cluster_sums(codes, g))
         slow = statistic(counts[:, codes].astype(float))
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
@@ -92,7 +96,9 @@ def test_within_model_pooled_r_equals_stratified_value():
     assert got == pytest.approx(stats.pearsonr(xc, yc).statistic, rel=1e-12)
     assert stats.pearsonr(x, y).statistic > 0.5 > got  # the stacked r is driven by the model gap
     # the weighted version with unit weights gives the same number
-    assert C.weighted_within_pearson(x, y, model)(np.ones((1, 12)))[0] == pytest.approx(got, rel=1e-12)
+    assert C.weighted_within_pearson(x, y, model)(np.ones((1, 12)))[0] == pytest.approx(
+        got, rel=1e-12
+    )
 
 
 def test_clustered_mcnemar_singletons_is_uncorrected_mcnemar():

@@ -4,7 +4,8 @@ Yes/no tasks (presence, spatial) report precision / recall / F1 with "yes" as th
 and the share of "yes" among predictions (the POPE yes-ratio). Multi-class tasks (counting,
 object_id) report macro-averaged precision / recall / F1 over the UNION of gold and predicted
 answers (scikit-learn's ``labels=None``), so a predicted answer that never occurs in the gold set
-counts as a class with precision 0 instead of being ignored; yes_share is empty there. Presence also gets a pooled row with pope_setting "all".
+counts as a class with precision 0 instead of being ignored; yes_share is empty there. Presence
+also gets a pooled row with pope_setting "all".
 """
 
 from __future__ import annotations

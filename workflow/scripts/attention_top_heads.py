@@ -42,9 +42,20 @@ def maps_of(heads):
     return all_maps[:, [column[(int(layer), int(head))] for layer, head in heads], :]
 
 
-in_sample = top_heads_r2(samples, head_logit, maps_of(list(zip(top["layer"], top["head"]))), ranking, params.top_k)
-nested = nested_top_heads_r2(samples, head_logit, maps_of, params.top_k, folds, rankings, n_boot=params.n_boot,
-                             seed=params.seed, unit=params.interval_unit)
+in_sample = top_heads_r2(
+    samples, head_logit, maps_of(list(zip(top["layer"], top["head"]))), ranking, params.top_k
+)
+nested = nested_top_heads_r2(
+    samples,
+    head_logit,
+    maps_of,
+    params.top_k,
+    folds,
+    rankings,
+    n_boot=params.n_boot,
+    seed=params.seed,
+    unit=params.interval_unit,
+)
 in_sample = in_sample.rename(columns={"r": "r_in_sample", "r2": "r2_in_sample", "p": "p_in_sample"})
 table = in_sample.merge(nested.drop(columns="n"), on="k", validate="one_to_one")
 log.info("head ranking (top %d):\n%s\nR² per K:\n%s", k_max, top.to_string(), table.to_string())

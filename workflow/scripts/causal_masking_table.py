@@ -12,15 +12,35 @@ runs = pd.concat([pd.read_parquet(path) for path in snakemake.input.runs], ignor
 frames = []
 for (model, dataset, p), group in runs.groupby(["model", "dataset", "p"], sort=True):
     baseline = baselines[(baselines["model"] == model) & (baselines["dataset"] == dataset)]
-    table = masking_table(baseline, group, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed,
-                          unit=snakemake.params.interval_unit)
+    table = masking_table(
+        baseline,
+        group,
+        n_boot=snakemake.params.n_boot,
+        seed=snakemake.params.seed,
+        unit=snakemake.params.interval_unit,
+    )
     table.insert(0, "dataset", dataset)
     table.insert(0, "family", snakemake.params.families[model])
     table.insert(0, "model", model)
     frames.append(table)
 table = pd.concat(frames, ignore_index=True)
-log.info("\n%s", table[(table["subset"] == "all") & (table["seed"] <= 0)][
-    ["model", "dataset", "p", "contrast", "seed", "n", "drop_pp", "drop_lo", "drop_hi", "paired_p", "mcnemar_p",
-     "ttest_p"]
-].to_string())
+log.info(
+    "\n%s",
+    table[(table["subset"] == "all") & (table["seed"] <= 0)][
+        [
+            "model",
+            "dataset",
+            "p",
+            "contrast",
+            "seed",
+            "n",
+            "drop_pp",
+            "drop_lo",
+            "drop_hi",
+            "paired_p",
+            "mcnemar_p",
+            "ttest_p",
+        ]
+    ].to_string(),
+)
 write_csv(table, snakemake.output[0])

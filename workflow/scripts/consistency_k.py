@@ -11,8 +11,13 @@ k = int(snakemake.wildcards.k)
 frames = []
 for (model, dataset), sampled, greedy in zip(snakemake.params.labels, snakemake.input.samples, snakemake.input.greedy):
     scores = consistency_scores(pd.read_parquet(sampled), pd.read_parquet(greedy), k)
-    summary = consistency_summary(scores, k, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed,
-                                  unit=snakemake.params.interval_unit)
+    summary = consistency_summary(
+        scores,
+        k,
+        n_boot=snakemake.params.n_boot,
+        seed=snakemake.params.seed,
+        unit=snakemake.params.interval_unit,
+    )
     summary.insert(0, "dataset", dataset)
     summary.insert(0, "model", model)
     frames.append(summary)

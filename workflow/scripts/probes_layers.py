@@ -15,8 +15,15 @@ samples = pd.read_parquet(snakemake.input.samples)
 hidden = load_array(snakemake.input.manifest, "hidden")
 mlp_out = load_array(snakemake.input.manifest, "mlp_out")
 log.info("%d questions, %d images; hidden %s; %s", len(samples), samples["image_id"].nunique(), hidden.shape, settings)
-layers, layer_scores = layer_probes(hidden, mlp_out, samples["correct"].to_numpy(), samples["image_id"].to_numpy(),
-                                    settings, n_jobs=snakemake.threads, keep_scores=True)
+layers, layer_scores = layer_probes(
+    hidden,
+    mlp_out,
+    samples["correct"].to_numpy(),
+    samples["image_id"].to_numpy(),
+    settings,
+    n_jobs=snakemake.threads,
+    keep_scores=True,
+)
 peak = peak_summary(layers, probe="logistic")
 log.info("\n%s\npeak: %s", layers.to_string(), peak)
 write_csv(layers, snakemake.output.layers)

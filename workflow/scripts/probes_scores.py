@@ -14,8 +14,31 @@ arrays = {name: load_array(snakemake.input.manifest, name)
           for name in ("hidden", "mlp_out", "image_attention", "lens_margin", "lens_margin_pred")}
 peak = read_json(snakemake.input.peak)["peak_layer"]
 layer_scores = pd.read_parquet(snakemake.input.layer_scores)
-scores = reliability_scores(samples, arrays, peak, settings, attention_layers=snakemake.params.attention_layers,
-                            layer_scores=layer_scores)
-log.info("peak layer %d; %d questions; score means by correctness:\n%s", peak, len(scores),
-         scores.drop(columns=["question_id", "image_id", "task", "pope_setting", "answer", "fold", "nested_layer"]).groupby("correct").mean().T)
+scores = reliability_scores(
+    samples,
+    arrays,
+    peak,
+    settings,
+    attention_layers=snakemake.params.attention_layers,
+    layer_scores=layer_scores,
+)
+log.info(
+    "peak layer %d; %d questions; score means by correctness:\n%s",
+    peak,
+    len(scores),
+    scores.drop(
+        columns=[
+            "question_id",
+            "image_id",
+            "task",
+            "pope_setting",
+            "answer",
+            "fold",
+            "nested_layer",
+        ]
+    )
+    .groupby("correct")
+    .mean()
+    .T,
+)
 write_parquet(scores, snakemake.output.scores)

@@ -277,19 +277,25 @@ def run_ablation(
 # ---------------------------------------------------------------------------- tables 5 and 6
 _RENAMED = {
     "acc_changed": "accuracy",
-    **{f"acc_changed_{key}": f"accuracy_{key}" for key in ("lo", "hi", "ci_method", "lo_image", "hi_image",
-                                                           "lo_question", "hi_question")},
+    **{
+        f"acc_changed_{key}": f"accuracy_{key}"
+        for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+    },
     "acc_reference": "baseline_accuracy",
 }
-_DROPPED = [f"acc_reference_{key}" for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question",
-                                               "hi_question")]
+_DROPPED = [
+    f"acc_reference_{key}"
+    for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+]
 
 
 def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
                    unit: str = "image") -> pd.DataFrame:
-    """Per condition and subset (all questions, then each task): accuracy with its intervals, the drop
+    """Per condition and subset (all questions, then each task): accuracy with its intervals, the
+    drop
     against the unablated baseline with its intervals, the paired tests, and flips
-    (:func:`vrp.analysis.masking.paired_comparison`; headline intervals and ``paired_p`` by ``unit``).
+    (:func:`vrp.analysis.masking.paired_comparison`; headline intervals and ``paired_p`` by
+    ``unit``).
 
     ``runs`` is the concatenation of :func:`run_ablation` outputs (any layers and conditions) of
     one model on one dataset; ``baseline`` the unablated predictions of the same questions. The
@@ -311,14 +317,36 @@ def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 200
     table["layer"] = table["layer"].astype("Int64")
     table["majority_accuracy"] = table["subset"].map(majority)
     table = table.rename(columns=_RENAMED).drop(columns=_DROPPED)
-    first = ["layer", "condition", "k", "rank", "seed", "fraction", "n_channels", "channels", "mode", "subset", "n",
-             "n_images", "accuracy", "accuracy_lo", "accuracy_hi", "baseline_accuracy", "majority_accuracy",
-             "drop_pp", "drop_lo", "drop_hi", "drop_ci_method", "paired_p", "paired_test"]
+    first = [
+        "layer",
+        "condition",
+        "k",
+        "rank",
+        "seed",
+        "fraction",
+        "n_channels",
+        "channels",
+        "mode",
+        "subset",
+        "n",
+        "n_images",
+        "accuracy",
+        "accuracy_lo",
+        "accuracy_hi",
+        "baseline_accuracy",
+        "majority_accuracy",
+        "drop_pp",
+        "drop_lo",
+        "drop_hi",
+        "drop_ci_method",
+        "paired_p",
+        "paired_test",
+    ]
     return table[first + [c for c in table if c not in first]]
 
 
 def _majority_accuracy(baseline: pd.DataFrame) -> dict[str, float]:
-    """Per subset ("all" and each task): the accuracy, in percent, of always giving the most common gold answer."""
+    """Per subset ("all" and each task): accuracy (%) of always giving the most common gold answer."""
     out = {ALL_TASKS: 100.0 * float(baseline["answer"].value_counts(normalize=True).iloc[0])}
     for task, part in baseline.groupby("task"):
         out[task] = 100.0 * float(part["answer"].value_counts(normalize=True).iloc[0])

@@ -317,7 +317,9 @@ def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataF
     return pd.DataFrame(rows)
 
 
-def nested_head_folds(samples: pd.DataFrame, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def nested_head_folds(
+    samples: pd.DataFrame, n_splits: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Image-grouped folds for the nested top-K selection: ``GroupKFold(shuffle=True)`` by image id.
 
     The target (log confidence) is continuous, so the folds are grouped but not stratified; no
@@ -326,14 +328,16 @@ def nested_head_folds(samples: pd.DataFrame, n_splits: int = 5, seed: int = 0) -
     groups = samples["image_id"].to_numpy()
     n_images = len(pd.unique(groups))
     if n_splits < 2 or n_images < n_splits:
-        raise ValueError(f"the nested top-K heads need 2 <= attention.stress_test.n_splits <= number of images; "
-                         f"got n_splits={n_splits}, {n_images} images")
+        raise ValueError(
+            f"the nested top-K heads need 2 <= attention.stress_test.n_splits <= number of images; "
+            f"got n_splits={n_splits}, {n_images} images"
+        )
     splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), groups=groups)]
 
 
 def fold_head_rankings(head_logit, folds, k_max: int) -> list[pd.DataFrame]:
-    """Per training fold, the top ``k_max`` heads of :func:`rank_heads` on the training samples only."""
+    """Per training fold, the top ``k_max`` heads of :func:`rank_heads` on its training samples."""
     logit = np.asarray(head_logit, dtype=np.float64)
     return [rank_heads(logit[train]).iloc[:k_max].reset_index(drop=True) for train, _ in folds]
 
@@ -366,10 +370,14 @@ def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence
             chosen.append(";".join(f"L{l}H{h}" for l, h in heads))
             maps = np.asarray(maps_of(heads))[test]
             weights = np.abs(logit[test][:, top["layer"].to_numpy(), top["head"].to_numpy()])
-            entropy[test] = combined_map_entropy(samples.iloc[test].reset_index(drop=True), maps, weights)
+            entropy[test] = combined_map_entropy(
+                samples.iloc[test].reset_index(drop=True), maps, weights
+            )
         r, p = _pearson(entropy, target)
         if np.isfinite(r):
-            intervals = unit_intervals(weighted_pearson(entropy, target), groups, n_boot, seed, unit, prefix="r_")
+            intervals = unit_intervals(
+                weighted_pearson(entropy, target), groups, n_boot, seed, unit, prefix="r_"
+            )
         else:
             intervals = nan_intervals("r_", interval_method(unit, n_boot))
         rows.append({"k": k, "heads_by_fold": "|".join(chosen), "n": len(entropy), "r": r,
@@ -409,13 +417,25 @@ def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: i
               "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
               "status": "ok"}
     try:
-        scores = cv_accuracy_auroc(stats[list(ATTENTION_FEATURES)].to_numpy(dtype=np.float64), y,
-                                   stats["image_id"].to_numpy(), n_splits=n_splits, seed=seed, n_boot=n_boot,
-                                   unit=unit)
+        scores = cv_accuracy_auroc(
+            stats[list(ATTENTION_FEATURES)].to_numpy(dtype=np.float64),
+            y,
+            stats["image_id"].to_numpy(),
+            n_splits=n_splits,
+            seed=seed,
+            n_boot=n_boot,
+            unit=unit,
+        )
     except ValueError as err:  # data too small or one-class: documented as NaN + reason
         result["status"] = f"skipped: {err}"
         return result
-    result.update({key: scores[key] for key in result if key in scores and key not in ("n", "n_pos", "status")})
+    result.update(
+        {
+            key: scores[key]
+            for key in result
+            if key in scores and key not in ("n", "n_pos", "status")
+        }
+    )
     return result
 
 
@@ -426,12 +446,18 @@ POOLING_WITHIN = "within-model (per-model centred)"
 POOLING_STACKED = "stacked (models mixed)"
 
 
-def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                      ck_label: str = "C_k", hs_label: str = "H_s", unit: str = "image") -> pd.DataFrame:
+def correlation_table(
+    stats: pd.DataFrame,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ck_label: str = "C_k",
+    hs_label: str = "H_s",
+    unit: str = "image",
+) -> pd.DataFrame:
     """Table 4: point-biserial R_pb(C_k, correct) and R_pb(H_s, correct) per (model, dataset) and pooled.
 
-    ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``, ``family``,
-    ``dataset`` and ``image_id`` columns. Rows: each (model, dataset); "pooled" over models per
+    ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``,
+    ``family``,     ``dataset`` and ``image_id`` columns. Rows: each (model, dataset); "pooled" over models per
     dataset; and, when there are several datasets, dataset "all" per model and pooled.
 
     Pooled rows: model "pooled" is the WITHIN-model pooled R_pb (x and correctness centred within
@@ -441,7 +467,8 @@ def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
 
     Intervals (:func:`vrp.stats.unit_intervals`): ``lo``/``hi`` the configured ``unit`` (named in
     ``ci_method``), ``lo_image``/``hi_image`` the cluster bootstrap by image (an image shared by
-    models or datasets is one cluster), ``lo_question``/``hi_question`` = ``fisher_lo``/``fisher_hi``,
+    models or datasets is one cluster), ``lo_question``/``hi_question`` =
+    ``fisher_lo``/``fisher_hi``,
     the Fisher-z interval (questions independent; the paper's). For the within-model r the Fisher
     interval uses n - (models - 1) (one mean removed per model). ``p`` is scipy's question-level p
     (stacked rows) or the Fisher-z p (within rows).
@@ -473,8 +500,16 @@ def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
                 r = within_group_pearson(x, correct.astype(np.float64), strata)
                 n_eff = len(x) - (len(np.unique(strata)) - 1)
                 statistic = weighted_within_pearson(x, correct.astype(np.float64), strata)
-                p = (float(2 * sps.norm.sf(abs(np.arctanh(min(abs(r), 1 - 1e-15))) * math.sqrt(n_eff - 3)))
-                     if np.isfinite(r) and n_eff > 3 else math.nan)
+                p = (
+                    float(
+                        2
+                        * sps.norm.sf(
+                            abs(np.arctanh(min(abs(r), 1 - 1e-15))) * math.sqrt(n_eff - 3)
+                        )
+                    )
+                    if np.isfinite(r) and n_eff > 3
+                    else math.nan
+                )
             else:
                 statistic = weighted_pearson(x, correct.astype(np.float64))
             fisher = fisher_z_interval(r, n_eff)
@@ -483,10 +518,24 @@ def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
                                            question=(*fisher, "Fisher-z (questions independent)"))
             else:
                 intervals = nan_intervals(method=interval_method(unit, n_boot))
-            rows.append({"model": model, "family": family, "dataset": dataset, "metric": metric,
-                         "definition": label, "pooling": pooling, "n": result["n"],
-                         "n_images": int(len(pd.unique(groups))), "n_correct": int(correct.sum()),
-                         "r": r, **intervals, "fisher_lo": fisher[0], "fisher_hi": fisher[1], "p": p})
+            rows.append(
+                {
+                    "model": model,
+                    "family": family,
+                    "dataset": dataset,
+                    "metric": metric,
+                    "definition": label,
+                    "pooling": pooling,
+                    "n": result["n"],
+                    "n_images": int(len(pd.unique(groups))),
+                    "n_correct": int(correct.sum()),
+                    "r": r,
+                    **intervals,
+                    "fisher_lo": fisher[0],
+                    "fisher_hi": fisher[1],
+                    "p": p,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -522,7 +571,9 @@ def table1(rows: Sequence[Mapping]) -> pd.DataFrame:
         for suffix in ("", "_image", "_question"):
             lo, hi = ((heads[f"r_lo{suffix}"].iloc[best], heads[f"r_hi{suffix}"].iloc[best])
                       if has_r2 and f"r_lo{suffix}" in heads else (math.nan, math.nan))
-            record[f"topk_r2_lo{suffix}"], record[f"topk_r2_hi{suffix}"] = r2_interval(float(lo), float(hi))
+            record[f"topk_r2_lo{suffix}"], record[f"topk_r2_hi{suffix}"] = r2_interval(
+                float(lo), float(hi)
+            )
             if suffix == "":
                 record["topk_r2_ci_method"] = (f"{heads['r_ci_method'].iloc[best]}, of r; R² = r²"
                                                if has_r2 and "r_ci_method" in heads else "")
@@ -530,16 +581,24 @@ def table1(rows: Sequence[Mapping]) -> pd.DataFrame:
             record[f"topk_r2_k{int(k)}"] = float(value)
         if "r2_in_sample" in heads:
             in_sample = heads["r2_in_sample"].to_numpy(dtype=np.float64)
-            record["topk_r2_max_in_sample"] = float(np.nanmax(in_sample)) if np.isfinite(in_sample).any() else math.nan
+            record["topk_r2_max_in_sample"] = (
+                float(np.nanmax(in_sample)) if np.isfinite(in_sample).any() else math.nan
+            )
             for k, value in zip(heads["k"], in_sample):
                 record[f"topk_r2_in_sample_k{int(k)}"] = float(value)
-        record.update({
-            "stress_accuracy": stress["accuracy"],
-            **{f"stress_accuracy_{key}": stress.get(f"accuracy_{key}", math.nan) for key in _INTERVAL_KEYS},
-            "stress_auroc": stress["auroc"],
-            **{f"stress_auroc_{key}": stress.get(key, math.nan) for key in _INTERVAL_KEYS},
-            "stress_majority_accuracy": stress["majority_accuracy"], "stress_status": stress["status"],
-        })
+        record.update(
+            {
+                "stress_accuracy": stress["accuracy"],
+                **{
+                    f"stress_accuracy_{key}": stress.get(f"accuracy_{key}", math.nan)
+                    for key in _INTERVAL_KEYS
+                },
+                "stress_auroc": stress["auroc"],
+                **{f"stress_auroc_{key}": stress.get(key, math.nan) for key in _INTERVAL_KEYS},
+                "stress_majority_accuracy": stress["majority_accuracy"],
+                "stress_status": stress["status"],
+            }
+        )
         records.append(record)
     return pd.DataFrame(records)
 

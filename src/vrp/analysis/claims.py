@@ -114,8 +114,15 @@ class Measurement:
 
     def question_level(self) -> "Measurement":
         """The same measurement judged on its question-level interval and p."""
-        return Measurement(self.value, self.ci_low_question, self.ci_high_question, self.n, self.p_value_question,
-                           self.evidence, self.missing)
+        return Measurement(
+            self.value,
+            self.ci_low_question,
+            self.ci_high_question,
+            self.n,
+            self.p_value_question,
+            self.evidence,
+            self.missing,
+        )
 
 
 @dataclass(frozen=True)
@@ -225,7 +232,7 @@ def _pooled_or_single(table: pd.DataFrame, ctx: Context, name: str, **where) -> 
 
 
 def _interval(row, prefix: str = "", headline: tuple[str, str] | None = None) -> dict:
-    """Measurement fields of a table row's interval columns (``{prefix}lo``/... of unit_intervals)."""
+    """Measurement fields of a row's interval columns (``{prefix}lo``/... of unit_intervals)."""
     lo, hi = headline or (f"{prefix}lo", f"{prefix}hi")
     return {"ci_low": _float(row.get(lo)), "ci_high": _float(row.get(hi)),
             "interval": str(row.get(f"{prefix}ci_method", "") or ""),
@@ -234,26 +241,34 @@ def _interval(row, prefix: str = "", headline: tuple[str, str] | None = None) ->
 
 
 def _paired(row) -> dict:
-    """Measurement fields of a paired-comparison row: drop interval and headline / question-level p."""
+    """Measurement fields of a paired-comparison row: drop interval, headline and question-level p."""
     if "paired_p" in row:
         p, test = _float(row.get("paired_p")), str(row.get("paired_test", ""))
     else:  # a table written before the clustered test: the exact McNemar p
         p, test = _float(row.get("mcnemar_p")), "exact McNemar (questions independent)"
-    return {**_interval(row, "drop_"), "p_value": p, "test": test, "p_value_question": _float(row.get("mcnemar_p"))}
+    return {
+        **_interval(row, "drop_"),
+        "p_value": p,
+        "test": test,
+        "p_value_question": _float(row.get("mcnemar_p")),
+    }
 
 
 def _no_skill(row, subset: str) -> str:
-    """Why a change in ``subset`` cannot be measured when the unablated model has no skill there, else ""."""
+    """Why a change in ``subset`` cannot be measured (the unablated model has no skill), else ""."""
     base, floor = _float(row.get("baseline_accuracy")), _float(row.get("majority_accuracy"))
     if math.isnan(base) or math.isnan(floor) or base > floor:
         return ""
-    return (f"the unablated model is no better than its majority-class answer on {subset} "
-            f"({base:.1f}% vs {floor:.1f}% by always giving the most common answer): there is no skill to lose")
+    return (
+        f"the unablated model is no better than its majority-class answer on {subset} "
+        f"({base:.1f}% vs {floor:.1f}% by always giving the most common answer): "
+        "there is no skill to lose"
+    )
 
 
 # ------------------------------------------------------------------------------------ measurements
 def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Table 4: R_pb(metric, correct) pooled over models (the within-model pooled row), headline interval.
+    """Table 4: R_pb(metric, correct) pooled over models (the within-model row), headline interval.
 
     The question-level interval beside it is the Fisher-z one.
     """
@@ -269,9 +284,13 @@ def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]
         if "lo" in row:
             fields = _interval(row)
         else:  # a table written before the clustered intervals: Fisher-z only
-            fields = {"ci_low": _float(row["fisher_lo"]), "ci_high": _float(row["fisher_hi"]),
-                      "interval": "Fisher-z (questions independent)", "ci_low_question": _float(row["fisher_lo"]),
-                      "ci_high_question": _float(row["fisher_hi"])}
+            fields = {
+                "ci_low": _float(row["fisher_lo"]),
+                "ci_high": _float(row["fisher_hi"]),
+                "interval": "Fisher-z (questions independent)",
+                "ci_low_question": _float(row["fisher_lo"]),
+                "ci_high_question": _float(row["fisher_hi"]),
+            }
         return Measurement(_float(row["r"]), n=int(row["n"]), p_value=_float(row["p"]),
                            p_value_question=_float(row["p"]), evidence=evidence, **fields)
 
@@ -298,7 +317,9 @@ def masking_drop(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
         if len(rows) != 1:
             return Measurement.absent(f"no masking row at p = {MASK_SHARE} for {model}", evidence)
         row = rows.iloc[0]
-        return Measurement(_float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row))
+        return Measurement(
+            _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
+        )
 
     return measure
 
@@ -327,7 +348,9 @@ def probe_auroc_families(table: pd.DataFrame, ctx: Context) -> Measurement:
     aurocs = [(_float(r["auroc"]), _float(r["lo"]), _float(r["hi"])) for r in per_family.values()]
     if any(math.isnan(x) for a in aurocs for x in a):
         return Measurement.absent("a family's probe AUROC is undefined (one class only)", evidence)
-    question = [(_float(r.get("lo_question")), _float(r.get("hi_question"))) for r in per_family.values()]
+    question = [
+        (_float(r.get("lo_question")), _float(r.get("hi_question"))) for r in per_family.values()
+    ]
     return Measurement(
         value=float(sum(a > PROBE_AUROC_BAR for a, _, _ in aurocs)),
         ci_low=float(sum(lo > PROBE_AUROC_BAR for _, lo, _ in aurocs)),
@@ -356,8 +379,15 @@ def probe_beats_confidence(table: pd.DataFrame, ctx: Context) -> Measurement:
                _float(c["hi"])) for p, c in pairs]
     if any(math.isnan(x) for v in values for x in v):
         return Measurement.absent("an AUROC is undefined (one class only)", evidence)
-    question = [(_float(p.get("lo_question")), _float(p.get("hi_question")), _float(c.get("lo_question")),
-                 _float(c.get("hi_question"))) for p, c in pairs]
+    question = [
+        (
+            _float(p.get("lo_question")),
+            _float(p.get("hi_question")),
+            _float(c.get("lo_question")),
+            _float(c.get("hi_question")),
+        )
+        for p, c in pairs
+    ]
     return Measurement(
         value=float(sum(pa > ca for pa, _, _, ca, _, _ in values)),
         ci_low=float(sum(plo > chi for _, plo, _, _, _, chi in values)),
@@ -391,14 +421,23 @@ def sc_rpb(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
         row, evidence = _selfconsistency_all(table, ctx, family)
         if row is None:
             return Measurement.absent(f"no K = {SC_K} row", evidence)
-        return Measurement(_float(row["r_pb"]), n=int(row["n"]), p_value=_float(row["r_pb_p"]),
-                           p_value_question=_float(row["r_pb_p"]), evidence=evidence, **_interval(row, "r_pb_"))
+        return Measurement(
+            _float(row["r_pb"]),
+            n=int(row["n"]),
+            p_value=_float(row["r_pb_p"]),
+            p_value_question=_float(row["r_pb_p"]),
+            evidence=evidence,
+            **_interval(row, "r_pb_"),
+        )
 
     return measure
 
 
 def sc_precision(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Self-consistency: precision of the greedy answer where all K = 10 samples agree (headline CI; Wilson beside)."""
+    """Self-consistency: precision of the greedy answer where all K = 10 samples agree.
+
+    Headline interval of the table; the Wilson interval beside it.
+    """
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
         if not ctx.models_of(family):
@@ -426,7 +465,7 @@ def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
 
 
 def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Table 1: stress-test accuracy above chance (the majority-class rate), with its headline interval.
+    """Table 1: stress-test accuracy above chance (the majority-class rate), headline interval.
 
     Chance is the accuracy of always answering the majority label: the paper's 52-55% sit near
     50% on balanced labels, while a model that is right 70% of the time makes 70% the floor.
@@ -446,11 +485,23 @@ def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measuremen
             f = _interval(row, "stress_accuracy_")
         else:  # a table written before the clustered intervals
             lo, hi = wilson_interval(round(accuracy * n), n)
-            f = {"ci_low": lo, "ci_high": hi, "interval": "Wilson (questions independent)", "ci_low_question": lo,
-                 "ci_high_question": hi}
-        return Measurement(accuracy - chance, f["ci_low"] - chance, f["ci_high"] - chance, n, evidence=evidence,
-                           interval=f["interval"], ci_low_question=f["ci_low_question"] - chance,
-                           ci_high_question=f["ci_high_question"] - chance)
+            f = {
+                "ci_low": lo,
+                "ci_high": hi,
+                "interval": "Wilson (questions independent)",
+                "ci_low_question": lo,
+                "ci_high_question": hi,
+            }
+        return Measurement(
+            accuracy - chance,
+            f["ci_low"] - chance,
+            f["ci_high"] - chance,
+            n,
+            evidence=evidence,
+            interval=f["interval"],
+            ci_low_question=f["ci_low_question"] - chance,
+            ci_high_question=f["ci_high_question"] - chance,
+        )
 
     return measure
 
@@ -472,11 +523,26 @@ def topk_r2(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
         lo, hi = fisher_z_interval(math.sqrt(r2), n)
         fisher = (0.0 if lo <= 0 else lo * lo, max(lo * lo, hi * hi))
         if "topk_r2_lo" in row and not math.isnan(_float(row["topk_r2_lo"])):
-            return Measurement(r2, _float(row["topk_r2_lo"]), _float(row["topk_r2_hi"]), n, evidence=evidence,
-                               interval=str(row.get("topk_r2_ci_method", "")), ci_low_question=fisher[0],
-                               ci_high_question=fisher[1])
-        return Measurement(r2, fisher[0], fisher[1], n, evidence=evidence, interval="Fisher-z of r, squared",
-                           ci_low_question=fisher[0], ci_high_question=fisher[1])
+            return Measurement(
+                r2,
+                _float(row["topk_r2_lo"]),
+                _float(row["topk_r2_hi"]),
+                n,
+                evidence=evidence,
+                interval=str(row.get("topk_r2_ci_method", "")),
+                ci_low_question=fisher[0],
+                ci_high_question=fisher[1],
+            )
+        return Measurement(
+            r2,
+            fisher[0],
+            fisher[1],
+            n,
+            evidence=evidence,
+            interval="Fisher-z of r, squared",
+            ci_low_question=fisher[0],
+            ci_high_question=fisher[1],
+        )
 
     return measure
 
@@ -519,7 +585,9 @@ def ablation_half_destroyed(family: str) -> Callable[[pd.DataFrame, Context], Me
         no_skill = _no_skill(row, "all questions")
         if no_skill:
             return Measurement.absent(no_skill, evidence)
-        return Measurement(_float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row))
+        return Measurement(
+            _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
+        )
 
     return measure
 
@@ -619,12 +687,20 @@ def check_claims(tables: Mapping[str, pd.DataFrame | None], datasets, families: 
             if not m.missing and not math.isnan(m.ci_low_question):
                 verdict_q, reason_q = test.verdict(m.question_level())
                 if verdict_q != verdict:
-                    reason += (f"; the verdict changes with the question-level interval "
-                               f"[{m.ci_low_question:.4g}, {m.ci_high_question:.4g}]"
-                               + (f" (p = {m.p_value_question:.3g})" if not math.isnan(m.p_value_question) else "")
-                               + f", which would give '{verdict_q}'")
+                    reason += (
+                        f"; the verdict changes with the question-level interval "
+                        f"[{m.ci_low_question:.4g}, {m.ci_high_question:.4g}]"
+                        + (
+                            f" (p = {m.p_value_question:.3g})"
+                            if not math.isnan(m.p_value_question)
+                            else ""
+                        )
+                        + f", which would give '{verdict_q}'"
+                    )
             if m.interval and not m.missing:
-                reason += f" [interval: {m.interval}" + (f"; test: {m.test}" if m.test else "") + "]"
+                reason += (
+                    f" [interval: {m.interval}" + (f"; test: {m.test}" if m.test else "") + "]"
+                )
             rows.append({
                 "claim_id": claim.claim_id, "claim": claim.claim, "scope": claim.scope, "dataset": dataset,
                 "paper_value": claim.paper_value, "paper_source": claim.paper_source, "needs": test.describe(),
@@ -674,8 +750,24 @@ def claims_html(claims: pd.DataFrame, title: str = "Claims check") -> str:
     """
     counts = claims["verdict"].value_counts()
     summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
-    shown = ["claim", "scope", "dataset", "paper_value", "needs", "value", "ci_low", "ci_high", "interval", "n",
-             "p_value", "verdict", "reason", "ci_low_question", "ci_high_question", "verdict_question"]
+    shown = [
+        "claim",
+        "scope",
+        "dataset",
+        "paper_value",
+        "needs",
+        "value",
+        "ci_low",
+        "ci_high",
+        "interval",
+        "n",
+        "p_value",
+        "verdict",
+        "reason",
+        "ci_low_question",
+        "ci_high_question",
+        "verdict_question",
+    ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown)
     rows = []
     for record in claims.to_dict("records"):

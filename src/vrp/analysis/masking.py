@@ -58,7 +58,15 @@ MASK_MODES: tuple[str, ...] = ("high", "low", "random")
 GREY = (128, 128, 128)
 ALL_TASKS = "all"
 # per-question columns every causal run writes (plus its condition columns)
-PREDICTION_COLUMNS = ("question_id", "image_id", "task", "answer", "prediction", "correct", "p_answer")
+PREDICTION_COLUMNS = (
+    "question_id",
+    "image_id",
+    "task",
+    "answer",
+    "prediction",
+    "correct",
+    "p_answer",
+)
 
 
 # ---------------------------------------------------------------------------- questions
@@ -212,8 +220,10 @@ def _aligned(reference: pd.DataFrame, changed: pd.DataFrame) -> pd.DataFrame:
     if reference["question_id"].duplicated().any() or changed["question_id"].duplicated().any():
         raise ValueError("paired comparison needs one row per question_id in each condition")
     if "image_id" not in reference.columns:
-        raise ValueError("paired comparison needs the questions' image_id (the clusters of the intervals); "
-                         "rerun the causal baseline / masking / ablation jobs, whose outputs now carry it")
+        raise ValueError(
+            "paired comparison needs the questions' image_id (the clusters of the intervals); "
+            "rerun the causal baseline / masking / ablation jobs, whose outputs now carry it"
+        )
     merged = reference.merge(changed.drop(columns=["image_id"], errors="ignore"), on="question_id",
                              suffixes=("_ref", "_new"), validate="one_to_one")
     if len(merged) != len(reference) or len(merged) != len(changed):
@@ -228,8 +238,13 @@ PAIRED_TESTS = {"image": "clustered McNemar by image (Obuchowski/Durkalski)",
                 "question": "exact McNemar (questions independent)"}
 
 
-def paired_comparison(reference: pd.DataFrame, changed: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                      unit: str = "image") -> dict:
+def paired_comparison(
+    reference: pd.DataFrame,
+    changed: pd.DataFrame,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str = "image",
+) -> dict:
     """Statistics of ``changed`` against ``reference`` on the same questions (matched by question_id).
 
     Both frames need question_id, prediction and correct; ``reference`` also image_id (the
@@ -241,7 +256,8 @@ def paired_comparison(reference: pd.DataFrame, changed: pd.DataFrame, n_boot: in
     the headline paired test (the clustered McNemar of :func:`vrp.stats.clustered_mcnemar` for
     ``unit="image"``, the exact McNemar for ``"question"``); the question-level exact McNemar
     (mcnemar_b = right->wrong, mcnemar_c = wrong->right, mcnemar_p), the clustered one
-    (mcnemar_clustered_stat, mcnemar_clustered_p), the paired t-test (ttest_t, ttest_p; the paper's),
+    (mcnemar_clustered_stat, mcnemar_clustered_p), the paired t-test (ttest_t, ttest_p; the
+    paper's),
     right_to_wrong, wrong_to_right and answers_changed (questions whose predicted answer differs).
     """
     if unit not in PAIRED_TESTS:
@@ -258,10 +274,24 @@ def paired_comparison(reference: pd.DataFrame, changed: pd.DataFrame, n_boot: in
     ref_lo, ref_hi = wilson_interval(int(a.sum()), n)
     new_lo, new_hi = wilson_interval(int(b.sum()), n)
     wilson = "Wilson (questions independent)"
-    acc_ref = unit_intervals(weighted_mean(100.0 * a), groups, n_boot, seed, unit, prefix="acc_reference_",
-                             question=(100.0 * ref_lo, 100.0 * ref_hi, wilson))
-    acc_new = unit_intervals(weighted_mean(100.0 * b), groups, n_boot, seed, unit, prefix="acc_changed_",
-                             question=(100.0 * new_lo, 100.0 * new_hi, wilson))
+    acc_ref = unit_intervals(
+        weighted_mean(100.0 * a),
+        groups,
+        n_boot,
+        seed,
+        unit,
+        prefix="acc_reference_",
+        question=(100.0 * ref_lo, 100.0 * ref_hi, wilson),
+    )
+    acc_new = unit_intervals(
+        weighted_mean(100.0 * b),
+        groups,
+        n_boot,
+        seed,
+        unit,
+        prefix="acc_changed_",
+        question=(100.0 * new_lo, 100.0 * new_hi, wilson),
+    )
     diff_pp = 100.0 * (a.astype(np.float64) - b.astype(np.float64))
     drop = unit_intervals(weighted_mean(diff_pp), groups, n_boot, seed, unit, prefix="drop_")
     return {
@@ -289,15 +319,20 @@ def paired_comparison(reference: pd.DataFrame, changed: pd.DataFrame, n_boot: in
 
 
 def subset_question_ids(reference: pd.DataFrame) -> list[tuple[str, set | None]]:
-    """(subset, its question ids) of every reported subset: "all" (None = every question), then each task."""
+    """(subset, its question ids) per reported subset: "all" (None = every question), then each task."""
     subsets: list[tuple[str, set | None]] = [(ALL_TASKS, None)]
     for task in sorted(reference["task"].unique()):
         subsets.append((task, set(reference.loc[reference["task"] == task, "question_id"])))
     return subsets
 
 
-def compare_by_subset(reference: pd.DataFrame, changed: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                      unit: str = "image") -> list[dict]:
+def compare_by_subset(
+    reference: pd.DataFrame,
+    changed: pd.DataFrame,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str = "image",
+) -> list[dict]:
     """:func:`paired_comparison` on all questions (subset "all") and on each task's questions."""
     rows = []
     for subset, ids in subset_question_ids(reference):
@@ -346,7 +381,11 @@ def masking_table(baseline: pd.DataFrame, masked: pd.DataFrame, n_boot: int = 20
             masked_side = new if changed != "full" else ref
             for stats in compare_by_subset(ref, new, n_boot, seed, unit):
                 ids = subsets[stats["subset"]]
-                own = masked_side if ids is None else masked_side[masked_side["question_id"].isin(ids)]
+                own = (
+                    masked_side
+                    if ids is None
+                    else masked_side[masked_side["question_id"].isin(ids)]
+                )
                 rows.append({
                     "p": float(ps[0]),
                     "contrast": contrast,

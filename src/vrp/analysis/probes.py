@@ -40,26 +40,69 @@ from vrp.config import known_fields
 # Score column -> (label as in the paper's tables, inference cost, what it is).
 READOUTS: dict[str, tuple[str, str, str]] = {
     "random": ("Random", "1x", "seeded uniform noise (the chance line)"),
-    "spatial_entropy": ("Spatial attention H_s", "1x", "-H_s of the layer-mean last-token image attention"),
-    "cluster_count": ("Spatial attention C_k", "1x", "-C_k (connected components, top-30% mass) of the same map"),
+    "spatial_entropy": (
+        "Spatial attention H_s",
+        "1x",
+        "-H_s of the layer-mean last-token image attention",
+    ),
+    "cluster_count": (
+        "Spatial attention C_k",
+        "1x",
+        "-C_k (connected components, top-30% mass) of the same map",
+    ),
     "logit_entropy": ("Logit entropy", "1x", "-next-token entropy at the last prompt position"),
-    "output_confidence": ("Output confidence", "1x", "softmax probability of the predicted answer token"),
+    "output_confidence": (
+        "Output confidence",
+        "1x",
+        "softmax probability of the predicted answer token",
+    ),
     "margin_top2": ("Top-1 minus top-2 logit margin", "1x", "top-1 minus top-2 next-token logit"),
-    "margin_only": ("Margin-only ΔM_l", "1x", "logistic probe on the logit-lens margin of every layer"),
-    "margin_only_pred": ("Margin-only ΔM_l (own answer)", "1x",
-                         "the same probe on the margin of the model's predicted token (no ground truth)"),
-    "probe_last_layer": ("Linear probe (h_last)", "1x", "logistic probe on the last layer's hidden state"),
-    "probe_peak": ("Hidden-state probe (best layer, nested)", "1x",
-                   "logistic probe on the hidden state of the layer chosen inside each training fold"),
-    "probe_peak_in_sample_layer": ("Hidden-state probe (best layer, chosen on all folds)", "1x",
-                                   "logistic probe at the layer with the best AUROC over all folds: the "
-                                   "layer is chosen on the questions it is scored on (the paper's selection)"),
-    "mlp_probe_peak": ("MLP probe (best layer, nested)", "1x",
-                       "one-hidden-layer MLP probe at the layer chosen inside each training fold"),
-    "l1_probe_peak": ("Sparse L1 neuron probe (best layer, nested)", "1x",
-                      "L1 logistic probe on the MLP output of the layer chosen inside each training fold"),
-    "probe_last_k": ("Combined (last k layers)", "1x", "logistic probe on the concatenated last k hidden states"),
-    "attention_ensemble": ("Ensemble attention probe", "1x", "MLP probe on the concatenated per-layer image attention"),
+    "margin_only": (
+        "Margin-only ΔM_l",
+        "1x",
+        "logistic probe on the logit-lens margin of every layer",
+    ),
+    "margin_only_pred": (
+        "Margin-only ΔM_l (own answer)",
+        "1x",
+        "the same probe on the margin of the model's predicted token (no ground truth)",
+    ),
+    "probe_last_layer": (
+        "Linear probe (h_last)",
+        "1x",
+        "logistic probe on the last layer's hidden state",
+    ),
+    "probe_peak": (
+        "Hidden-state probe (best layer, nested)",
+        "1x",
+        "logistic probe on the hidden state of the layer chosen inside each training fold",
+    ),
+    "probe_peak_in_sample_layer": (
+        "Hidden-state probe (best layer, chosen on all folds)",
+        "1x",
+        "logistic probe at the layer with the best AUROC over all folds: the "
+        "layer is chosen on the questions it is scored on (the paper's selection)",
+    ),
+    "mlp_probe_peak": (
+        "MLP probe (best layer, nested)",
+        "1x",
+        "one-hidden-layer MLP probe at the layer chosen inside each training fold",
+    ),
+    "l1_probe_peak": (
+        "Sparse L1 neuron probe (best layer, nested)",
+        "1x",
+        "L1 logistic probe on the MLP output of the layer chosen inside each training fold",
+    ),
+    "probe_last_k": (
+        "Combined (last k layers)",
+        "1x",
+        "logistic probe on the concatenated last k hidden states",
+    ),
+    "attention_ensemble": (
+        "Ensemble attention probe",
+        "1x",
+        "MLP probe on the concatenated per-layer image attention",
+    ),
 }
 
 # Readouts whose inputs include the ground-truth answer token (not available when deploying).
@@ -95,8 +138,24 @@ class ProbeSettings:
         return functools.partial(stats.l1_probe, C=self.l1_C, seed=self.seed)
 
 
-LAYER_COLUMNS = ["probe", "features", "layer", "array_index", "auroc", "lo", "hi", "ci_method", "lo_image",
-                 "hi_image", "lo_question", "hi_question", "auroc_in_sample", "n", "n_pos", "n_images"]
+LAYER_COLUMNS = [
+    "probe",
+    "features",
+    "layer",
+    "array_index",
+    "auroc",
+    "lo",
+    "hi",
+    "ci_method",
+    "lo_image",
+    "hi_image",
+    "lo_question",
+    "hi_question",
+    "auroc_in_sample",
+    "n",
+    "n_pos",
+    "n_images",
+]
 
 
 def _labels(correct) -> np.ndarray:
@@ -200,7 +259,9 @@ def nested_layer_choice(layer_scores: pd.DataFrame, correct, folds) -> list[int]
     for _, test in folds:
         outside = np.ones(len(labels), dtype=bool)
         outside[test] = False
-        aurocs = [roc_auc_score(labels[outside], layer_scores[c].to_numpy()[outside]) for c in columns]
+        aurocs = [
+            roc_auc_score(labels[outside], layer_scores[c].to_numpy()[outside]) for c in columns
+        ]
         chosen.append(layers[int(np.argmax(aurocs))])
     return chosen
 
@@ -334,10 +395,17 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
         return stats.grouped_cv_scores(np.asarray(x, dtype=np.float64), labels, groups, make_model, folds=folds)
 
     if layer_scores is None:
-        layer_scores = pd.DataFrame({f"logistic_L{layer}": held_out(hidden[:, layer + 1, :], settings.logistic())
-                                     for layer in range(num_layers)})
+        layer_scores = pd.DataFrame(
+            {
+                f"logistic_L{layer}": held_out(hidden[:, layer + 1, :], settings.logistic())
+                for layer in range(num_layers)
+            }
+        )
     elif len(layer_scores) != n:
-        raise ValueError(f"layer_scores has {len(layer_scores)} rows but samples.parquet has {n}; rerun probe_layers")
+        raise ValueError(
+            f"layer_scores has {len(layer_scores)} rows but samples.parquet has {n}; "
+            "rerun probe_layers"
+        )
     chosen = nested_layer_choice(layer_scores, labels, folds)
     fold_of = np.empty(n, dtype=np.int64)
     for f, (_, test) in enumerate(folds):
@@ -345,8 +413,9 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
 
     def nested(array, offset, make_model):
         """Out-of-fold scores, fold f's model trained at its own chosen layer."""
-        return stats.per_fold_feature_scores(lambda f: np.asarray(array[:, chosen[f] + offset, :]), labels,
-                                             make_model, folds)
+        return stats.per_fold_feature_scores(
+            lambda f: np.asarray(array[:, chosen[f] + offset, :]), labels, make_model, folds
+        )
 
     nested_logistic = np.empty(n)
     for (_, test), layer in zip(folds, chosen):
@@ -411,7 +480,9 @@ def evaluation_subsets(frame: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]
     return subsets
 
 
-def auroc_or_nan(correct, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image") -> dict:
+def auroc_or_nan(
+    correct, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image"
+) -> dict:
     """AUROC with image-clustered and question-level intervals (:func:`vrp.stats.auroc_intervals`).
 
     ``groups`` are the questions' image ids (the clusters). A subset with one class only gets NaN
@@ -419,8 +490,14 @@ def auroc_or_nan(correct, score, groups, n_boot: int = 1000, seed: int = 0, unit
     lo_question, hi_question.
     """
     labels = stats.as_binary(np.asarray(correct).astype(bool), "correct")
-    return stats.auroc_intervals(labels, np.asarray(score, dtype=np.float64), np.asarray(groups), n_boot=n_boot,
-                                 seed=seed, unit=unit)
+    return stats.auroc_intervals(
+        labels,
+        np.asarray(score, dtype=np.float64),
+        np.asarray(groups),
+        n_boot=n_boot,
+        seed=seed,
+        unit=unit,
+    )
 
 
 INTERVAL_COLUMNS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
@@ -440,11 +517,27 @@ def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed
             continue
         part = scores[mask]
         for method in readouts:
-            result = auroc_or_nan(part["correct"], part[method].to_numpy(), part["image_id"].to_numpy(),
-                                  n_boot=n_boot, seed=seed, unit=unit)
-            rows.append({"task": task, "pope_setting": setting, "method": method, "auroc": result["auroc"],
-                         **{c: result[c] for c in INTERVAL_COLUMNS}, "n": result["n"], "n_pos": result["n_pos"],
-                         "n_images": result["n_images"], "accuracy": float(part["correct"].mean())})
+            result = auroc_or_nan(
+                part["correct"],
+                part[method].to_numpy(),
+                part["image_id"].to_numpy(),
+                n_boot=n_boot,
+                seed=seed,
+                unit=unit,
+            )
+            rows.append(
+                {
+                    "task": task,
+                    "pope_setting": setting,
+                    "method": method,
+                    "auroc": result["auroc"],
+                    **{c: result[c] for c in INTERVAL_COLUMNS},
+                    "n": result["n"],
+                    "n_pos": result["n_pos"],
+                    "n_images": result["n_images"],
+                    "accuracy": float(part["correct"].mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -472,10 +565,19 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
                    "accuracy": float(part["correct"].mean()),
                    "probe_layers_nested": nested_layers_label(frame),
                    "probe_layer_in_sample": peaks[(model, dataset)]["peak_layer"]}
-            for prefix, method in (("probe", "probe_peak"), ("probe_in_sample_layer", "probe_peak_in_sample_layer"),
-                                   ("confidence", "output_confidence")):
-                result = auroc_or_nan(part["correct"], part[method].to_numpy(), part["image_id"].to_numpy(),
-                                      n_boot=n_boot, seed=seed, unit=unit)
+            for prefix, method in (
+                ("probe", "probe_peak"),
+                ("probe_in_sample_layer", "probe_peak_in_sample_layer"),
+                ("confidence", "output_confidence"),
+            ):
+                result = auroc_or_nan(
+                    part["correct"],
+                    part[method].to_numpy(),
+                    part["image_id"].to_numpy(),
+                    n_boot=n_boot,
+                    seed=seed,
+                    unit=unit,
+                )
                 row[f"{prefix}_auroc"] = result["auroc"]
                 row.update({f"{prefix}_{c}": result[c] for c in INTERVAL_COLUMNS})
             rows.append(row)
@@ -483,9 +585,19 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
 
 
 # The method rows of Tables 7 and 8, in order (rules/probes.smk passes the same lists as params).
-TABLE7_METHODS = ("spatial_entropy", "cluster_count", "logit_entropy", "output_confidence", "margin_top2",
-                  "margin_only", "margin_only_pred", "probe_peak", "probe_peak_in_sample_layer", "probe_last_k",
-                  "self_consistency")
+TABLE7_METHODS = (
+    "spatial_entropy",
+    "cluster_count",
+    "logit_entropy",
+    "output_confidence",
+    "margin_top2",
+    "margin_only",
+    "margin_only_pred",
+    "probe_peak",
+    "probe_peak_in_sample_layer",
+    "probe_last_k",
+    "self_consistency",
+)
 TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",
                   "probe_peak_in_sample_layer", "mlp_probe_peak", "l1_probe_peak", "probe_last_k",
                   "attention_ensemble", "self_consistency")
@@ -509,27 +621,46 @@ def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[
         peak = peaks[(model, dataset)]["peak_layer"]
         num_layers = peaks[(model, dataset)]["num_layers"]
         nested_layers = nested_layers_label(frame)
-        table = readout_aurocs(frame, single_pass, n_boot=n_boot, seed=seed, subsets=subsets, unit=unit)
+        table = readout_aurocs(
+            frame, single_pass, n_boot=n_boot, seed=seed, subsets=subsets, unit=unit
+        )
         for record in table.to_dict("records"):
             method = record["method"]
             label, cost, _ = READOUTS[method]
-            layer = {"probe_peak_in_sample_layer": peak, "probe_last_layer": num_layers - 1}.get(method, np.nan)
+            layer = {"probe_peak_in_sample_layer": peak, "probe_last_layer": num_layers - 1}.get(
+                method, np.nan
+            )
             note = ""
             if method in ("probe_peak", "mlp_probe_peak", "l1_probe_peak"):
                 note = f"layer chosen inside each training fold: {nested_layers} (fold order)"
             if method == "probe_peak_in_sample_layer":
-                note = "layer chosen on all folds (in-sample selection, the paper's); for comparison"
+                note = (
+                    "layer chosen on all folds (in-sample selection, the paper's); for comparison"
+                )
             if method == "probe_last_k":
                 k = min(last_k_layers, num_layers)
                 label = f"Combined (last {k} layers)"
                 note = f"decoder layers {num_layers - k}..{num_layers - 1}"
             if method in USES_ANSWER_TOKEN:
                 note = "reads the ground-truth answer token's logit: a reference, not a deployable monitor"
-            rows.append({"model": model, "dataset": dataset, "task": record["task"],
-                         "pope_setting": record["pope_setting"], "method": method, "label": label,
-                         "auroc": record["auroc"], **{c: record[c] for c in INTERVAL_COLUMNS}, "n": record["n"],
-                         "n_pos": record["n_pos"], "n_images": record["n_images"], "cost": cost, "layer": layer,
-                         "note": note})
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "task": record["task"],
+                    "pope_setting": record["pope_setting"],
+                    "method": method,
+                    "label": label,
+                    "auroc": record["auroc"],
+                    **{c: record[c] for c in INTERVAL_COLUMNS},
+                    "n": record["n"],
+                    "n_pos": record["n_pos"],
+                    "n_images": record["n_images"],
+                    "cost": cost,
+                    "layer": layer,
+                    "note": note,
+                }
+            )
         if "self_consistency" in methods:
             sc = consistency[(consistency["model"] == model) & (consistency["dataset"] == dataset)]
             for record in sc.to_dict("records"):
@@ -537,12 +668,24 @@ def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[
                 if key not in subsets:
                     continue
                 k = int(record["k"])
-                rows.append({"model": model, "dataset": dataset, "task": key[0], "pope_setting": key[1],
-                             "method": "self_consistency", "label": f"Self-consistency K={k}",
-                             "auroc": record["auroc"], **{c: record.get(c, np.nan) for c in INTERVAL_COLUMNS},
-                             "n": record["n"], "n_pos": record["n_pos"], "n_images": record.get("n_images", np.nan),
-                             "cost": f"{k}x", "layer": np.nan,
-                             "note": "S_SC against the greedy answer's correctness"})
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "task": key[0],
+                        "pope_setting": key[1],
+                        "method": "self_consistency",
+                        "label": f"Self-consistency K={k}",
+                        "auroc": record["auroc"],
+                        **{c: record.get(c, np.nan) for c in INTERVAL_COLUMNS},
+                        "n": record["n"],
+                        "n_pos": record["n_pos"],
+                        "n_images": record.get("n_images", np.nan),
+                        "cost": f"{k}x",
+                        "layer": np.nan,
+                        "note": "S_SC against the greedy answer's correctness",
+                    }
+                )
     table = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(methods)}
     subset_order = {s: i for i, s in enumerate(subsets)}

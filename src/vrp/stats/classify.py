@@ -182,11 +182,14 @@ def grouped_cv_scores(X, y, groups, make_model: Callable | object, n_splits: int
     return proba[:, 1]
 
 
-def per_fold_feature_scores(features_of_fold: Callable[[int], np.ndarray], y, make_model, folds) -> np.ndarray:
-    """Out-of-fold P(correct) where fold ``f``'s model is trained and scored on ``features_of_fold(f)``.
+def per_fold_feature_scores(
+    features_of_fold: Callable[[int], np.ndarray], y, make_model, folds
+) -> np.ndarray:
+    """Out-of-fold P(correct), fold ``f``'s model trained and scored on ``features_of_fold(f)``.
 
     The nested layer choice: each fold brings its own feature set (the layer chosen without it);
-    the model for fold ``f`` is fit on the training rows of that feature set and scores its test rows.
+    the model for fold ``f`` is fit on the training rows of that feature set and scores its test
+    rows.
     """
     labels = as_binary(y, "y")
     out = np.full(len(labels), np.nan)
@@ -252,7 +255,7 @@ def _in_sample_auroc(features: np.ndarray, labels: np.ndarray, make_model) -> fl
 def probe_auroc(X, y, groups, make_model=logistic_probe, n_splits: int = 5, seed: int = 0,
                 n_boot: int = 1000, folds=None, in_sample: bool = True, unit: str = "image",
                 return_scores: bool = False) -> dict:
-    """Held-out AUROC of a probe with image-clustered and question-level intervals, plus in-sample AUROC.
+    """Held-out AUROC of a probe with image-clustered and question-level intervals, and in-sample.
 
     ``auroc``: AUROC of the pooled out-of-fold probabilities over all samples
     (:func:`grouped_cv_scores`); its intervals are :func:`vrp.stats.cluster.auroc_intervals`
@@ -340,6 +343,8 @@ def cv_accuracy_auroc(X, y, groups, make_model=ensemble_classifier, n_splits: in
     result = auroc_intervals(labels, held_out, groups, n_boot=n_boot, seed=seed, unit=unit)
     hits = ((held_out >= threshold).astype(np.int64) == labels).astype(np.float64)
     result["accuracy"] = float(hits.mean())
-    result.update(unit_intervals(weighted_mean(hits), groups, n_boot, seed, unit, prefix="accuracy_"))
+    result.update(
+        unit_intervals(weighted_mean(hits), groups, n_boot, seed, unit, prefix="accuracy_")
+    )
     result["majority_accuracy"] = float(max(labels.mean(), 1.0 - labels.mean()))
     return result

@@ -62,16 +62,20 @@ INTERVAL_UNITS = ("image", "question")
 
 
 def cluster_codes(groups, unit: str = "image") -> tuple[np.ndarray, int]:
-    """(cluster code per sample in 0..G-1, G). ``unit="question"`` makes every sample its own cluster."""
+    """(cluster code per sample in 0..G-1, G); ``unit="question"``: every sample its own cluster."""
     if unit not in INTERVAL_UNITS:
         raise ValueError(f"stats.interval_unit must be one of {list(INTERVAL_UNITS)}, got {unit!r}")
     values = np.asarray(groups)
     if values.ndim != 1:
-        raise ValueError(f"cluster ids must be 1-D (one image id per sample), got shape {values.shape}")
+        raise ValueError(
+            f"cluster ids must be 1-D (one image id per sample), got shape {values.shape}"
+        )
     if unit == "question":
         return np.arange(len(values), dtype=np.int64), len(values)
     if pd.isna(values).any():
-        raise ValueError("cluster ids (image_id) contain missing values; every question needs its image id")
+        raise ValueError(
+            "cluster ids (image_id) contain missing values; every question needs its image id"
+        )
     codes, uniques = pd.factorize(values, sort=True)
     return codes.astype(np.int64), len(uniques)
 
@@ -96,11 +100,20 @@ def cluster_resample_counts(n_clusters: int, n_boot: int, seed: int, batch: int 
         size = min(batch, n_boot - start)
         draws = rng.integers(0, n_clusters, size=(size, n_clusters))
         offsets = (np.arange(size) * n_clusters)[:, None]
-        yield np.bincount((draws + offsets).ravel(), minlength=size * n_clusters).reshape(size, n_clusters)
+        yield np.bincount((draws + offsets).ravel(), minlength=size * n_clusters).reshape(
+            size, n_clusters
+        )
 
 
-def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], groups, n_boot: int = 2000,
-                      seed: int = 0, ci: float = 0.95, unit: str = "image", batch: int = 250) -> dict:
+def cluster_bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    groups,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+    unit: str = "image",
+    batch: int = 250,
+) -> dict:
     """Percentile interval of ``statistic`` under the cluster bootstrap.
 
     ``statistic(weights)`` takes a ``(b, n)`` float matrix of per-sample weights (each row one
@@ -114,16 +127,24 @@ def cluster_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], groups, n_b
     if n_boot > 0 and len(codes):
         # statistics built from sums (means, correlations) aggregate per cluster once: each
         # resample is then one (G,) x (G, k) product instead of a pass over every question
-        sums = statistic.cluster_sums(codes, n_clusters) if hasattr(statistic, "from_sums") else None
+        sums = (
+            statistic.cluster_sums(codes, n_clusters) if hasattr(statistic, "from_sums") else None
+        )
         for counts in cluster_resample_counts(n_clusters, n_boot, seed, batch):
             if sums is not None:
                 values.append(np.asarray(statistic.from_sums(counts @ sums), dtype=np.float64))
             else:
-                values.append(np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64))
+                values.append(
+                    np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64)
+                )
     boot = np.concatenate(values) if values else np.array([])
     boot = boot[np.isfinite(boot)]
     alpha = (1.0 - ci) / 2.0
-    lo, hi = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha])) if len(boot) else (math.nan, math.nan)
+    lo, hi = (
+        (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
+        if len(boot)
+        else (math.nan, math.nan)
+    )
     return {"lo": lo, "hi": hi, "n_clusters": int(n_clusters), "n_boot_used": int(len(boot)),
             "method": interval_method(unit, n_boot)}
 
@@ -199,7 +220,7 @@ def weighted_pearson(x, y) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def weighted_within_pearson(x, y, strata) -> Callable[[np.ndarray], np.ndarray]:
-    """Statistic: the pooled within-stratum r of (x, y) under weights (see :func:`within_group_pearson`)."""
+    """Statistic: the pooled within-stratum r of (x, y) under weights (:func:`within_group_pearson`)."""
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     codes, levels = pd.factorize(np.asarray(strata))
     parts = []
@@ -240,7 +261,7 @@ def weighted_within_pearson(x, y, strata) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def within_group_pearson(x, y, strata) -> float:
-    """Pooled within-stratum correlation: Pearson r of x and y after centring both within each stratum.
+    """Pooled within-stratum correlation: Pearson r of x and y, both centred within each stratum.
 
     ``r_w = Σ_m S_xy,m / sqrt(Σ_m S_xx,m · Σ_m S_yy,m)`` with the sums of squares and products
     taken around each stratum's own means (the "within-groups" correlation of an analysis of
@@ -297,7 +318,9 @@ def clustered_mcnemar(correct_a, correct_b, groups) -> dict:
     b = np.asarray(correct_b).astype(np.int64)
     codes, n_clusters = cluster_codes(groups, "image")
     if not len(a) == len(b) == len(codes):
-        raise ValueError(f"clustered McNemar needs one image id per pair; got {len(a)}, {len(b)}, {len(codes)}")
+        raise ValueError(
+            f"clustered McNemar needs one image id per pair; got {len(a)}, {len(b)}, {len(codes)}"
+        )
     d = np.bincount(codes, weights=(a - b).astype(np.float64), minlength=n_clusters)
     denom = float((d * d).sum())
     if denom == 0:
@@ -310,9 +333,16 @@ def clustered_mcnemar(correct_a, correct_b, groups) -> dict:
 
 
 # ---------------------------------------------------------------------------- both units, labelled
-def unit_intervals(statistic: Callable[[np.ndarray], np.ndarray], groups, n_boot: int = 2000, seed: int = 0,
-                   unit: str = "image", prefix: str = "", question: tuple[float, float, str] | None = None,
-                   ci: float = 0.95) -> dict:
+def unit_intervals(
+    statistic: Callable[[np.ndarray], np.ndarray],
+    groups,
+    n_boot: int = 2000,
+    seed: int = 0,
+    unit: str = "image",
+    prefix: str = "",
+    question: tuple[float, float, str] | None = None,
+    ci: float = 0.95,
+) -> dict:
     """The headline interval (``unit``) and both labelled ones, as table columns.
 
     Columns: ``{prefix}lo``/``{prefix}hi`` (the configured ``unit``), ``{prefix}ci_method`` (what
@@ -334,16 +364,29 @@ def unit_intervals(statistic: Callable[[np.ndarray], np.ndarray], groups, n_boot
 
 
 def nan_intervals(prefix: str = "", method: str = "") -> dict:
-    """The columns of :func:`unit_intervals`, all NaN (a subset where the statistic is undefined)."""
-    out = {f"{prefix}{k}": math.nan for k in ("lo", "hi", "lo_image", "hi_image", "lo_question", "hi_question")}
+    """The columns of :func:`unit_intervals`, all NaN (the statistic is undefined on a subset)."""
+    out = {
+        f"{prefix}{k}": math.nan
+        for k in ("lo", "hi", "lo_image", "hi_image", "lo_question", "hi_question")
+    }
     out[f"{prefix}ci_method"] = method
-    return {k: out[k] for k in (f"{prefix}lo", f"{prefix}hi", f"{prefix}ci_method", f"{prefix}lo_image",
-                                f"{prefix}hi_image", f"{prefix}lo_question", f"{prefix}hi_question")}
+    return {
+        k: out[k]
+        for k in (
+            f"{prefix}lo",
+            f"{prefix}hi",
+            f"{prefix}ci_method",
+            f"{prefix}lo_image",
+            f"{prefix}hi_image",
+            f"{prefix}lo_question",
+            f"{prefix}hi_question",
+        )
+    }
 
 
 def auroc_intervals(y, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image",
                     prefix: str = "") -> dict:
-    """AUROC (:func:`sklearn.metrics.roc_auc_score`) with :func:`unit_intervals` (cluster bootstrap).
+    """AUROC (:func:`sklearn.metrics.roc_auc_score`) with :func:`unit_intervals` (by image).
 
     Returns ``{prefix}auroc``, n, n_pos, n_images and the interval columns; NaN intervals when
     ``y`` has one class.
@@ -358,4 +401,7 @@ def auroc_intervals(y, score, groups, n_boot: int = 1000, seed: int = 0, unit: s
     if n_pos in (0, n):
         return {**out, **nan_intervals(prefix, interval_method(unit, n_boot))}
     out[f"{prefix}auroc"] = float(roc_auc_score(labels, scores))
-    return {**out, **unit_intervals(weighted_auroc(labels, scores), groups, n_boot, seed, unit, prefix)}
+    return {
+        **out,
+        **unit_intervals(weighted_auroc(labels, scores), groups, n_boot, seed, unit, prefix),
+    }
