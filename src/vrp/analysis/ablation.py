@@ -346,7 +346,7 @@ def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 200
 
 
 def _majority_accuracy(baseline: pd.DataFrame) -> dict[str, float]:
-    """Per subset ("all" and each task): accuracy (%) of always giving the most common gold answer."""
+    """Per subset ("all" and each task): accuracy (%) of always giving the commonest gold answer."""
     out = {ALL_TASKS: 100.0 * float(baseline["answer"].value_counts(normalize=True).iloc[0])}
     for task, part in baseline.groupby("task"):
         out[task] = 100.0 * float(part["answer"].value_counts(normalize=True).iloc[0])

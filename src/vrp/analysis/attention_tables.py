@@ -457,8 +457,8 @@ def correlation_table(
     """Table 4: point-biserial R_pb(C_k, correct) and R_pb(H_s, correct) per (model, dataset) and pooled.
 
     ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``,
-    ``family``,     ``dataset`` and ``image_id`` columns. Rows: each (model, dataset); "pooled" over models per
-    dataset; and, when there are several datasets, dataset "all" per model and pooled.
+    ``family``, ``dataset`` and ``image_id`` columns. Rows: each (model, dataset); "pooled" over
+    models per dataset; and, when there are several datasets, dataset "all" per model and pooled.
 
     Pooled rows: model "pooled" is the WITHIN-model pooled R_pb (x and correctness centred within
     each model, :func:`vrp.stats.within_group_pearson`), so a model with a lower mean H_s and a

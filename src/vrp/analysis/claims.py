@@ -241,7 +241,7 @@ def _interval(row, prefix: str = "", headline: tuple[str, str] | None = None) ->
 
 
 def _paired(row) -> dict:
-    """Measurement fields of a paired-comparison row: drop interval, headline and question-level p."""
+    """Measurement fields of a paired-comparison row: drop interval, headline and question p."""
     if "paired_p" in row:
         p, test = _float(row.get("paired_p")), str(row.get("paired_test", ""))
     else:  # a table written before the clustered test: the exact McNemar p

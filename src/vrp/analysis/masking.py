@@ -319,7 +319,7 @@ def paired_comparison(
 
 
 def subset_question_ids(reference: pd.DataFrame) -> list[tuple[str, set | None]]:
-    """(subset, its question ids) per reported subset: "all" (None = every question), then each task."""
+    """(subset, question ids) per reported subset: "all" (None = every question), then each task."""
     subsets: list[tuple[str, set | None]] = [(ALL_TASKS, None)]
     for task in sorted(reference["task"].unique()):
         subsets.append((task, set(reference.loc[reference["task"] == task, "question_id"])))

@@ -220,7 +220,7 @@ def weighted_pearson(x, y) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def weighted_within_pearson(x, y, strata) -> Callable[[np.ndarray], np.ndarray]:
-    """Statistic: the pooled within-stratum r of (x, y) under weights (:func:`within_group_pearson`)."""
+    """Statistic: pooled within-stratum r of (x, y) under weights (:func:`within_group_pearson`)."""
     xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     codes, levels = pd.factorize(np.asarray(strata))
     parts = []
