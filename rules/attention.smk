@@ -63,6 +63,10 @@ rule attention_top_heads:
         runtime=60,
     params:
         top_k=config["attention"]["top_k_heads"],
+        n_splits=config["attention"]["stress_test"]["n_splits"],
+        n_boot=config["attention"]["n_boot"],
+        seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/attention_top_heads.py"
 
@@ -85,6 +89,7 @@ rule attention_stress_test:
         n_splits=config["attention"]["stress_test"]["n_splits"],
         n_boot=config["attention"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/attention_stress_test.py"
 
@@ -157,6 +162,7 @@ rule attention_table4:
         entropy_normalized=config["attention"]["entropy_normalized"],
         n_boot=config["attention"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/attention_table4.py"
 

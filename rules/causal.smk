@@ -91,6 +91,7 @@ rule causal_table_masking:
         families=model_families(),
         n_boot=config["masking"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/causal_table_masking.py"
 
@@ -294,6 +295,7 @@ rule causal_table5:
         families=model_families(),
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/causal_table_ablation.py"
 
@@ -323,6 +325,7 @@ rule causal_table6:
         families=model_families(),
         n_boot=config["ablation"]["n_boot"],
         seed=config["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/causal_table_ablation.py"
 

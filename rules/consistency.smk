@@ -55,6 +55,7 @@ rule consistency_k:
         labels=model_dataset_pairs(),
         n_boot=config["consistency"]["n_boot"],
         seed=stage_settings("consistency", "seed")["seed"],
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/consistency_k.py"
 

@@ -12,6 +12,7 @@ rule probes_layers:
     output:
         layers="results/probes/{model}/{dataset}/layers.csv",
         peak="results/probes/{model}/{dataset}/peak.json",
+        layer_scores="results/probes/{model}/{dataset}/layer_scores.parquet",
     log:
         "logs/probes/layers/{model}/{dataset}.log",
     benchmark:
@@ -33,6 +34,7 @@ rule probes_layers:
             "n_boot",
             "seed",
         ),
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/probes_layers.py"
 
@@ -64,6 +66,7 @@ rule probes_scores:
         manifest="results/extract/{model}/{dataset}/manifest.json",
         peak="results/probes/{model}/{dataset}/peak.json",
         attention_stats="results/attention/{model}/{dataset}/stats.parquet",
+        layer_scores="results/probes/{model}/{dataset}/layer_scores.parquet",
     output:
         scores="results/probes/{model}/{dataset}/scores.parquet",
     log:
@@ -109,6 +112,7 @@ rule probes_table3:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed"),
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/probes_table3.py"
 
@@ -133,6 +137,7 @@ rule probes_table7:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
+        interval_unit=config["stats"]["interval_unit"],
         methods=list(TABLE7_METHODS),
         subsets=[["all", ""], ["presence", "adversarial"]],
     script:
@@ -159,6 +164,7 @@ rule probes_table8:
     params:
         labels=model_dataset_pairs(),
         probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
+        interval_unit=config["stats"]["interval_unit"],
         methods=list(TABLE8_METHODS),
         subsets=[["all", ""]],
     script:

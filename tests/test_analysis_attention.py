@@ -150,7 +150,7 @@ def _stats_frame(seed=0, n=120):
         frames.append(pd.DataFrame({
             "model": model, "family": model, "dataset": "synthetic",
             "ck": rng.integers(0, 3, n), "hs": rng.normal(3.0, 0.4, n) + shift * correct,
-            "correct": correct,
+            "correct": correct, "image_id": [f"img{i // 4}" for i in range(n)],
         }))
     return pd.concat(frames, ignore_index=True)
 
@@ -160,10 +160,18 @@ def test_correlation_table_matches_scipy_and_hand_computed_fisher_z():
     table = T.correlation_table(frame, n_boot=300, seed=1)
     assert table[["model", "metric"]].values.tolist() == [
         ["llava", "C_k"], ["llava", "H_s"], ["paligemma", "C_k"], ["paligemma", "H_s"],
-        ["pooled", "C_k"], ["pooled", "H_s"]]
+        ["pooled", "C_k"], ["pooled", "H_s"], ["pooled_stacked", "C_k"], ["pooled_stacked", "H_s"]]
     for (model, metric), row in table.set_index(["model", "metric"]).iterrows():
-        part = frame if model == "pooled" else frame[frame["model"] == model]
         column = "ck" if metric == "C_k" else "hs"
+        if model == "pooled":  # within-model: Pearson r of per-model-centred values
+            centred = frame[[column, "correct"]].astype(float) - frame.groupby("model")[
+                [column, "correct"]].transform("mean").astype(float)
+            want = stats.pearsonr(centred[column], centred["correct"]).statistic
+            assert row["r"] == pytest.approx(want, abs=1e-12)
+            assert row["pooling"] == T.POOLING_WITHIN
+            assert row["lo_image"] < row["r"] < row["hi_image"]
+            continue
+        part = frame if model == "pooled_stacked" else frame[frame["model"] == model]
         expected = stats.pointbiserialr(part["correct"], part[column])
         assert row["r"] == pytest.approx(expected.statistic, abs=1e-12)
         assert row["p"] == pytest.approx(expected.pvalue, rel=1e-9)
@@ -171,7 +179,11 @@ def test_correlation_table_matches_scipy_and_hand_computed_fisher_z():
         z = math.atanh(expected.statistic)
         assert row["fisher_lo"] == pytest.approx(math.tanh(z - 1.959963984540054 / math.sqrt(n - 3)), abs=1e-12)
         assert row["fisher_hi"] == pytest.approx(math.tanh(z + 1.959963984540054 / math.sqrt(n - 3)), abs=1e-12)
-        assert row["boot_lo"] < row["r"] < row["boot_hi"]
+        assert row["lo_image"] < row["r"] < row["hi_image"]
+        # the headline is the image-clustered interval; the question-level one is Fisher-z
+        assert (row["lo"], row["hi"]) == (row["lo_image"], row["hi_image"])
+        assert (row["lo_question"], row["hi_question"]) == (row["fisher_lo"], row["fisher_hi"])
+        assert row["ci_method"].startswith("cluster bootstrap by image")
         assert row["n"] == n and row["n_correct"] == int(part["correct"].sum())
     # the paper's pooled numbers: r = 0.001 at n = 3,090 gives [-0.034, 0.036]
     lo, hi = (math.tanh(math.atanh(0.001) + s * 1.959963984540054 / math.sqrt(3087)) for s in (-1, 1))
@@ -187,6 +199,11 @@ def test_correlation_table_adds_all_datasets_rows():
     assert sorted(table["dataset"].unique()) == ["all", "pope", "synthetic"]
     pooled_all = table[(table["model"] == "pooled") & (table["dataset"] == "all")]
     assert pooled_all["n"].tolist() == [480, 480]
+    # the same image in both datasets is one cluster: 30 images per model, shared across datasets
+    assert pooled_all["n_images"].tolist() == [30, 30]
+    question = T.correlation_table(frame, n_boot=0, unit="question")
+    assert (question["lo"].fillna(9) == question["fisher_lo"].fillna(9)).all()
+    assert question["ci_method"].str.startswith("Fisher-z").all()
 
 
 # --------------------------------------------------------------------------------------------
@@ -232,6 +249,37 @@ def test_top_heads_r2_is_one_for_an_exact_linear_relation():
     assert table["r2"].iloc[1] < 1.0
     with pytest.raises(ValueError, match="top_k_heads holds K=3"):
         T.top_heads_r2(samples, logit, head_maps, ranking, ks=[3])
+
+
+def test_nested_top_heads_equal_in_sample_when_every_fold_picks_the_same_heads():
+    n, rows = 60, 4
+    rng = np.random.default_rng(5)
+    head_maps = rng.random((n, 3, rows * rows)) ** 4
+    logit = np.zeros((n, 1, 3))
+    logit[:, 0, 0] = 5.0 + rng.random(n)  # head 0 first in every fold
+    logit[:, 0, 1] = 2.0 + rng.random(n)
+    logit[:, 0, 2] = 0.1
+    samples = samples_for(n, rows, rows, correct=np.arange(n) % 2 == 0,
+                          image_ids=[f"img{i // 3}" for i in range(n)])
+    samples["confidence"] = rng.uniform(0.2, 0.9, n)
+    ranking = T.rank_heads(logit)
+    in_sample = T.top_heads_r2(samples, logit, head_maps, ranking, ks=[1, 2])
+    folds = T.nested_head_folds(samples, n_splits=3, seed=0)
+    rankings = T.fold_head_rankings(logit, folds, 2)
+    nested = T.nested_top_heads_r2(
+        samples,
+        logit,
+        lambda heads: head_maps[:, [h for _, h in heads]],
+        [1, 2],
+        folds,
+        rankings,
+        n_boot=100,
+    )
+    assert nested["heads_by_fold"].tolist() == ["L0H0|L0H0|L0H0", "L0H0;L0H1|L0H0;L0H1|L0H0;L0H1"]
+    np.testing.assert_allclose(nested["r2"], in_sample["r2"], rtol=1e-10)
+    assert (nested["r_lo"] <= nested["r"]).all() and (nested["r"] <= nested["r_hi"]).all()
+    assert T.r2_interval(-0.1, 0.3) == (0.0, pytest.approx(0.09))
+    assert T.r2_interval(0.2, 0.3) == (pytest.approx(0.04), pytest.approx(0.09))
 
 
 def test_read_head_maps_gathers_slices_across_shards(tmp_path):

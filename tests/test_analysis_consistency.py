@@ -71,7 +71,17 @@ def test_summary_equals_sklearn_scipy_and_statsmodels():
     lo, hi = proportion_confint(int(correct[full].sum()), int(full.sum()), alpha=0.05, method="wilson")
     assert (everything["n_sc1"], everything["n_sc1_correct"]) == (int(full.sum()), int(correct[full].sum()))
     assert everything["precision_at_sc1"] == correct[full].mean()
-    assert (everything["precision_lo"], everything["precision_hi"]) == (lo, hi)
+    assert (everything["precision_lo_question"], everything["precision_hi_question"]) == (lo, hi)
+    assert (
+        everything["precision_lo_image"]
+        <= everything["precision_at_sc1"]
+        <= everything["precision_hi_image"]
+    )
+    assert (everything["precision_lo"], everything["precision_hi"]) == (
+        everything["precision_lo_image"],
+        everything["precision_hi_image"],
+    )
+    assert everything["r_pb_ci_method"].startswith("cluster bootstrap by image")
     assert everything["cost"] == "10x" and everything["k"] == k
     assert everything["greedy_accuracy"] == correct.mean()
     assert everything["majority_accuracy"] == np.mean(agree >= k / 2)  # ties keep the first answer, "yes"

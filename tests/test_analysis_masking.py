@@ -129,10 +129,11 @@ def test_mask_cells_paints_half_open_boxes():
     assert (out[:, 2:] == [9, 8, 7]).all() and (out[:, :2] == 0).all()
 
 
-def _predictions(correct, predictions=None, tasks=None):
+def _predictions(correct, predictions=None, tasks=None, images=None):
     n = len(correct)
     return pd.DataFrame({
         "question_id": [f"q{i}" for i in range(n)],
+        "image_id": images or [f"img{i // 2}" for i in range(n)],
         "task": tasks or ["presence"] * n,
         "prediction": predictions if predictions is not None else ["yes" if c else "no" for c in correct],
         "correct": correct,
@@ -154,6 +155,38 @@ def test_mcnemar_and_ttest_equal_statsmodels_and_scipy_on_a_hand_made_table():
     assert (result["right_to_wrong"], result["wrong_to_right"], result["answers_changed"]) == (7, 1, 8)
     assert result["acc_reference"] == pytest.approx(75.0) and result["acc_changed"] == pytest.approx(37.5)
     assert result["drop_lo"] <= result["drop_pp"] <= result["drop_hi"]
+    # the headline paired test is McNemar clustered by image (two questions per image here):
+    # d_g per image = (0, 0, 1, 2, 2, 2, -1, 0) -> X² = 6² / 14
+    assert result["mcnemar_clustered_stat"] == pytest.approx(36 / 14)
+    assert (
+        result["paired_p"]
+        == result["mcnemar_clustered_p"]
+        == pytest.approx(stats.chi2.sf(36 / 14, 1))
+    )
+    assert result["paired_test"].startswith("clustered McNemar")
+    assert (
+        result["drop_ci_method"].startswith("cluster bootstrap by image")
+        and result["n_images"] == 8
+    )
+    question = paired_comparison(_predictions(ref), _predictions(new), n_boot=200, unit="question")
+    assert question["paired_p"] == question["mcnemar_p"]
+    assert (question["acc_reference_lo"], question["acc_reference_hi"]) == (
+        question["acc_reference_lo_question"], question["acc_reference_hi_question"])
+
+
+def test_clustered_drop_interval_is_wider_when_images_share_outcomes():
+    # 40 images x 5 questions; masking flips whole images: the clustered interval must be wider
+    rng = np.random.default_rng(0)
+    flipped = np.repeat(rng.random(40) < 0.3, 5)
+    ref, new = [1] * 200, (~flipped).astype(int).tolist()
+    images = [f"img{i // 5}" for i in range(200)]
+    result = paired_comparison(
+        _predictions(ref, images=images), _predictions(new, images=images), n_boot=400
+    )
+    width_image = result["drop_hi_image"] - result["drop_lo_image"]
+    width_question = result["drop_hi_question"] - result["drop_lo_question"]
+    assert width_image > 1.7 * width_question  # sqrt(design effect 5) ~ 2.2
+    assert result["mcnemar_clustered_p"] > result["mcnemar_p"]
 
 
 def test_paired_comparison_counts_changed_answers_without_a_correctness_flip():
@@ -177,11 +210,19 @@ def test_compare_by_subset_gives_all_then_each_task():
 
 def test_masking_table_contrasts():
     base = _predictions([1, 1, 1, 1])
+    base["task"] = ["presence", "presence", "counting", "counting"]
     runs = []
     for condition, seed, correct in [("high", -1, [0, 0, 0, 1]), ("low", -1, [1, 1, 1, 1]),
                                      ("random", 0, [1, 0, 1, 1]), ("random", 1, [1, 1, 1, 1])]:
-        runs.append(_predictions(correct).assign(condition=condition, seed=seed, p=0.3, n_masked=19))
+        runs.append(
+            _predictions(correct).assign(
+                condition=condition, seed=seed, p=0.3, n_masked=[19, 19, 4, 4]
+            )
+        )
     table = masking_table(base, pd.concat(runs), n_boot=50)
+    # n_masked_mean from each row's own questions (grids vary per image)
+    high = table[(table["contrast"] == "full_vs_high")].set_index("subset")["n_masked_mean"]
+    assert (high["all"], high["presence"], high["counting"]) == (11.5, 19.0, 4.0)
     table = table[table["subset"] == "all"].set_index(["contrast", "seed"])["drop_pp"]
     assert table[("full_vs_high", -1)] == 75.0
     assert table[("full_vs_low", -1)] == 0.0

@@ -172,6 +172,29 @@ def test_reliability_scores_columns_signs_and_held_out_probes(scored):
     assert abs(roc_auc_score(y, scores["probe_last_layer"]) - 0.5) < 0.15  # layer 2 is noise
     assert abs(roc_auc_score(y, scores["random"]) - 0.5) < 0.1
     assert scores[list(P.READOUTS)].notna().all().all()
+    # nested: every fold's training folds pick the planted layer, so the nested probe equals the
+    # probe at the layer chosen on all folds (same folds, same fits)
+    assert (scores["nested_layer"] == 1).all() and sorted(scores["fold"].unique()) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    np.testing.assert_allclose(scores["probe_peak"], scores["probe_peak_in_sample_layer"])
+
+
+def test_nested_layer_choice_ignores_the_held_out_fold():
+    y = np.array([0, 1] * 6)
+    folds = [(np.arange(6, 12), np.arange(6)), (np.arange(6), np.arange(6, 12))]
+    good_second = y[::-1].copy() + 0.0
+    good_second[6:] = y[6:]  # layer 1 is perfect on the second half only
+    scores = pd.DataFrame(
+        {"logistic_L0": np.r_[y[:6], 1 - y[6:]].astype(float), "logistic_L1": good_second}
+    )
+    # fold 0 (test = first half) chooses on the second half -> layer 1;
+    # fold 1 chooses on the first half -> layer 0
+    assert P.nested_layer_choice(scores, y, folds) == [1, 0]
 
 
 def test_readout_aurocs_equal_sklearn_per_subset(scored):
@@ -190,8 +213,9 @@ def test_readout_aurocs_equal_sklearn_per_subset(scored):
 
 
 def test_one_class_subset_gives_nan_not_an_error():
-    out = P.auroc_or_nan(np.ones(5, dtype=bool), np.arange(5.0))
-    assert np.isnan(out["auroc"]) and (out["n"], out["n_pos"]) == (5, 5)
+    out = P.auroc_or_nan(np.ones(5, dtype=bool), np.arange(5.0), ["a", "a", "b", "b", "c"])
+    assert np.isnan(out["auroc"]) and (out["n"], out["n_pos"], out["n_images"]) == (5, 5, 3)
+    assert np.isnan(out["lo"]) and out["ci_method"].startswith("cluster bootstrap by image")
     with pytest.raises(ValueError, match="both correct and incorrect"):
         P.layer_probes(np.zeros((6, 2, 3)), np.zeros((6, 1, 3)), np.ones(6, dtype=int), np.arange(6))
 
@@ -204,11 +228,33 @@ def test_table3_and_method_table(scored):
     part = scores[scores["task"] == "spatial"]
     assert spatial["probe_auroc"] == roc_auc_score(part["correct"], part["probe_peak"])
     assert spatial["confidence_auroc"] == roc_auc_score(part["correct"], part["output_confidence"])
-    assert spatial["probe_layer"] == 1 and spatial["n"] == len(part)
+    assert spatial["probe_layer_in_sample"] == 1 and spatial["n"] == len(part)
+    assert (
+        spatial["probe_layers_nested"] == "1;1;1;1;1"
+    )  # every training fold finds the planted layer
+    assert spatial["probe_in_sample_layer_auroc"] == roc_auc_score(part["correct"],
+                                                                 part["probe_peak_in_sample_layer"])
+    assert spatial["probe_lo_image"] <= spatial["probe_auroc"] <= spatial["probe_hi_image"]
+    assert (spatial["probe_lo"], spatial["probe_hi"]) == (
+        spatial["probe_lo_image"],
+        spatial["probe_hi_image"],
+    )
 
-    consistency = pd.DataFrame({"model": ["llava", "llava"], "dataset": ["synthetic"] * 2, "task": ["all", "spatial"],
-                                "pope_setting": ["", ""], "k": [10, 10], "auroc": [0.8, 0.7], "lo": [0.7, 0.6],
-                                "hi": [0.9, 0.8], "n": [300, 75], "n_pos": [135, 30]})
+    consistency = pd.DataFrame(
+        {
+            "model": ["llava", "llava"],
+            "dataset": ["synthetic"] * 2,
+            "task": ["all", "spatial"],
+            "pope_setting": ["", ""],
+            "k": [10, 10],
+            "auroc": [0.8, 0.7],
+            "lo": [0.7, 0.6],
+            "hi": [0.9, 0.8],
+            "n": [300, 75],
+            "n_pos": [135, 30],
+            "ci_method": "cluster bootstrap by image (percentile, 100 resamples)",
+        }
+    )
     table = P.method_table({("llava", "synthetic"): scores}, peaks, consistency, P.TABLE7_METHODS,
                            subsets=[("all", ""), ("presence", "adversarial")], n_boot=100, last_k_layers=5)
     assert table["method"].tolist()[: len(P.TABLE7_METHODS)] == list(P.TABLE7_METHODS)
@@ -217,4 +263,7 @@ def test_table3_and_method_table(scored):
     combined = table[table["method"] == "probe_last_k"].iloc[0]
     assert combined["label"] == "Combined (last 3 layers)"  # clamped to the model's 3 layers
     assert table.loc[table["method"] == "margin_only", "note"].str.contains("ground-truth").all()
-    assert table.loc[table["method"] == "probe_peak", "layer"].eq(1).all()
+    assert table.loc[table["method"] == "probe_peak_in_sample_layer", "layer"].eq(1).all()
+    assert table.loc[table["method"] == "probe_peak", "layer"].isna().all()
+    assert table.loc[table["method"] == "probe_peak", "note"].str.contains("1;1;1;1;1").all()
+    assert table["ci_method"].str.len().gt(0).all()

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -252,6 +253,52 @@ def test_table1_selfconsistency_and_ablation_claims(tmp_path):
 
 
 
+def test_a_verdict_that_changes_with_the_question_level_interval_says_so(tmp_path):
+    table4 = table4_rows()
+    # image-clustered interval wider than the question-level (Fisher-z) one: the C_k verdict moves
+    table4["lo"], table4["hi"] = table4["fisher_lo"], table4["fisher_hi"]
+    table4["ci_method"] = "cluster bootstrap by image (percentile, 2000 resamples)"
+    table4["lo_question"], table4["hi_question"] = table4["fisher_lo"], table4["fisher_hi"]
+    ck = table4["metric"] == "C_k"
+    table4.loc[ck, ["lo", "hi"]] = [-0.05, 0.12]  # straddles +0.1
+    claims = check_claims_from_files(
+        {"table4": write(tmp_path, "table4", table4)}, ["synthetic"], FAMILIES
+    )
+    row = claims[claims["claim_id"] == "rpb_ck_near_zero"].iloc[0]
+    assert row["verdict"] == NOT_MEASURABLE and row["verdict_question"] == HOLDS
+    assert (
+        "changes with the question-level interval" in row["reason"]
+        and "would give 'holds'" in row["reason"]
+    )
+    assert (
+        row["interval"].startswith("cluster bootstrap by image")
+        and "cluster bootstrap" in row["reason"]
+    )
+    same = claims[claims["claim_id"] == "rpb_hs_near_zero"].iloc[0]
+    assert same["verdict"] == same["verdict_question"] == HOLDS and "changes" not in same["reason"]
+
+
+def test_a_subset_without_skill_is_not_measurable(tmp_path):
+    table5 = table5_rows(drop_last=(30.0, 10.0, 50.0))
+    table5["baseline_accuracy"] = 60.0
+    table5["majority_accuracy"] = np.where(
+        table5["subset"] == "object_id", 60.0, 50.0
+    )  # constant answer
+    claims = check_claims_from_files(
+        {"table5": write(tmp_path, "table5", table5)}, ["synthetic"], FAMILIES
+    )
+    row = claims[claims["claim_id"] == "ablation_top5_object_id_llava"].iloc[0]
+    assert (
+        row["verdict"] == NOT_MEASURABLE
+        and "no better than its majority-class answer" in row["reason"]
+    )
+    table5["majority_accuracy"] = 40.0
+    claims = check_claims_from_files(
+        {"table5": write(tmp_path, "table5", table5)}, ["synthetic"], FAMILIES
+    )
+    assert verdict_of(claims, "ablation_top5_object_id_llava") == HOLDS
+
+
 def test_claims_html_colours_each_verdict(tmp_path):
     paths = {"table4": write(tmp_path, "table4", table4_rows(r_ck=0.31, ck_ci=(0.27, 0.35)))}
     claims = check_claims_from_files(paths, ["synthetic"], FAMILIES)
@@ -293,7 +340,8 @@ def test_editing_a_result_file_flips_the_verdict(demo_workdir, tmp_path):
     table4 = pd.read_csv(table4_path, keep_default_na=False)
     pooled_ck = (table4["model"] == "pooled") & (table4["metric"] == "C_k")
     n = int(table4.loc[pooled_ck, "n"].iloc[0])
-    table4.loc[pooled_ck, ["r", "fisher_lo", "fisher_hi"]] = [0.9, 0.85, 0.95]  # a strong correlation
+    edited = ["r", "lo", "hi", "lo_question", "hi_question"]
+    table4.loc[pooled_ck, edited] = [0.9, 0.85, 0.95, 0.85, 0.95]  # a strong correlation
     table4.to_csv(table4_path, index=False)
 
     result = run_snakemake(workdir, "results/claims.csv", timeout=600)
@@ -303,7 +351,7 @@ def test_editing_a_result_file_flips_the_verdict(demo_workdir, tmp_path):
     row = claims[claims["claim_id"] == "rpb_ck_near_zero"].iloc[0]
     assert (row["verdict"], float(row["value"]), int(row["n"])) == (DOES_NOT_HOLD, 0.9, n)
 
-    table4.loc[pooled_ck, ["r", "fisher_lo", "fisher_hi"]] = [0.0, -0.01, 0.01]  # clearly near zero
+    table4.loc[pooled_ck, edited] = [0.0, -0.01, 0.01, -0.01, 0.01]  # clearly near zero
     table4.to_csv(table4_path, index=False)
     assert run_snakemake(workdir, "results/claims.csv", timeout=600).returncode == 0
     claims = pd.read_csv(workdir / "results" / "claims.csv", keep_default_na=False)

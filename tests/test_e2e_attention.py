@@ -35,10 +35,12 @@ def test_tables_have_one_row_per_model_and_valid_numbers(demo_workdir):
     assert (table2.loc["paligemma", "answer_first"], table2.loc["llava", "answer_first"]) == (0, 1)
 
     table4 = pd.read_csv(results / "table4.csv")
-    assert set(table4["model"]) == MODELS | {"pooled"}
+    assert set(table4["model"]) == MODELS | {"pooled", "pooled_stacked"}
     assert set(table4["metric"]) == {"C_k", "H_s"}
-    pooled = table4[table4["model"] == "pooled"]
+    pooled = table4[table4["model"].isin(["pooled", "pooled_stacked"])]
     assert (pooled["n"] == 3 * len(samples)).all()
+    # the three models answer about the same images: one cluster per image, not per (model, image)
+    assert (pooled["n_images"] == samples["image_id"].nunique()).all()
     finite = table4.dropna(subset=["r"])
     assert ((finite["fisher_lo"] <= finite["r"]) & (finite["r"] <= finite["fisher_hi"])).all()
 

@@ -56,3 +56,12 @@ def test_generation_cross_check_columns_known_values():
     assert random["accuracy"] == 0.5
     assert table.loc[("counting", "")]["n_generated"] == 0
     assert np.isnan(table.loc[("counting", "")]["generation_agreement"])
+
+
+def test_macro_metrics_count_predicted_answers_outside_the_gold_set():
+    # gold 1 1 2 2, predicted 1 3 2 2: "3" is never gold; its class enters the macro average
+    frame = pd.DataFrame({"task": "counting", "pope_setting": "", "answer": ["1", "1", "2", "2"],
+                          "prediction": ["1", "3", "2", "2"]}).assign(model="m", dataset="d")
+    row = accuracy_table(frame).iloc[0]
+    # precision per class 1: 1/1, 2: 2/2, 3: 0/1 -> 2/3; recall 1: 1/2, 2: 1, 3: 0 (no gold) -> 1/2
+    assert row["precision"] == pytest.approx(2 / 3) and row["recall"] == pytest.approx(0.5)

@@ -2,8 +2,9 @@
 
 Yes/no tasks (presence, spatial) report precision / recall / F1 with "yes" as the positive class
 and the share of "yes" among predictions (the POPE yes-ratio). Multi-class tasks (counting,
-object_id) report macro-averaged precision / recall / F1 over the answer classes; yes_share is
-empty there. Presence also gets a pooled row with pope_setting "all".
+object_id) report macro-averaged precision / recall / F1 over the UNION of gold and predicted
+answers (scikit-learn's ``labels=None``), so a predicted answer that never occurs in the gold set
+counts as a class with precision 0 instead of being ignored; yes_share is empty there. Presence also gets a pooled row with pope_setting "all".
 
 The same metrics from the parsed greedy generations (``generated_*`` columns, on the rows of the
 generation cross-check only, ``n_generated`` of them) and ``generation_agreement``, the share of
@@ -32,7 +33,7 @@ def _metrics(group: pd.DataFrame, task: str) -> dict:
         yes_share = float(np.mean(y_pred == "yes"))
     else:
         p, r, f, _ = precision_recall_fscore_support(
-            y_true, y_pred, average="macro", labels=np.unique(y_true), zero_division=0
+            y_true, y_pred, average="macro", labels=None, zero_division=0
         )
         yes_share = np.nan
     return {

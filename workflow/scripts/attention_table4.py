@@ -1,4 +1,5 @@
-"""Table 4: R_pb of C_k and H_s with correctness, per model and pooled, Fisher-z and bootstrap CIs."""
+"""Table 4: R_pb of C_k and H_s with correctness, per model and pooled (within-model and stacked),
+image-clustered and Fisher-z CIs."""
 
 
 from vrp.analysis.attention_tables import correlation_table
@@ -17,6 +18,6 @@ else:
     ck_label = f"DBSCAN clusters (patches >= q{c['quantile']:g}; eps {c['eps']:g}; min_samples {c['min_samples']})"
 hs_label = "spatial entropy / log S" if params.entropy_normalized else "spatial entropy (nats)"
 table = correlation_table(stats, n_boot=params.n_boot, seed=params.seed,
-                          ck_label=ck_label, hs_label=hs_label)
+                          ck_label=ck_label, hs_label=hs_label, unit=params.interval_unit)
 log.info("\n%s", table.to_string())
 write_csv(table, snakemake.output[0])

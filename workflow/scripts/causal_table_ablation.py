@@ -13,11 +13,29 @@ runs = pd.concat([pd.read_parquet(path) for path in snakemake.input.runs], ignor
 frames = []
 for (model, dataset), baseline in baselines.groupby(["model", "dataset"], sort=True):
     selected = runs[(runs["model"] == model) & (runs["dataset"] == dataset)].drop(columns=["model", "dataset"])
-    table = ablation_table(baseline, selected, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed)
+    table = ablation_table(baseline, selected, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed,
+                           unit=snakemake.params.interval_unit)
     family = snakemake.params.families[model]
     frames.append(prepend_labels(table, model=model, family=family, dataset=dataset))
 table = pd.concat(frames, ignore_index=True)
-log.info("\n%s", table[table["subset"] == "all"][
-    ["model", "layer", "condition", "k", "rank", "seed", "n", "accuracy", "drop_pp", "mcnemar_p", "right_to_wrong", "wrong_to_right"]
-].to_string())
+log.info(
+    "\n%s",
+    table[table["subset"] == "all"][
+        [
+            "model",
+            "layer",
+            "condition",
+            "k",
+            "rank",
+            "seed",
+            "n",
+            "accuracy",
+            "drop_pp",
+            "paired_p",
+            "mcnemar_p",
+            "right_to_wrong",
+            "wrong_to_right",
+        ]
+    ].to_string(),
+)
 write_csv(table, snakemake.output[0])

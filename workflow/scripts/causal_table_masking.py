@@ -13,11 +13,28 @@ runs = pd.concat([pd.read_parquet(path) for path in snakemake.input.runs], ignor
 frames = []
 for (model, dataset, _p), group in runs.groupby(["model", "dataset", "p"], sort=True):
     baseline = baselines[(baselines["model"] == model) & (baselines["dataset"] == dataset)]
-    table = masking_table(baseline, group, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed)
+    table = masking_table(baseline, group, n_boot=snakemake.params.n_boot, seed=snakemake.params.seed,
+                          unit=snakemake.params.interval_unit)
     family = snakemake.params.families[model]
     frames.append(prepend_labels(table, model=model, family=family, dataset=dataset))
 table = pd.concat(frames, ignore_index=True)
-log.info("\n%s", table[(table["subset"] == "all") & (table["seed"] <= 0)][
-    ["model", "dataset", "p", "contrast", "seed", "n", "drop_pp", "drop_lo", "drop_hi", "mcnemar_p", "ttest_p"]
-].to_string())
+log.info(
+    "\n%s",
+    table[(table["subset"] == "all") & (table["seed"] <= 0)][
+        [
+            "model",
+            "dataset",
+            "p",
+            "contrast",
+            "seed",
+            "n",
+            "drop_pp",
+            "drop_lo",
+            "drop_hi",
+            "paired_p",
+            "mcnemar_p",
+            "ttest_p",
+        ]
+    ].to_string(),
+)
 write_csv(table, snakemake.output[0])

@@ -18,7 +18,11 @@ peak = read_json(snakemake.input.peak)["peak_layer"]
 attention_stats = pd.read_parquet(
     snakemake.input.attention_stats, columns=["question_id", "hs", "ck"]
 )
-scores = reliability_scores(samples, arrays, peak, settings, attention_stats=attention_stats)
+layer_scores = pd.read_parquet(snakemake.input.layer_scores)
+scores = reliability_scores(
+    samples, arrays, peak, settings, attention_stats=attention_stats, layer_scores=layer_scores
+)
+labels = ["question_id", "image_id", "task", "pope_setting", "answer", "fold", "nested_layer"]
 log.info("peak layer %d; %d questions; score means by correctness:\n%s", peak, len(scores),
-         scores.drop(columns=["question_id", "image_id", "task", "pope_setting", "answer"]).groupby("correct").mean().T)
+         scores.drop(columns=labels).groupby("correct").mean().T)
 write_parquet(scores, snakemake.output.scores)

@@ -16,6 +16,7 @@ consistency["pope_setting"] = consistency["pope_setting"].fillna("")
 probes = snakemake.params.probes
 table = method_table(scores, peaks, consistency, methods=snakemake.params.methods,
                      subsets=[tuple(s) for s in snakemake.params.subsets], n_boot=probes["n_boot"],
-                     seed=probes["seed"], last_k_layers=probes["last_k_layers"])
+                     seed=probes["seed"], last_k_layers=probes["last_k_layers"],
+                     unit=snakemake.params.interval_unit)
 log.info("\n%s", table.to_string())
 write_csv(table, snakemake.output[0])

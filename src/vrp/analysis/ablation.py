@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 
 from vrp.adapters.base import FamilyAdapter
-from vrp.analysis.masking import PREDICTION_COLUMNS, compare_by_subset
+from vrp.analysis.masking import ALL_TASKS, PREDICTION_COLUMNS, compare_by_subset
 from vrp.scoring import predict
 from vrp.stats import n_masked, random_channels
 from vrp.benchmark.images import decode_images
@@ -277,32 +277,77 @@ def run_ablation(
 # ---------------------------------------------------------------------------- tables 5 and 6
 _RENAMED = {
     "acc_changed": "accuracy",
-    "acc_changed_lo": "accuracy_lo",
-    "acc_changed_hi": "accuracy_hi",
+    **{
+        f"acc_changed_{key}": f"accuracy_{key}"
+        for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+    },
     "acc_reference": "baseline_accuracy",
 }
+_DROPPED = [
+    f"acc_reference_{key}"
+    for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+]
 
 
-def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Per condition and subset (all questions, then each task): accuracy with a Wilson CI, the drop
-    against the unablated baseline with a paired bootstrap CI, McNemar and t-test p, and flips.
+def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
+                   unit: str = "image") -> pd.DataFrame:
+    """Per condition and subset (all questions, then each task): accuracy with its intervals, the
+    drop
+    against the unablated baseline with its intervals, the paired tests, and flips
+    (:func:`vrp.analysis.masking.paired_comparison`; headline intervals and ``paired_p`` by
+    ``unit``).
 
     ``runs`` is the concatenation of :func:`run_ablation` outputs (any layers and conditions) of
     one model on one dataset; ``baseline`` the unablated predictions of the same questions. The
-    first rows (condition ``baseline``, no layer) are the unablated model itself.
+    first rows (condition ``baseline``, no layer) are the unablated model itself; their
+    ``majority_accuracy`` (share of the subset's most common gold answer, in percent) is the
+    floor an answer-changing claim needs the unablated model to clear.
     """
     rows = []
-    for stats in compare_by_subset(baseline, baseline, n_boot, seed):
+    majority = _majority_accuracy(baseline)
+    for stats in compare_by_subset(baseline, baseline, n_boot, seed, unit):
         rows.append({"layer": pd.NA, "condition": "baseline", "k": 0, "rank": -1, "seed": -1, "fraction": 0.0,
                      "n_channels": 0, "channels": "", "mode": "", **stats})
     keys = list(CONDITION_KEYS) + ["mode"]
     for values, group in runs.groupby(keys, sort=False, dropna=False):
         labels = dict(zip(keys, values))
-        for stats in compare_by_subset(baseline, group, n_boot, seed):
+        for stats in compare_by_subset(baseline, group, n_boot, seed, unit):
             rows.append({**labels, **stats})
     table = pd.DataFrame(rows)
     table["layer"] = table["layer"].astype("Int64")
-    table = table.rename(columns=_RENAMED).drop(columns=["acc_reference_lo", "acc_reference_hi"])
-    first = ["layer", "condition", "k", "rank", "seed", "fraction", "n_channels", "channels", "mode", "subset", "n",
-             "accuracy", "accuracy_lo", "accuracy_hi", "baseline_accuracy", "drop_pp", "drop_lo", "drop_hi"]
+    table["majority_accuracy"] = table["subset"].map(majority)
+    table = table.rename(columns=_RENAMED).drop(columns=_DROPPED)
+    first = [
+        "layer",
+        "condition",
+        "k",
+        "rank",
+        "seed",
+        "fraction",
+        "n_channels",
+        "channels",
+        "mode",
+        "subset",
+        "n",
+        "n_images",
+        "accuracy",
+        "accuracy_lo",
+        "accuracy_hi",
+        "baseline_accuracy",
+        "majority_accuracy",
+        "drop_pp",
+        "drop_lo",
+        "drop_hi",
+        "drop_ci_method",
+        "paired_p",
+        "paired_test",
+    ]
     return table[first + [c for c in table if c not in first]]
+
+
+def _majority_accuracy(baseline: pd.DataFrame) -> dict[str, float]:
+    """Per subset ("all" and each task): accuracy (%) of always giving the commonest gold answer."""
+    out = {ALL_TASKS: 100.0 * float(baseline["answer"].value_counts(normalize=True).iloc[0])}
+    for task, part in baseline.groupby("task"):
+        out[task] = 100.0 * float(part["answer"].value_counts(normalize=True).iloc[0])
+    return out

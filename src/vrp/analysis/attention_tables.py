@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from sklearn.model_selection import GroupKFold
 
 from vrp.io import read_json
 from vrp.stats import (
@@ -41,10 +42,17 @@ from vrp.stats import (
     attention_features,
     cluster_count,
     cv_accuracy_auroc,
+    fisher_z_interval,
+    nan_intervals,
     normalize_maps,
     point_biserial,
     spatial_entropy,
+    unit_intervals,
+    weighted_pearson,
+    weighted_within_pearson,
+    within_group_pearson,
 )
+from vrp.stats.cluster import interval_method
 from vrp.stats.correlation import as_binary
 
 __all__ = [
@@ -309,47 +317,163 @@ def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataF
     return pd.DataFrame(rows)
 
 
+def nested_head_folds(
+    samples: pd.DataFrame, n_splits: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Image-grouped folds for the nested top-K selection: ``GroupKFold(shuffle=True)`` by image id.
+
+    The target (log confidence) is continuous, so the folds are grouped but not stratified; no
+    image has questions on both sides. Raises ``ValueError`` with fewer images than folds.
+    """
+    groups = samples["image_id"].to_numpy()
+    n_images = len(pd.unique(groups))
+    if n_splits < 2 or n_images < n_splits:
+        raise ValueError(
+            f"the nested top-K heads need 2 <= attention.stress_test.n_splits <= number of images; "
+            f"got n_splits={n_splits}, {n_images} images"
+        )
+    splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), groups=groups)]
+
+
+def fold_head_rankings(head_logit, folds, k_max: int) -> list[pd.DataFrame]:
+    """Per training fold, the top ``k_max`` heads of :func:`rank_heads` on its training samples."""
+    logit = np.asarray(head_logit, dtype=np.float64)
+    return [rank_heads(logit[train]).iloc[:k_max].reset_index(drop=True) for train, _ in folds]
+
+
+def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence[int], folds,
+                        rankings: Sequence[pd.DataFrame], n_boot: int = 1000, seed: int = 0,
+                        unit: str = "image") -> pd.DataFrame:
+    """R² of the top-K heads' combined-map entropy vs log confidence, heads chosen out of fold.
+
+    For each fold the K heads are ranked on the TRAINING questions only (``rankings``, from
+    :func:`fold_head_rankings`) and the combined-map entropy of the HELD-OUT questions is computed
+    with them; r is the Pearson r of the pooled held-out entropies with log confidence, so the
+    questions that pick the heads never score them. ``maps_of(heads)`` returns the (n, K, S_max)
+    maps of a list of (layer, head) pairs. The r interval is :func:`vrp.stats.unit_intervals`
+    (cluster bootstrap by image / by question, ``r_lo``, ``r_hi``, ``r_ci_method``, ...).
+    Returns k, heads_by_fold ("L0H1;L1H0|..." one block per fold), n, r, r2, p, r_lo, r_hi,
+    r_ci_method, r_lo_image, r_hi_image, r_lo_question, r_hi_question.
+    """
+    logit = np.asarray(head_logit, dtype=np.float64)
+    _check_aligned(samples, logit, "head_logit")
+    target = np.log(samples["confidence"].to_numpy(dtype=np.float64))
+    groups = samples["image_id"].to_numpy()
+    rows = []
+    for k in sorted(set(int(k) for k in ks)):
+        entropy = np.full(len(samples), np.nan)
+        chosen = []
+        for (_, test), ranking in zip(folds, rankings):
+            top = ranking.iloc[:k]
+            heads = list(zip(top["layer"].astype(int), top["head"].astype(int)))
+            chosen.append(";".join(f"L{l}H{h}" for l, h in heads))
+            maps = np.asarray(maps_of(heads))[test]
+            weights = np.abs(logit[test][:, top["layer"].to_numpy(), top["head"].to_numpy()])
+            entropy[test] = combined_map_entropy(
+                samples.iloc[test].reset_index(drop=True), maps, weights
+            )
+        r, p = _pearson(entropy, target)
+        if np.isfinite(r):
+            intervals = unit_intervals(
+                weighted_pearson(entropy, target), groups, n_boot, seed, unit, prefix="r_"
+            )
+        else:
+            intervals = nan_intervals("r_", interval_method(unit, n_boot))
+        rows.append({"k": k, "heads_by_fold": "|".join(chosen), "n": len(entropy), "r": r,
+                     "r2": r * r, "p": p, **intervals})
+    return pd.DataFrame(rows)
+
+
+def r2_interval(r_lo: float, r_hi: float) -> tuple[float, float]:
+    """The interval of R² = r² implied by an interval [r_lo, r_hi] of r (0 when it holds 0)."""
+    if not (np.isfinite(r_lo) and np.isfinite(r_hi)):
+        return math.nan, math.nan
+    low = 0.0 if r_lo <= 0 <= r_hi else min(r_lo * r_lo, r_hi * r_hi)
+    return low, max(r_lo * r_lo, r_hi * r_hi)
+
+
 # --------------------------------------------------------------------------------------------
 # Supervised stress test (Table 1)
 # --------------------------------------------------------------------------------------------
-def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: int = 1000) -> dict:
+def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: int = 1000,
+                unit: str = "image") -> dict:
     """Ensemble classifier on the 11 attention features: out-of-fold accuracy and AUROC.
 
-    Image-grouped stratified K-fold (:func:`vrp.stats.cv_accuracy_auroc`). When the data cannot
-    support the test (one class only, fewer images than folds, a training fold with one class) the
-    numbers are NaN and ``status`` says why, so a toy run still completes; otherwise status "ok".
+    Image-grouped stratified K-fold (:func:`vrp.stats.cv_accuracy_auroc`); both intervals are
+    :func:`vrp.stats.unit_intervals` (headline ``unit``; ``lo``/``hi`` of the AUROC,
+    ``accuracy_lo``/``accuracy_hi`` of the accuracy). When the data cannot support the test (one
+    class only, fewer images than folds, a training fold with one class) the numbers are NaN and
+    ``status`` says why, so a toy run still completes; otherwise status "ok".
     """
     missing = [c for c in (*ATTENTION_FEATURES, "correct", "image_id") if c not in stats.columns]
     if missing:
         raise ValueError(f"stats table lacks column(s) {missing}; rebuild it with attention_statistics")
     y = as_binary(stats["correct"].astype(bool).to_numpy())
     result = {"n": int(len(y)), "n_pos": int(y.sum()), "n_images": int(stats["image_id"].nunique()),
-              "n_splits": int(n_splits), "accuracy": math.nan, "auroc": math.nan, "lo": math.nan,
-              "hi": math.nan, "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
+              "n_splits": int(n_splits), "accuracy": math.nan, "auroc": math.nan,
+              **nan_intervals("accuracy_", interval_method(unit, n_boot)),
+              **nan_intervals("", interval_method(unit, n_boot)),
+              "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
               "status": "ok"}
     try:
-        scores = cv_accuracy_auroc(stats[list(ATTENTION_FEATURES)].to_numpy(dtype=np.float64), y,
-                                   stats["image_id"].to_numpy(), n_splits=n_splits, seed=seed, n_boot=n_boot)
+        scores = cv_accuracy_auroc(
+            stats[list(ATTENTION_FEATURES)].to_numpy(dtype=np.float64),
+            y,
+            stats["image_id"].to_numpy(),
+            n_splits=n_splits,
+            seed=seed,
+            n_boot=n_boot,
+            unit=unit,
+        )
     except ValueError as err:  # data too small or one-class: documented as NaN + reason
         result["status"] = f"skipped: {err}"
         return result
-    result.update({key: float(scores[key]) for key in ("accuracy", "auroc", "lo", "hi", "majority_accuracy")})
+    result.update(
+        {
+            key: scores[key]
+            for key in result
+            if key in scores and key not in ("n", "n_pos", "status")
+        }
+    )
     return result
 
 
 # --------------------------------------------------------------------------------------------
 # Table 4: R_pb of C_k and H_s with correctness
 # --------------------------------------------------------------------------------------------
-def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                      ck_label: str = "C_k", hs_label: str = "H_s") -> pd.DataFrame:
+POOLING_WITHIN = "within-model (per-model centred)"
+POOLING_STACKED = "stacked (models mixed)"
+
+
+def correlation_table(
+    stats: pd.DataFrame,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ck_label: str = "C_k",
+    hs_label: str = "H_s",
+    unit: str = "image",
+) -> pd.DataFrame:
     """Table 4: point-biserial R_pb(C_k, correct) and R_pb(H_s, correct) per (model, dataset) and pooled.
 
-    ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``, ``family``
-    and ``dataset`` columns. Rows: each (model, dataset); "pooled" over models per dataset; and,
-    when there are several datasets, dataset "all" per model and pooled. Columns: model, family,
-    dataset, metric, definition, n, n_correct, r, fisher_lo, fisher_hi, boot_lo, boot_hi, p.
+    ``stats`` is the concatenation of :func:`attention_statistics` tables with ``model``,
+    ``family``, ``dataset`` and ``image_id`` columns. Rows: each (model, dataset); "pooled" over
+    models per dataset; and, when there are several datasets, dataset "all" per model and pooled.
+
+    Pooled rows: model "pooled" is the WITHIN-model pooled R_pb (x and correctness centred within
+    each model, :func:`vrp.stats.within_group_pearson`), so a model with a lower mean H_s and a
+    higher accuracy does not make H_s look predictive; model "pooled_stacked" is the plain R_pb of
+    the stacked questions, kept as a labelled variant (``pooling``).
+
+    Intervals (:func:`vrp.stats.unit_intervals`): ``lo``/``hi`` the configured ``unit`` (named in
+    ``ci_method``), ``lo_image``/``hi_image`` the cluster bootstrap by image (an image shared by
+    models or datasets is one cluster), ``lo_question``/``hi_question`` =
+    ``fisher_lo``/``fisher_hi``,
+    the Fisher-z interval (questions independent; the paper's). For the within-model r the Fisher
+    interval uses n - (models - 1) (one mean removed per model). ``p`` is scipy's question-level p
+    (stacked rows) or the Fisher-z p (within rows).
     """
-    needed = {"model", "family", "dataset", "ck", "hs", "correct"}
+    needed = {"model", "family", "dataset", "ck", "hs", "correct", "image_id"}
     if needed - set(stats.columns):
         raise ValueError(f"stats lacks column(s) {sorted(needed - set(stats.columns))}")
     datasets = sorted(stats["dataset"].unique())
@@ -359,18 +483,59 @@ def correlation_table(stats: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
         in_dataset = stats if dataset == "all" else stats[stats["dataset"] == dataset]
         for model in models:
             part = in_dataset[in_dataset["model"] == model]
-            scopes.append((model, part["family"].iloc[0], dataset, part))
+            scopes.append((model, part["family"].iloc[0], dataset, part, "single model"))
         if len(models) > 1:
-            scopes.append(("pooled", "pooled", dataset, in_dataset))
+            scopes.append(("pooled", "pooled", dataset, in_dataset, POOLING_WITHIN))
+            scopes.append(("pooled_stacked", "pooled", dataset, in_dataset, POOLING_STACKED))
     rows = []
-    for model, family, dataset, part in scopes:
+    for model, family, dataset, part, pooling in scopes:
         correct = part["correct"].astype(bool).to_numpy()
+        groups = part["image_id"].to_numpy()
         for metric, column, label in (("C_k", "ck", ck_label), ("H_s", "hs", hs_label)):
-            result = point_biserial(part[column].to_numpy(dtype=np.float64), correct, n_boot=n_boot, seed=seed)
-            rows.append({"model": model, "family": family, "dataset": dataset, "metric": metric,
-                         "definition": label, "n": result["n"], "n_correct": int(correct.sum()),
-                         "r": result["r"], "fisher_lo": result["fisher_lo"], "fisher_hi": result["fisher_hi"],
-                         "boot_lo": result["boot_lo"], "boot_hi": result["boot_hi"], "p": result["p"]})
+            x = part[column].to_numpy(dtype=np.float64)
+            result = point_biserial(x, correct, n_boot=0, seed=seed)
+            r, p, n_eff = result["r"], result["p"], len(x)
+            if pooling == POOLING_WITHIN:
+                strata = part["model"].to_numpy()
+                r = within_group_pearson(x, correct.astype(np.float64), strata)
+                n_eff = len(x) - (len(np.unique(strata)) - 1)
+                statistic = weighted_within_pearson(x, correct.astype(np.float64), strata)
+                p = (
+                    float(
+                        2
+                        * sps.norm.sf(
+                            abs(np.arctanh(min(abs(r), 1 - 1e-15))) * math.sqrt(n_eff - 3)
+                        )
+                    )
+                    if np.isfinite(r) and n_eff > 3
+                    else math.nan
+                )
+            else:
+                statistic = weighted_pearson(x, correct.astype(np.float64))
+            fisher = fisher_z_interval(r, n_eff)
+            if np.isfinite(r):
+                intervals = unit_intervals(statistic, groups, n_boot, seed, unit,
+                                           question=(*fisher, "Fisher-z (questions independent)"))
+            else:
+                intervals = nan_intervals(method=interval_method(unit, n_boot))
+            rows.append(
+                {
+                    "model": model,
+                    "family": family,
+                    "dataset": dataset,
+                    "metric": metric,
+                    "definition": label,
+                    "pooling": pooling,
+                    "n": result["n"],
+                    "n_images": int(len(pd.unique(groups))),
+                    "n_correct": int(correct.sum()),
+                    "r": r,
+                    **intervals,
+                    "fisher_lo": fisher[0],
+                    "fisher_hi": fisher[1],
+                    "p": p,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -381,31 +546,64 @@ def table1(rows: Sequence[Mapping]) -> pd.DataFrame:
     """Table 1 from per-(model, dataset) parts.
 
     Each row mapping holds model, family, dataset, ``samples`` (samples.parquet frame),
-    ``top_heads`` (:func:`top_heads_r2` frame) and ``stress`` (:func:`stress_test` dict).
-    Columns: model, family, dataset, n, accuracy, topk_r2_max, topk_best_k, topk_r2_k<K> for every
-    K, stress_accuracy, stress_auroc, stress_auroc_lo, stress_auroc_hi, stress_majority_accuracy,
-    stress_status.
+    ``top_heads`` (the top_heads.csv frame: :func:`nested_top_heads_r2` columns, plus the in-sample
+    ``r2_in_sample`` of :func:`top_heads_r2` when present) and ``stress`` (:func:`stress_test`
+    dict). Columns: model, family, dataset, n, accuracy; ``topk_r2_max`` (the largest NESTED R²
+    over K: heads ranked on training folds, scored held out), ``topk_best_k``, its interval
+    ``topk_r2_lo``/``topk_r2_hi`` (from the r interval, ``topk_r2_ci_method``), ``topk_r2_k<K>``
+    per K; the in-sample values ``topk_r2_max_in_sample`` and ``topk_r2_in_sample_k<K>`` (heads
+    ranked on the questions they are scored on, as the paper); then stress_accuracy with its
+    interval, stress_auroc with its interval (``*_lo``/``*_hi`` headline, ``*_ci_method``,
+    ``*_lo_image``... / ``*_lo_question``...), stress_majority_accuracy, stress_status.
     """
     records = []
     for part in rows:
         samples, heads, stress = part["samples"], part["top_heads"], part["stress"]
         r2 = heads["r2"].to_numpy(dtype=np.float64)
         has_r2 = np.isfinite(r2).any()
+        best = int(np.nanargmax(r2)) if has_r2 else -1
         record = {
             "model": part["model"], "family": part["family"], "dataset": part["dataset"],
             "n": int(len(samples)), "accuracy": float(samples["correct"].astype(bool).mean()),
-            "topk_r2_max": float(np.nanmax(r2)) if has_r2 else math.nan,
-            "topk_best_k": int(heads["k"].iloc[int(np.nanargmax(r2))]) if has_r2 else -1,
+            "topk_r2_max": float(r2[best]) if has_r2 else math.nan,
+            "topk_best_k": int(heads["k"].iloc[best]) if has_r2 else -1,
         }
+        for suffix in ("", "_image", "_question"):
+            lo, hi = ((heads[f"r_lo{suffix}"].iloc[best], heads[f"r_hi{suffix}"].iloc[best])
+                      if has_r2 and f"r_lo{suffix}" in heads else (math.nan, math.nan))
+            record[f"topk_r2_lo{suffix}"], record[f"topk_r2_hi{suffix}"] = r2_interval(
+                float(lo), float(hi)
+            )
+            if suffix == "":
+                record["topk_r2_ci_method"] = (f"{heads['r_ci_method'].iloc[best]}, of r; R² = r²"
+                                               if has_r2 and "r_ci_method" in heads else "")
         for k, value in zip(heads["k"], r2):
             record[f"topk_r2_k{int(k)}"] = float(value)
-        record.update({
-            "stress_accuracy": stress["accuracy"], "stress_auroc": stress["auroc"],
-            "stress_auroc_lo": stress["lo"], "stress_auroc_hi": stress["hi"],
-            "stress_majority_accuracy": stress["majority_accuracy"], "stress_status": stress["status"],
-        })
+        if "r2_in_sample" in heads:
+            in_sample = heads["r2_in_sample"].to_numpy(dtype=np.float64)
+            record["topk_r2_max_in_sample"] = (
+                float(np.nanmax(in_sample)) if np.isfinite(in_sample).any() else math.nan
+            )
+            for k, value in zip(heads["k"], in_sample):
+                record[f"topk_r2_in_sample_k{int(k)}"] = float(value)
+        record.update(
+            {
+                "stress_accuracy": stress["accuracy"],
+                **{
+                    f"stress_accuracy_{key}": stress.get(f"accuracy_{key}", math.nan)
+                    for key in _INTERVAL_KEYS
+                },
+                "stress_auroc": stress["auroc"],
+                **{f"stress_auroc_{key}": stress.get(key, math.nan) for key in _INTERVAL_KEYS},
+                "stress_majority_accuracy": stress["majority_accuracy"],
+                "stress_status": stress["status"],
+            }
+        )
         records.append(record)
     return pd.DataFrame(records)
+
+
+_INTERVAL_KEYS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
 
 
 # --------------------------------------------------------------------------------------------

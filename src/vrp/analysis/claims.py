@@ -14,6 +14,14 @@ significance), the direction the claim needs, and a verdict:
   claim reads is absent, the value is undefined (e.g. one class only), or the interval straddles
   the bound, so this run's n cannot decide it (the ``reason`` column says which).
 
+Which interval: each row names the interval its verdict uses (``interval``: the result table's
+headline, clustered by image by default, ``stats.interval_unit``) and carries the question-level
+interval beside it (``ci_low_question``/``ci_high_question``, the paper's kind). When the verdict
+on the question-level interval differs, ``verdict_question`` says what it would be and the reason
+says so. A claim about a change in a subset where the unablated model is no better than always
+giving the subset's most common answer (its majority-class accuracy) is not measurable: no
+intervention can show a loss of skill the model does not have.
+
 Deciding on the interval rather than the point estimate keeps a small run (the demo face) from
 "confirming" or "refuting" a claim by noise. The two interpretive margins the paper does not give
 as numbers — what "near zero" and "near chance" mean — come from the config section ``claims``.
@@ -47,7 +55,8 @@ VERDICTS = (HOLDS, DOES_NOT_HOLD, NOT_MEASURABLE)
 
 COLUMNS = [
     "claim_id", "claim", "scope", "dataset", "paper_value", "paper_source", "needs",
-    "value", "ci_low", "ci_high", "n", "p_value", "verdict", "reason", "evidence",
+    "value", "ci_low", "ci_high", "interval", "n", "p_value", "test", "verdict", "reason",
+    "ci_low_question", "ci_high_question", "p_value_question", "verdict_question", "evidence",
 ]
 
 # The paper's fixed settings the claims refer to.
@@ -93,10 +102,27 @@ class Measurement:
     p_value: float = math.nan
     evidence: str = ""
     missing: str = ""
+    interval: str = ""
+    test: str = ""
+    ci_low_question: float = math.nan
+    ci_high_question: float = math.nan
+    p_value_question: float = math.nan
 
     @classmethod
     def absent(cls, why: str, evidence: str = "") -> "Measurement":
         return cls(missing=why, evidence=evidence)
+
+    def question_level(self) -> "Measurement":
+        """The same measurement judged on its question-level interval and p."""
+        return Measurement(
+            self.value,
+            self.ci_low_question,
+            self.ci_high_question,
+            self.n,
+            self.p_value_question,
+            self.evidence,
+            self.missing,
+        )
 
 
 @dataclass(frozen=True)
@@ -205,9 +231,47 @@ def _pooled_or_single(table: pd.DataFrame, ctx: Context, name: str, **where) -> 
     return rows, "pooled"
 
 
+def _interval(row, prefix: str = "", headline: tuple[str, str] | None = None) -> dict:
+    """Measurement fields of a row's interval columns (``{prefix}lo``/... of unit_intervals)."""
+    lo, hi = headline or (f"{prefix}lo", f"{prefix}hi")
+    return {"ci_low": _float(row.get(lo)), "ci_high": _float(row.get(hi)),
+            "interval": str(row.get(f"{prefix}ci_method", "") or ""),
+            "ci_low_question": _float(row.get(f"{prefix}lo_question")),
+            "ci_high_question": _float(row.get(f"{prefix}hi_question"))}
+
+
+def _paired(row) -> dict:
+    """Measurement fields of a paired-comparison row: drop interval, headline and question p."""
+    if "paired_p" in row:
+        p, test = _float(row.get("paired_p")), str(row.get("paired_test", ""))
+    else:  # a table written before the clustered test: the exact McNemar p
+        p, test = _float(row.get("mcnemar_p")), "exact McNemar (questions independent)"
+    return {
+        **_interval(row, "drop_"),
+        "p_value": p,
+        "test": test,
+        "p_value_question": _float(row.get("mcnemar_p")),
+    }
+
+
+def _no_skill(row, subset: str) -> str:
+    """Why a change in ``subset`` cannot be measured (the unablated model has no skill), else ""."""
+    base, floor = _float(row.get("baseline_accuracy")), _float(row.get("majority_accuracy"))
+    if math.isnan(base) or math.isnan(floor) or base > floor:
+        return ""
+    return (
+        f"the unablated model is no better than its majority-class answer on {subset} "
+        f"({base:.1f}% vs {floor:.1f}% by always giving the most common answer): "
+        "there is no skill to lose"
+    )
+
+
 # ------------------------------------------------------------------------------------ measurements
 def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Table 4: R_pb(metric, correct) pooled over models, with the Fisher-z interval."""
+    """Table 4: R_pb(metric, correct) pooled over models (the within-model row), headline interval.
+
+    The question-level interval beside it is the Fisher-z one.
+    """
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
         rows, scope = _pooled_or_single(table, ctx, "table4", metric=metric)
@@ -215,8 +279,20 @@ def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]
         if len(rows) != 1:
             return Measurement.absent(f"table4 has {len(rows)} rows for {metric} on {ctx.dataset}", evidence)
         row = rows.iloc[0]
-        return Measurement(_float(row["r"]), _float(row["fisher_lo"]), _float(row["fisher_hi"]),
-                           int(row["n"]), _float(row["p"]), evidence)
+        if "pooling" in row and scope == "pooled":
+            evidence += f" ({row['pooling']})"
+        if "lo" in row:
+            fields = _interval(row)
+        else:  # a table written before the clustered intervals: Fisher-z only
+            fields = {
+                "ci_low": _float(row["fisher_lo"]),
+                "ci_high": _float(row["fisher_hi"]),
+                "interval": "Fisher-z (questions independent)",
+                "ci_low_question": _float(row["fisher_lo"]),
+                "ci_high_question": _float(row["fisher_hi"]),
+            }
+        return Measurement(_float(row["r"]), n=int(row["n"]), p_value=_float(row["p"]),
+                           p_value_question=_float(row["p"]), evidence=evidence, **fields)
 
     return measure
 
@@ -241,8 +317,9 @@ def masking_drop(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
         if len(rows) != 1:
             return Measurement.absent(f"no masking row at p = {MASK_SHARE} for {model}", evidence)
         row = rows.iloc[0]
-        return Measurement(_float(row["drop_pp"]), _float(row["drop_lo"]), _float(row["drop_hi"]),
-                           int(row["n"]), _float(row["mcnemar_p"]), evidence)
+        return Measurement(
+            _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
+        )
 
     return measure
 
@@ -271,12 +348,18 @@ def probe_auroc_families(table: pd.DataFrame, ctx: Context) -> Measurement:
     aurocs = [(_float(r["auroc"]), _float(r["lo"]), _float(r["hi"])) for r in per_family.values()]
     if any(math.isnan(x) for a in aurocs for x in a):
         return Measurement.absent("a family's probe AUROC is undefined (one class only)", evidence)
+    question = [
+        (_float(r.get("lo_question")), _float(r.get("hi_question"))) for r in per_family.values()
+    ]
     return Measurement(
         value=float(sum(a > PROBE_AUROC_BAR for a, _, _ in aurocs)),
         ci_low=float(sum(lo > PROBE_AUROC_BAR for _, lo, _ in aurocs)),
         ci_high=float(sum(hi > PROBE_AUROC_BAR for _, _, hi in aurocs)),
         n=int(sum(int(r["n"]) for r in per_family.values())),
         evidence=evidence + f"; families {sorted(per_family)}",
+        interval="families whose AUROC interval clears the bar: " + _method(per_family.values()),
+        ci_low_question=float(sum(lo > PROBE_AUROC_BAR for lo, _ in question)),
+        ci_high_question=float(sum(hi > PROBE_AUROC_BAR for _, hi in question)),
     )
 
 
@@ -296,13 +379,30 @@ def probe_beats_confidence(table: pd.DataFrame, ctx: Context) -> Measurement:
                _float(c["hi"])) for p, c in pairs]
     if any(math.isnan(x) for v in values for x in v):
         return Measurement.absent("an AUROC is undefined (one class only)", evidence)
+    question = [
+        (
+            _float(p.get("lo_question")),
+            _float(p.get("hi_question")),
+            _float(c.get("lo_question")),
+            _float(c.get("hi_question")),
+        )
+        for p, c in pairs
+    ]
     return Measurement(
         value=float(sum(pa > ca for pa, _, _, ca, _, _ in values)),
         ci_low=float(sum(plo > chi for _, plo, _, _, _, chi in values)),
         ci_high=float(sum(phi > clo for _, _, phi, _, clo, _ in values)),
         n=len(values),
         evidence=evidence,
+        interval="families with disjoint AUROC intervals: " + _method([p for p, _ in pairs]),
+        ci_low_question=float(sum(plo > chi for plo, _, _, chi in question)),
+        ci_high_question=float(sum(phi > clo for _, phi, clo, _ in question)),
     )
+
+
+def _method(rows) -> str:
+    methods = sorted({str(r.get("ci_method", "") or "") for r in rows} - {""})
+    return "; ".join(methods) if methods else "unnamed interval"
 
 
 def _selfconsistency_all(table: pd.DataFrame, ctx: Context, family: str) -> tuple[pd.Series | None, str]:
@@ -321,14 +421,23 @@ def sc_rpb(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
         row, evidence = _selfconsistency_all(table, ctx, family)
         if row is None:
             return Measurement.absent(f"no K = {SC_K} row", evidence)
-        return Measurement(_float(row["r_pb"]), _float(row["r_pb_lo"]), _float(row["r_pb_hi"]), int(row["n"]),
-                           _float(row["r_pb_p"]), evidence)
+        return Measurement(
+            _float(row["r_pb"]),
+            n=int(row["n"]),
+            p_value=_float(row["r_pb_p"]),
+            p_value_question=_float(row["r_pb_p"]),
+            evidence=evidence,
+            **_interval(row, "r_pb_"),
+        )
 
     return measure
 
 
 def sc_precision(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Self-consistency: precision of the greedy answer where all K = 10 samples agree (Wilson CI)."""
+    """Self-consistency: precision of the greedy answer where all K = 10 samples agree.
+
+    Headline interval of the table; the Wilson interval beside it.
+    """
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
         if not ctx.models_of(family):
@@ -338,8 +447,8 @@ def sc_precision(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
             return Measurement.absent(f"no K = {SC_K} row", evidence)
         if int(row["n_sc1"]) == 0:
             return Measurement.absent("no question had all samples agree (S_SC = 1)", evidence)
-        return Measurement(_float(row["precision_at_sc1"]), _float(row["precision_lo"]), _float(row["precision_hi"]),
-                           int(row["n_sc1"]), evidence=evidence)
+        return Measurement(_float(row["precision_at_sc1"]), n=int(row["n_sc1"]), evidence=evidence,
+                           **_interval(row, "precision_"))
 
     return measure
 
@@ -356,7 +465,7 @@ def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
 
 
 def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Table 1: stress-test accuracy above chance (the majority-class rate), with a Wilson interval.
+    """Table 1: stress-test accuracy above chance (the majority-class rate), headline interval.
 
     Chance is the accuracy of always answering the majority label: the paper's 52-55% sit near
     50% on balanced labels, while a model that is right 70% of the time makes 70% the floor.
@@ -371,15 +480,37 @@ def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measuremen
         chance = _float(row["stress_majority_accuracy"])
         if math.isnan(accuracy) or math.isnan(chance) or n == 0:
             return Measurement.absent(f"stress test not run ({row.get('stress_status', 'no status')})", evidence)
-        lo, hi = wilson_interval(round(accuracy * n), n)
         evidence += f" minus stress_majority_accuracy ({chance:.4g})"
-        return Measurement(accuracy - chance, lo - chance, hi - chance, n, evidence=evidence)
+        if "stress_accuracy_lo" in row:
+            f = _interval(row, "stress_accuracy_")
+        else:  # a table written before the clustered intervals
+            lo, hi = wilson_interval(round(accuracy * n), n)
+            f = {
+                "ci_low": lo,
+                "ci_high": hi,
+                "interval": "Wilson (questions independent)",
+                "ci_low_question": lo,
+                "ci_high_question": hi,
+            }
+        return Measurement(
+            accuracy - chance,
+            f["ci_low"] - chance,
+            f["ci_high"] - chance,
+            n,
+            evidence=evidence,
+            interval=f["interval"],
+            ci_low_question=f["ci_low_question"] - chance,
+            ci_high_question=f["ci_high_question"] - chance,
+        )
 
     return measure
 
 
 def topk_r2(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
-    """Table 1: max over K of the top-K-heads attention R²; interval from r's Fisher-z interval."""
+    """Table 1: max over K of the nested top-K-heads attention R², with its headline interval.
+
+    The question-level interval beside it is the Fisher-z interval of r, squared.
+    """
 
     def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
         found = _table1_row(table, ctx, family, "topk_r2_max")
@@ -390,8 +521,28 @@ def topk_r2(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
         if math.isnan(r2) or n < 4:
             return Measurement.absent("top-K attention R² undefined", evidence)
         lo, hi = fisher_z_interval(math.sqrt(r2), n)
-        r2_lo = 0.0 if lo <= 0 else lo * lo
-        return Measurement(r2, r2_lo, max(lo * lo, hi * hi), n, evidence=evidence)
+        fisher = (0.0 if lo <= 0 else lo * lo, max(lo * lo, hi * hi))
+        if "topk_r2_lo" in row and not math.isnan(_float(row["topk_r2_lo"])):
+            return Measurement(
+                r2,
+                _float(row["topk_r2_lo"]),
+                _float(row["topk_r2_hi"]),
+                n,
+                evidence=evidence,
+                interval=str(row.get("topk_r2_ci_method", "")),
+                ci_low_question=fisher[0],
+                ci_high_question=fisher[1],
+            )
+        return Measurement(
+            r2,
+            fisher[0],
+            fisher[1],
+            n,
+            evidence=evidence,
+            interval="Fisher-z of r, squared",
+            ci_low_question=fisher[0],
+            ci_high_question=fisher[1],
+        )
 
     return measure
 
@@ -409,8 +560,11 @@ def ablation_top5_object_id(table: pd.DataFrame, ctx: Context) -> Measurement:
                                   "(ablation.k_values / the tasks)", evidence)
     # the paper's Table 5 ablates the last layer (L31): the deepest swept layer speaks
     row = rows.loc[rows["layer"].astype(int).idxmax()]
-    return Measurement(_float(row["drop_pp"]), _float(row["drop_lo"]), _float(row["drop_hi"]), int(row["n"]),
-                       _float(row["mcnemar_p"]), evidence + f", layer={int(row['layer'])}")
+    evidence += f", layer={int(row['layer'])}"
+    no_skill = _no_skill(row, f"{OBJECT_ID_TASK} questions")
+    if no_skill:
+        return Measurement.absent(no_skill, evidence)
+    return Measurement(_float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row))
 
 
 def ablation_half_destroyed(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
@@ -427,9 +581,13 @@ def ablation_half_destroyed(family: str) -> Callable[[pd.DataFrame, Context], Me
         rows = rows[distance == distance.min()]
         # several random draws at that share: the one that loses most speaks (the claim is for any draw)
         row = rows.loc[rows["drop_pp"].astype(float).idxmax()]
-        return Measurement(_float(row["drop_pp"]), _float(row["drop_lo"]), _float(row["drop_hi"]), int(row["n"]),
-                           _float(row["mcnemar_p"]),
-                           evidence + f", fraction={float(row['fraction']):g}, seed={int(row['seed'])}")
+        evidence += f", fraction={float(row['fraction']):g}, seed={int(row['seed'])}"
+        no_skill = _no_skill(row, "all questions")
+        if no_skill:
+            return Measurement.absent(no_skill, evidence)
+        return Measurement(
+            _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
+        )
 
     return measure
 
@@ -525,12 +683,32 @@ def check_claims(tables: Mapping[str, pd.DataFrame | None], datasets, families: 
             else:
                 m = claim.measure(table, ctx)
             verdict, reason = test.verdict(m)
+            verdict_q = ""
+            if not m.missing and not math.isnan(m.ci_low_question):
+                verdict_q, reason_q = test.verdict(m.question_level())
+                if verdict_q != verdict:
+                    reason += (
+                        f"; the verdict changes with the question-level interval "
+                        f"[{m.ci_low_question:.4g}, {m.ci_high_question:.4g}]"
+                        + (
+                            f" (p = {m.p_value_question:.3g})"
+                            if not math.isnan(m.p_value_question)
+                            else ""
+                        )
+                        + f", which would give '{verdict_q}'"
+                    )
+            if m.interval and not m.missing:
+                reason += (
+                    f" [interval: {m.interval}" + (f"; test: {m.test}" if m.test else "") + "]"
+                )
             rows.append({
                 "claim_id": claim.claim_id, "claim": claim.claim, "scope": claim.scope, "dataset": dataset,
                 "paper_value": claim.paper_value, "paper_source": claim.paper_source, "needs": test.describe(),
-                "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high,
-                "n": pd.NA if m.n is None else int(m.n), "p_value": m.p_value,
-                "verdict": verdict, "reason": reason, "evidence": m.evidence,
+                "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "interval": m.interval,
+                "n": pd.NA if m.n is None else int(m.n), "p_value": m.p_value, "test": m.test,
+                "verdict": verdict, "reason": reason, "ci_low_question": m.ci_low_question,
+                "ci_high_question": m.ci_high_question, "p_value_question": m.p_value_question,
+                "verdict_question": verdict_q, "evidence": m.evidence,
             })
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n"] = out["n"].astype("Int64")
@@ -572,8 +750,24 @@ def claims_html(claims: pd.DataFrame, title: str = "Claims check") -> str:
     """
     counts = claims["verdict"].value_counts()
     summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
-    shown = ["claim", "scope", "dataset", "paper_value", "needs", "value", "ci_low", "ci_high", "n", "p_value",
-             "verdict", "reason"]
+    shown = [
+        "claim",
+        "scope",
+        "dataset",
+        "paper_value",
+        "needs",
+        "value",
+        "ci_low",
+        "ci_high",
+        "interval",
+        "n",
+        "p_value",
+        "verdict",
+        "reason",
+        "ci_low_question",
+        "ci_high_question",
+        "verdict_question",
+    ]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown)
     rows = []
     for record in claims.to_dict("records"):

@@ -160,34 +160,130 @@ def consistency_scores(samples: pd.DataFrame, greedy: pd.DataFrame, k: int) -> p
     return merged
 
 
-SUMMARY_COLUMNS = ["k", "task", "pope_setting", "n", "n_pos", "greedy_accuracy", "majority_accuracy", "mean_s_sc",
-                   "r_pb", "r_pb_lo", "r_pb_hi", "r_pb_p", "auroc", "lo", "hi", "precision_at_sc1", "n_sc1",
-                   "n_sc1_correct", "precision_lo", "precision_hi", "cost"]
+SUMMARY_COLUMNS = [
+    "k",
+    "task",
+    "pope_setting",
+    "n",
+    "n_images",
+    "n_pos",
+    "greedy_accuracy",
+    "majority_accuracy",
+    "mean_s_sc",
+    "r_pb",
+    "r_pb_lo",
+    "r_pb_hi",
+    "r_pb_ci_method",
+    "r_pb_lo_image",
+    "r_pb_hi_image",
+    "r_pb_lo_question",
+    "r_pb_hi_question",
+    "r_pb_p",
+    "auroc",
+    "lo",
+    "hi",
+    "ci_method",
+    "lo_image",
+    "hi_image",
+    "lo_question",
+    "hi_question",
+    "precision_at_sc1",
+    "n_sc1",
+    "n_sc1_correct",
+    "precision_lo",
+    "precision_hi",
+    "precision_ci_method",
+    "precision_lo_image",
+    "precision_hi_image",
+    "precision_lo_question",
+    "precision_hi_question",
+    "cost",
+]
 
 
-def consistency_summary(scores: pd.DataFrame, k: int, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def consistency_summary(scores: pd.DataFrame, k: int, n_boot: int = 1000, seed: int = 0,
+                        unit: str = "image") -> pd.DataFrame:
     """R_pb, AUROC and SC=1 precision of S_SC against greedy correctness, per evaluation subset.
 
     ``scores`` comes from :func:`consistency_scores`. R_pb is NaN where S_SC or correctness is
-    constant; AUROC is NaN where the subset holds one class. Columns :data:`SUMMARY_COLUMNS`.
+    constant; AUROC is NaN where the subset holds one class. Every interval has a headline pair
+    (the configured ``unit``, named in ``*ci_method``) and both labelled versions: ``*_image`` the
+    cluster bootstrap by image, ``*_question`` questions independent (Fisher-z for R_pb, the
+    question bootstrap for AUROC, Wilson for the precision: the paper's). Columns
+    :data:`SUMMARY_COLUMNS`.
     """
     rows = []
     for task, setting, mask in evaluation_subsets(scores):
         part = scores[mask]
         correct = part["correct"].to_numpy().astype(bool)
         share = part["s_sc"].to_numpy(dtype=np.float64)
-        row = {"k": k, "task": task, "pope_setting": setting, "n": len(part), "n_pos": int(correct.sum()),
-               "greedy_accuracy": float(correct.mean()),
-               "majority_accuracy": float(part["majority_correct"].mean()), "mean_s_sc": float(share.mean())}
-        if len(part) >= 3:
-            r = stats.point_biserial(share, correct, n_boot=0)
-            row.update(r_pb=r["r"], r_pb_lo=r["fisher_lo"], r_pb_hi=r["fisher_hi"], r_pb_p=r["p"])
+        groups = part["image_id"].to_numpy()
+        row = {
+            "k": k,
+            "task": task,
+            "pope_setting": setting,
+            "n": len(part),
+            "n_images": int(len(pd.unique(groups))),
+            "n_pos": int(correct.sum()),
+            "greedy_accuracy": float(correct.mean()),
+            "majority_accuracy": float(part["majority_correct"].mean()),
+            "mean_s_sc": float(share.mean()),
+        }
+        method = stats.cluster.interval_method(unit, n_boot)
+        r = stats.point_biserial(share, correct, n_boot=0) if len(part) >= 3 else None
+        if r is not None and np.isfinite(r["r"]):
+            row.update(
+                r_pb=r["r"],
+                **stats.unit_intervals(
+                    stats.weighted_pearson(share, correct.astype(np.float64)),
+                    groups,
+                    n_boot,
+                    seed,
+                    unit,
+                    prefix="r_pb_",
+                    question=(r["fisher_lo"], r["fisher_hi"], "Fisher-z (questions independent)"),
+                ),
+                r_pb_p=r["p"],
+            )
         else:
-            row.update(r_pb=np.nan, r_pb_lo=np.nan, r_pb_hi=np.nan, r_pb_p=np.nan)
-        auc = auroc_or_nan(correct, share, n_boot=n_boot, seed=seed)
-        row.update(auroc=auc["auroc"], lo=auc["lo"], hi=auc["hi"])
+            row.update(r_pb=np.nan, **stats.nan_intervals("r_pb_", method), r_pb_p=np.nan)
+        auc = auroc_or_nan(correct, share, groups, n_boot=n_boot, seed=seed, unit=unit)
+        row.update(
+            {
+                key: auc[key]
+                for key in (
+                    "auroc",
+                    "lo",
+                    "hi",
+                    "ci_method",
+                    "lo_image",
+                    "hi_image",
+                    "lo_question",
+                    "hi_question",
+                )
+            }
+        )
         full = stats.precision_at_full_agreement(share, correct)
-        row.update(precision_at_sc1=full["precision"], n_sc1=full["n"], n_sc1_correct=full["n_correct"],
-                   precision_lo=full["lo"], precision_hi=full["hi"], cost=f"{k}x")
+        row.update(
+            precision_at_sc1=full["precision"],
+            n_sc1=full["n"],
+            n_sc1_correct=full["n_correct"],
+            cost=f"{k}x",
+        )
+        agree = np.isclose(share, 1.0)
+        if full["n"]:
+            row.update(
+                stats.unit_intervals(
+                    stats.weighted_mean(correct[agree].astype(np.float64)),
+                    groups[agree],
+                    n_boot,
+                    seed,
+                    unit,
+                    prefix="precision_",
+                    question=(full["lo"], full["hi"], "Wilson (questions independent)"),
+                )
+            )
+        else:
+            row.update(stats.nan_intervals("precision_", method))
         rows.append(row)
     return pd.DataFrame(rows)[SUMMARY_COLUMNS]

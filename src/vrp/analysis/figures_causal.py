@@ -31,7 +31,7 @@ def masking_curves(table: pd.DataFrame) -> pd.DataFrame:
         else:
             drop, lo, hi = (float(group[c].iloc[0]) for c in ("drop_pp", "drop_lo", "drop_hi"))
         curves.append({"model": model, "family": family, "dataset": dataset, "condition": condition, "p": p,
-                       "drop_pp": drop, "lo": lo, "hi": hi, "mcnemar_p": group["mcnemar_p"].max()})
+                       "drop_pp": drop, "lo": lo, "hi": hi, "mcnemar_p": group["paired_p"].max()})
     return pd.DataFrame(curves)
 
 

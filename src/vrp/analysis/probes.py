@@ -27,7 +27,6 @@ reliability score: -entropy, -H_s, -C_k); learned ones are out-of-fold P(correct
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,17 +42,58 @@ READOUTS: dict[str, tuple[str, str, str]] = {
     "spatial_entropy": ("Spatial attention H_s", "1x", "-H_s of the attention stage (stats.parquet)"),
     "cluster_count": ("Spatial attention C_k", "1x", "-C_k of the attention stage (attention.ck_method)"),
     "logit_entropy": ("Logit entropy", "1x", "-next-token entropy at the last prompt position"),
-    "output_confidence": ("Output confidence", "1x", "softmax probability of the predicted answer token"),
+    "output_confidence": (
+        "Output confidence",
+        "1x",
+        "softmax probability of the predicted answer token",
+    ),
     "margin_top2": ("Top-1 minus top-2 logit margin", "1x", "top-1 minus top-2 next-token logit"),
-    "margin_only": ("Margin-only ΔM_l", "1x", "logistic probe on the logit-lens margin of every layer"),
-    "margin_only_pred": ("Margin-only ΔM_l (own answer)", "1x",
-                         "the same probe on the margin of the model's predicted token (no ground truth)"),
-    "probe_last_layer": ("Linear probe (h_last)", "1x", "logistic probe on the last layer's hidden state"),
-    "probe_peak": ("Hidden-state probe (best layer)", "1x", "logistic probe on the peak layer's hidden state"),
-    "mlp_probe_peak": ("MLP probe (best layer)", "1x", "one-hidden-layer MLP probe at the peak layer"),
-    "l1_probe_peak": ("Sparse L1 neuron probe (best layer)", "1x", "L1 logistic probe on the peak layer's MLP output"),
-    "probe_last_k": ("Combined (last k layers)", "1x", "logistic probe on the concatenated last k hidden states"),
-    "attention_ensemble": ("Ensemble attention probe", "1x", "MLP probe on the concatenated per-layer image attention"),
+    "margin_only": (
+        "Margin-only ΔM_l",
+        "1x",
+        "logistic probe on the logit-lens margin of every layer",
+    ),
+    "margin_only_pred": (
+        "Margin-only ΔM_l (own answer)",
+        "1x",
+        "the same probe on the margin of the model's predicted token (no ground truth)",
+    ),
+    "probe_last_layer": (
+        "Linear probe (h_last)",
+        "1x",
+        "logistic probe on the last layer's hidden state",
+    ),
+    "probe_peak": (
+        "Hidden-state probe (best layer, nested)",
+        "1x",
+        "logistic probe on the hidden state of the layer chosen inside each training fold",
+    ),
+    "probe_peak_in_sample_layer": (
+        "Hidden-state probe (best layer, chosen on all folds)",
+        "1x",
+        "logistic probe at the layer with the best AUROC over all folds: the "
+        "layer is chosen on the questions it is scored on (the paper's selection)",
+    ),
+    "mlp_probe_peak": (
+        "MLP probe (best layer, nested)",
+        "1x",
+        "one-hidden-layer MLP probe at the layer chosen inside each training fold",
+    ),
+    "l1_probe_peak": (
+        "Sparse L1 neuron probe (best layer, nested)",
+        "1x",
+        "L1 logistic probe on the MLP output of the layer chosen inside each training fold",
+    ),
+    "probe_last_k": (
+        "Combined (last k layers)",
+        "1x",
+        "logistic probe on the concatenated last k hidden states",
+    ),
+    "attention_ensemble": (
+        "Ensemble attention probe",
+        "1x",
+        "MLP probe on the concatenated per-layer image attention",
+    ),
 }
 
 # Readouts whose inputs include the ground-truth answer token (not available when deploying).
@@ -72,6 +112,7 @@ class ProbeSettings:
     n_boot: int = 1000
     last_k_layers: int = 5
     seed: int = 0
+    interval_unit: str = "image"
 
     @classmethod
     def from_params(cls, params: dict) -> "ProbeSettings":
@@ -88,8 +129,24 @@ class ProbeSettings:
         return functools.partial(stats.l1_probe, C=self.l1_C, seed=self.seed)
 
 
-LAYER_COLUMNS = ["probe", "features", "layer", "array_index", "auroc", "lo", "hi", "auroc_in_sample",
-                 "n", "n_pos", "n_boot_used"]
+LAYER_COLUMNS = [
+    "probe",
+    "features",
+    "layer",
+    "array_index",
+    "auroc",
+    "lo",
+    "hi",
+    "ci_method",
+    "lo_image",
+    "hi_image",
+    "lo_question",
+    "hi_question",
+    "auroc_in_sample",
+    "n",
+    "n_pos",
+    "n_images",
+]
 
 
 def _labels(correct) -> np.ndarray:
@@ -129,14 +186,17 @@ def _parallel(jobs, n_jobs: int) -> list:
 
 
 def layer_probes(hidden, mlp_out, correct, groups, settings: ProbeSettings = ProbeSettings(),
-                 n_jobs: int = 1) -> pd.DataFrame:
-    """Held-out AUROC (+CI, + in-sample AUROC) of three probes at every layer, on one shared split.
+                 n_jobs: int = 1, keep_scores: bool = False):
+    """Held-out AUROC (+CIs, + in-sample AUROC) of three probes at every layer, on one shared split.
 
     * ``logistic`` on ``hidden`` (all L+1 entries: ``layer`` -1 = embeddings, then decoder layers),
     * ``mlp`` on ``hidden`` (the same entries),
     * ``l1`` on ``mlp_out`` (decoder layers 0..L-1; the paper's sparse "neuron" probe).
 
-    Returns one row per (probe, layer) with columns :data:`LAYER_COLUMNS`.
+    Returns one row per (probe, layer) with columns :data:`LAYER_COLUMNS`; with ``keep_scores``
+    also the out-of-fold P(correct) of the logistic probe at every decoder layer, as a DataFrame
+    with one column ``logistic_L<l>`` per layer (the input of the nested layer choice,
+    :func:`nested_layer_choice`).
     """
     labels = _labels(correct)
     hidden = _check_rows("hidden", hidden, len(labels))
@@ -154,12 +214,47 @@ def layer_probes(hidden, mlp_out, correct, groups, settings: ProbeSettings = Pro
     def jobs():  # lazily, so only the layers being fitted are copied out of the (memory-mapped) arrays
         for *_, index, make_model, array in specs:
             yield functools.partial(stats.probe_auroc, np.asarray(array[:, index, :]), labels, groups, make_model,
-                                    seed=settings.seed, n_boot=settings.n_boot, folds=folds)
+                                    seed=settings.seed, n_boot=settings.n_boot, folds=folds,
+                                    unit=settings.interval_unit, return_scores=True)
 
     results = _parallel(jobs(), n_jobs)
     rows = [{"probe": probe, "features": features, "layer": layer, "array_index": index, **result}
             for (probe, features, layer, index, _, _), result in zip(specs, results)]
-    return pd.DataFrame(rows)[LAYER_COLUMNS]
+    table = pd.DataFrame(rows)
+    if not keep_scores:
+        return table[LAYER_COLUMNS]
+    oof = pd.DataFrame({f"logistic_L{row['layer']}": row["scores"] for row in rows
+                        if row["probe"] == "logistic" and row["layer"] >= 0})
+    return table[LAYER_COLUMNS], oof
+
+
+def nested_layer_choice(layer_scores: pd.DataFrame, correct, folds) -> list[int]:
+    """Per outer fold, the decoder layer whose logistic probe has the best AUROC WITHOUT that fold.
+
+    ``layer_scores`` holds the out-of-fold P(correct) of every decoder layer (columns
+    ``logistic_L<l>``, from :func:`layer_probes` with ``keep_scores``, computed on the same
+    ``folds``). For outer fold f the layer is chosen on the training folds' own out-of-fold scores
+    (the questions outside f) and the held-out fold f never takes part in the choice; earliest
+    layer on ties. This reuses the per-layer fits (no inner CV): the models that scored the
+    training folds were fitted on data that include fold f, a second-order leak that an inner
+    CV would remove at (folds - 1) x the cost.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    labels = _labels(correct)
+    columns = [c for c in layer_scores.columns if c.startswith("logistic_L")]
+    if not columns:
+        raise ValueError("layer_scores has no logistic_L<l> columns; rerun probe_layers")
+    layers = [int(c[len("logistic_L"):]) for c in columns]
+    chosen = []
+    for _, test in folds:
+        outside = np.ones(len(labels), dtype=bool)
+        outside[test] = False
+        aurocs = [
+            roc_auc_score(labels[outside], layer_scores[c].to_numpy()[outside]) for c in columns
+        ]
+        chosen.append(layers[int(np.argmax(aurocs))])
+    return chosen
 
 
 def peak_summary(layers: pd.DataFrame, probe: str = "logistic") -> dict:
@@ -241,7 +336,8 @@ def _aligned_attention_stats(samples: pd.DataFrame, attention_stats: pd.DataFram
 
 def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
                        settings: ProbeSettings = ProbeSettings(), *,
-                       attention_stats: pd.DataFrame) -> pd.DataFrame:
+                       attention_stats: pd.DataFrame,
+                       layer_scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every single-pass readout of :data:`READOUTS` for every question, learned ones out-of-fold.
 
     ``samples`` is the extraction's samples.parquet; ``arrays`` holds its ``hidden``, ``mlp_out``,
@@ -250,8 +346,15 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     (``results/attention/{model}/{dataset}/stats.parquet``, :func:`vrp.analysis.attention_tables.
     attention_statistics`): H_s and C_k are read from its ``hs`` / ``ck`` columns, computed once
     there with the configured definitions, never recomputed here. Returns the samples' question_id,
-    image_id, task, pope_setting, answer, correct, the raw ``hs`` / ``ck``, and one score column
-    per readout (higher = more likely correct).
+    image_id, task, pope_setting, answer, correct, ``fold`` (the question's test fold),
+    ``nested_layer`` (the layer chosen for that fold), the raw ``hs`` / ``ck``, and one score
+    column per readout (higher = more likely correct).
+
+    Best-layer readouts are NESTED: for each fold the layer is chosen without that fold
+    (:func:`nested_layer_choice` on ``layer_scores``, the per-layer out-of-fold logistic scores of
+    :func:`layer_probes`, recomputed here when None) and the probe trained on the other folds at
+    that layer scores the fold. ``probe_peak_in_sample_layer`` is the logistic probe at
+    ``peak_layer`` (chosen on all folds), kept for comparison.
     """
     labels = _labels(samples["correct"].to_numpy())
     groups = samples["image_id"].to_numpy()
@@ -271,9 +374,38 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     def held_out(x, make_model):
         return stats.grouped_cv_scores(np.asarray(x, dtype=np.float64), labels, groups, make_model, folds=folds)
 
+    if layer_scores is None:
+        layer_scores = pd.DataFrame(
+            {
+                f"logistic_L{layer}": held_out(hidden[:, layer + 1, :], settings.logistic())
+                for layer in range(num_layers)
+            }
+        )
+    elif len(layer_scores) != n:
+        raise ValueError(
+            f"layer_scores has {len(layer_scores)} rows but samples.parquet has {n}; "
+            "rerun probe_layers"
+        )
+    chosen = nested_layer_choice(layer_scores, labels, folds)
+    fold_of = np.empty(n, dtype=np.int64)
+    for f, (_, test) in enumerate(folds):
+        fold_of[test] = f
+
+    def nested(array, offset, make_model):
+        """Out-of-fold scores, fold f's model trained at its own chosen layer."""
+        return stats.per_fold_feature_scores(
+            lambda f: np.asarray(array[:, chosen[f] + offset, :]), labels, make_model, folds
+        )
+
+    nested_logistic = np.empty(n)
+    for (_, test), layer in zip(folds, chosen):
+        nested_logistic[test] = layer_scores[f"logistic_L{layer}"].to_numpy()[test]
+
     structure = _aligned_attention_stats(samples, attention_stats)
     out = samples[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
     out["correct"] = labels.astype(bool)
+    out["fold"] = fold_of
+    out["nested_layer"] = np.asarray(chosen, dtype=np.int64)[fold_of]
     out["hs"] = structure["hs"]
     out["ck"] = structure["ck"]
     scores = {
@@ -285,10 +417,11 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
         "margin_top2": samples["margin_top2"].to_numpy(dtype=np.float64),
         "margin_only": held_out(lens, settings.logistic()),
         "margin_only_pred": held_out(lens_pred, settings.logistic()),
-        "probe_last_layer": held_out(hidden[:, num_layers, :], settings.logistic()),
-        "probe_peak": held_out(hidden[:, peak_layer + 1, :], settings.logistic()),
-        "mlp_probe_peak": held_out(hidden[:, peak_layer + 1, :], settings.mlp()),
-        "l1_probe_peak": held_out(mlp_out[:, peak_layer, :], settings.l1()),
+        "probe_last_layer": layer_scores[f"logistic_L{num_layers - 1}"].to_numpy(),
+        "probe_peak": nested_logistic,
+        "probe_peak_in_sample_layer": layer_scores[f"logistic_L{peak_layer}"].to_numpy(),
+        "mlp_probe_peak": nested(hidden, 1, settings.mlp()),
+        "l1_probe_peak": nested(mlp_out, 0, settings.l1()),
         "probe_last_k": held_out(hidden[:, num_layers + 1 - k:, :].reshape(n, -1), settings.logistic()),
         # padding (no patch) carries no attention
         "attention_ensemble": held_out(np.nan_to_num(attention, nan=0.0).reshape(n, -1), settings.mlp()),
@@ -296,6 +429,14 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     for name in READOUTS:
         out[name] = scores[name]
     return out
+
+
+def nested_layers_label(frame: pd.DataFrame) -> str:
+    """The layers the nested choice took, one per fold in fold order ("3;3;4")."""
+    if "fold" not in frame or "nested_layer" not in frame:
+        return ""
+    per_fold = frame.groupby("fold")["nested_layer"].first().sort_index()
+    return ";".join(str(int(v)) for v in per_fold)
 
 
 def evaluation_subsets(frame: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]:
@@ -319,21 +460,35 @@ def evaluation_subsets(frame: pd.DataFrame) -> list[tuple[str, str, np.ndarray]]
     return subsets
 
 
-def auroc_or_nan(correct, score, n_boot: int = 1000, seed: int = 0) -> dict:
-    """:func:`vrp.stats.auroc_with_ci`, or NaNs (with n, n_pos) when a subset holds one class only."""
+def auroc_or_nan(
+    correct, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image"
+) -> dict:
+    """AUROC with image-clustered and question-level intervals (:func:`vrp.stats.auroc_intervals`).
+
+    ``groups`` are the questions' image ids (the clusters). A subset with one class only gets NaN
+    (with n, n_pos). Columns: auroc, n, n_pos, n_images, lo, hi, ci_method, lo_image, hi_image,
+    lo_question, hi_question.
+    """
     labels = stats.as_binary(np.asarray(correct).astype(bool), "correct")
-    n, n_pos = len(labels), int(labels.sum())
-    if n_pos in (0, n):
-        return {"auroc": math.nan, "lo": math.nan, "hi": math.nan, "n": n, "n_pos": n_pos, "n_boot_used": 0}
-    return stats.auroc_with_ci(labels, score, n_boot=n_boot, seed=seed)
+    return stats.auroc_intervals(
+        labels,
+        np.asarray(score, dtype=np.float64),
+        np.asarray(groups),
+        n_boot=n_boot,
+        seed=seed,
+        unit=unit,
+    )
+
+
+INTERVAL_COLUMNS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
 
 
 def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed: int = 0,
-                   subsets=None) -> pd.DataFrame:
-    """AUROC with CI of each readout column on each subset (:func:`evaluation_subsets`).
+                   subsets=None, unit: str = "image") -> pd.DataFrame:
+    """AUROC with CIs of each readout column on each subset (:func:`evaluation_subsets`).
 
-    Returns long rows: task, pope_setting, method, auroc, lo, hi, n, n_pos, accuracy.
-    ``subsets`` restricts to (task, pope_setting) pairs.
+    Returns long rows: task, pope_setting, method, auroc, the :data:`INTERVAL_COLUMNS`, n, n_pos,
+    n_images, accuracy. ``subsets`` restricts to (task, pope_setting) pairs.
     """
     readouts = list(READOUTS) if readouts is None else list(readouts)
     rows = []
@@ -342,11 +497,27 @@ def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed
             continue
         part = scores[mask]
         for method in readouts:
-            result = auroc_or_nan(part["correct"], part[method].to_numpy(), n_boot=n_boot, seed=seed)
-            rows.append({"task": task, "pope_setting": setting, "method": method,
-                         "auroc": result["auroc"], "lo": result["lo"], "hi": result["hi"],
-                         "n": result["n"], "n_pos": result["n_pos"],
-                         "accuracy": float(part["correct"].mean())})
+            result = auroc_or_nan(
+                part["correct"],
+                part[method].to_numpy(),
+                part["image_id"].to_numpy(),
+                n_boot=n_boot,
+                seed=seed,
+                unit=unit,
+            )
+            rows.append(
+                {
+                    "task": task,
+                    "pope_setting": setting,
+                    "method": method,
+                    "auroc": result["auroc"],
+                    **{c: result[c] for c in INTERVAL_COLUMNS},
+                    "n": result["n"],
+                    "n_pos": result["n_pos"],
+                    "n_images": result["n_images"],
+                    "accuracy": float(part["correct"].mean()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -354,66 +525,122 @@ def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed
 # Tables
 # --------------------------------------------------------------------------------------------
 def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, str], dict],
-           n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+           n_boot: int = 1000, seed: int = 0, unit: str = "image") -> pd.DataFrame:
     """Table 3: held-out probe AUROC per family and task beside output-confidence AUROC.
 
     ``scores`` / ``peaks`` are keyed by (model, dataset). The probe is the logistic probe at the
-    peak layer, trained on all tasks pooled; its out-of-fold scores are evaluated per subset.
+    best layer chosen INSIDE each training fold (``probe_*``; ``probe_layers_nested`` lists the
+    layer of each fold), trained on all tasks pooled; its out-of-fold scores are evaluated per
+    subset. ``probe_in_sample_layer_*`` is the same probe at the layer chosen on all folds
+    (``probe_layer_in_sample``, the paper's selection), for comparison. Every AUROC has
+    ``*_lo``/``*_hi`` (the configured ``unit``), ``*_ci_method``, ``*_lo_image``/``*_hi_image``
+    and ``*_lo_question``/``*_hi_question``.
     """
     rows = []
     for (model, dataset), frame in scores.items():
         for task, setting, mask in evaluation_subsets(frame):
             part = frame[mask]
             row = {"model": model, "dataset": dataset, "task": task, "pope_setting": setting, "n": int(mask.sum()),
-                   "n_pos": int(part["correct"].sum()), "accuracy": float(part["correct"].mean()),
-                   "probe_layer": peaks[(model, dataset)]["peak_layer"]}
-            for prefix, method in (("probe", "probe_peak"), ("confidence", "output_confidence")):
-                result = auroc_or_nan(part["correct"], part[method].to_numpy(), n_boot=n_boot, seed=seed)
-                row.update({f"{prefix}_auroc": result["auroc"], f"{prefix}_lo": result["lo"],
-                            f"{prefix}_hi": result["hi"]})
+                   "n_images": int(part["image_id"].nunique()), "n_pos": int(part["correct"].sum()),
+                   "accuracy": float(part["correct"].mean()),
+                   "probe_layers_nested": nested_layers_label(frame),
+                   "probe_layer_in_sample": peaks[(model, dataset)]["peak_layer"]}
+            for prefix, method in (
+                ("probe", "probe_peak"),
+                ("probe_in_sample_layer", "probe_peak_in_sample_layer"),
+                ("confidence", "output_confidence"),
+            ):
+                result = auroc_or_nan(
+                    part["correct"],
+                    part[method].to_numpy(),
+                    part["image_id"].to_numpy(),
+                    n_boot=n_boot,
+                    seed=seed,
+                    unit=unit,
+                )
+                row[f"{prefix}_auroc"] = result["auroc"]
+                row.update({f"{prefix}_{c}": result[c] for c in INTERVAL_COLUMNS})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-# The method rows of Tables 7 and 8, in order (rules/probes.smk passes them to the jobs as params).
-TABLE7_METHODS = ("spatial_entropy", "cluster_count", "logit_entropy", "output_confidence", "margin_top2",
-                  "margin_only", "margin_only_pred", "probe_peak", "probe_last_k", "self_consistency")
+# The method rows of Tables 7 and 8, in order (rules/probes.smk passes the same lists as params).
+TABLE7_METHODS = (
+    "spatial_entropy",
+    "cluster_count",
+    "logit_entropy",
+    "output_confidence",
+    "margin_top2",
+    "margin_only",
+    "margin_only_pred",
+    "probe_peak",
+    "probe_peak_in_sample_layer",
+    "probe_last_k",
+    "self_consistency",
+)
 TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",
-                  "mlp_probe_peak", "l1_probe_peak", "probe_last_k", "attention_ensemble", "self_consistency")
+                  "probe_peak_in_sample_layer", "mlp_probe_peak", "l1_probe_peak", "probe_last_k",
+                  "attention_ensemble", "self_consistency")
 
 
 def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, str], dict],
                  consistency: pd.DataFrame, methods, subsets, n_boot: int = 1000, seed: int = 0,
-                 last_k_layers: int = 5) -> pd.DataFrame:
-    """Tables 7 and 8: AUROC with CI of each method per (model, dataset, subset), long format.
+                 last_k_layers: int = 5, unit: str = "image") -> pd.DataFrame:
+    """Tables 7 and 8: AUROC with CIs of each method per (model, dataset, subset), long format.
 
     ``consistency`` is a ``results/selfconsistency/k~{K}.csv`` table (rows per model, dataset,
     task, pope_setting) and supplies the "self_consistency" rows. ``subsets`` lists the
     (task, pope_setting) pairs to report. Columns: model, dataset, task, pope_setting, method,
-    label, auroc, lo, hi, n, n_pos, cost, layer, note.
+    label, auroc, the :data:`INTERVAL_COLUMNS` (``lo``/``hi`` the configured ``unit``, named in
+    ``ci_method``), n, n_pos, n_images, cost, layer, note. Nested best-layer rows have no single
+    layer (NaN); their note lists the layer chosen for each fold.
     """
     rows = []
     single_pass = [m for m in methods if m != "self_consistency"]
     for (model, dataset), frame in scores.items():
         peak = peaks[(model, dataset)]["peak_layer"]
         num_layers = peaks[(model, dataset)]["num_layers"]
-        table = readout_aurocs(frame, single_pass, n_boot=n_boot, seed=seed, subsets=subsets)
+        nested_layers = nested_layers_label(frame)
+        table = readout_aurocs(
+            frame, single_pass, n_boot=n_boot, seed=seed, subsets=subsets, unit=unit
+        )
         for record in table.to_dict("records"):
             method = record["method"]
             label, cost, _ = READOUTS[method]
-            layer = {"probe_peak": peak, "mlp_probe_peak": peak, "l1_probe_peak": peak,
-                     "probe_last_layer": num_layers - 1}.get(method, np.nan)
+            layer = {"probe_peak_in_sample_layer": peak, "probe_last_layer": num_layers - 1}.get(
+                method, np.nan
+            )
             note = ""
+            if method in ("probe_peak", "mlp_probe_peak", "l1_probe_peak"):
+                note = f"layer chosen inside each training fold: {nested_layers} (fold order)"
+            if method == "probe_peak_in_sample_layer":
+                note = (
+                    "layer chosen on all folds (in-sample selection, the paper's); for comparison"
+                )
             if method == "probe_last_k":
                 k = min(last_k_layers, num_layers)
                 label = f"Combined (last {k} layers)"
                 note = f"decoder layers {num_layers - k}..{num_layers - 1}"
             if method in USES_ANSWER_TOKEN:
                 note = "reads the ground-truth answer token's logit: a reference, not a deployable monitor"
-            rows.append({"model": model, "dataset": dataset, "task": record["task"],
-                         "pope_setting": record["pope_setting"], "method": method, "label": label,
-                         "auroc": record["auroc"], "lo": record["lo"], "hi": record["hi"], "n": record["n"],
-                         "n_pos": record["n_pos"], "cost": cost, "layer": layer, "note": note})
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "task": record["task"],
+                    "pope_setting": record["pope_setting"],
+                    "method": method,
+                    "label": label,
+                    "auroc": record["auroc"],
+                    **{c: record[c] for c in INTERVAL_COLUMNS},
+                    "n": record["n"],
+                    "n_pos": record["n_pos"],
+                    "n_images": record["n_images"],
+                    "cost": cost,
+                    "layer": layer,
+                    "note": note,
+                }
+            )
         if "self_consistency" in methods:
             sc = consistency[(consistency["model"] == model) & (consistency["dataset"] == dataset)]
             for record in sc.to_dict("records"):
@@ -421,11 +648,24 @@ def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[
                 if key not in subsets:
                     continue
                 k = int(record["k"])
-                rows.append({"model": model, "dataset": dataset, "task": key[0], "pope_setting": key[1],
-                             "method": "self_consistency", "label": f"Self-consistency K={k}",
-                             "auroc": record["auroc"], "lo": record["lo"], "hi": record["hi"], "n": record["n"],
-                             "n_pos": record["n_pos"], "cost": f"{k}x", "layer": np.nan,
-                             "note": "S_SC against the greedy answer's correctness"})
+                rows.append(
+                    {
+                        "model": model,
+                        "dataset": dataset,
+                        "task": key[0],
+                        "pope_setting": key[1],
+                        "method": "self_consistency",
+                        "label": f"Self-consistency K={k}",
+                        "auroc": record["auroc"],
+                        **{c: record.get(c, np.nan) for c in INTERVAL_COLUMNS},
+                        "n": record["n"],
+                        "n_pos": record["n_pos"],
+                        "n_images": record.get("n_images", np.nan),
+                        "cost": f"{k}x",
+                        "layer": np.nan,
+                        "note": "S_SC against the greedy answer's correctness",
+                    }
+                )
     table = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(methods)}
     subset_order = {s: i for i, s in enumerate(subsets)}

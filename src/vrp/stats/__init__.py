@@ -3,6 +3,7 @@
 Pure numpy/scipy/scikit-learn/statsmodels; no models. Submodules:
 
 * :mod:`vrp.stats.attention` — H_s, C_k (connected components / DBSCAN), concentration, ΔH_s.
+* :mod:`vrp.stats.cluster` — image-clustered intervals (cluster bootstrap), clustered McNemar.
 * :mod:`vrp.stats.correlation` — point-biserial R_pb with Fisher-z and bootstrap CIs.
 * :mod:`vrp.stats.classify` — AUROC with CI, image-grouped CV, probes, stress test.
 * :mod:`vrp.stats.paired` — McNemar, paired t-test, accuracy-drop CI, Wilson interval.
@@ -35,7 +36,21 @@ from vrp.stats.classify import (
     logistic_probe,
     mlp_probe,
     peak_layer,
+    per_fold_feature_scores,
     probe_auroc,
+)
+from vrp.stats.cluster import (
+    INTERVAL_UNITS,
+    auroc_intervals,
+    cluster_bootstrap,
+    clustered_mcnemar,
+    nan_intervals,
+    unit_intervals,
+    weighted_auroc,
+    weighted_mean,
+    weighted_pearson,
+    weighted_within_pearson,
+    within_group_pearson,
 )
 from vrp.stats.consistency import normalize_answer, precision_at_full_agreement, self_consistency
 from vrp.stats.correlation import as_binary, fisher_z_interval, point_biserial
@@ -43,6 +58,17 @@ from vrp.stats.paired import accuracy_drop_ci, flips, mcnemar_exact, paired_tabl
 from vrp.stats.selection import n_masked, random_channels, select_patches
 
 __all__ = [
+    "INTERVAL_UNITS",
+    "auroc_intervals",
+    "cluster_bootstrap",
+    "clustered_mcnemar",
+    "nan_intervals",
+    "unit_intervals",
+    "weighted_auroc",
+    "weighted_mean",
+    "weighted_pearson",
+    "weighted_within_pearson",
+    "within_group_pearson",
     "ATTENTION_FEATURES",
     "accuracy_drop_ci",
     "as_binary",
@@ -72,6 +98,7 @@ __all__ = [
     "paired_table",
     "paired_ttest",
     "peak_layer",
+    "per_fold_feature_scores",
     "point_biserial",
     "precision_at_full_agreement",
     "probe_auroc",

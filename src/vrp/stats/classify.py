@@ -36,12 +36,14 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from vrp.stats.cluster import auroc_intervals, unit_intervals, weighted_mean
 from vrp.stats.correlation import as_binary
 
 __all__ = [
     "auroc_with_ci",
     "grouped_splits",
     "grouped_cv_scores",
+    "per_fold_feature_scores",
     "logistic_probe",
     "mlp_probe",
     "l1_probe",
@@ -179,6 +181,25 @@ def grouped_cv_scores(X, y, groups, make_model: Callable | object, n_splits: int
     return proba[:, 1]
 
 
+def per_fold_feature_scores(
+    features_of_fold: Callable[[int], np.ndarray], y, make_model, folds
+) -> np.ndarray:
+    """Out-of-fold P(correct), fold ``f``'s model trained and scored on ``features_of_fold(f)``.
+
+    The nested layer choice: each fold brings its own feature set (the layer chosen without it);
+    the model for fold ``f`` is fit on the training rows of that feature set and scores its test
+    rows.
+    """
+    labels = as_binary(y, "y")
+    out = np.full(len(labels), np.nan)
+    with _quiet_single_threaded_fit():
+        for f, (train, test) in enumerate(folds):
+            x = _as_features(features_of_fold(f), len(labels))
+            model = _fresh_model(make_model).fit(x[train], labels[train])
+            out[test] = model.predict_proba(x[test])[:, 1]
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Probe factories
 # --------------------------------------------------------------------------------------------
@@ -231,21 +252,27 @@ def _in_sample_auroc(features: np.ndarray, labels: np.ndarray, make_model) -> fl
 
 
 def probe_auroc(X, y, groups, make_model=logistic_probe, n_splits: int = 5, seed: int = 0,
-                n_boot: int = 1000, folds=None, in_sample: bool = True) -> dict:
-    """Held-out AUROC of a probe with a bootstrap CI, plus its in-sample AUROC.
+                n_boot: int = 1000, folds=None, in_sample: bool = True, unit: str = "image",
+                return_scores: bool = False) -> dict:
+    """Held-out AUROC of a probe with image-clustered and question-level intervals, and in-sample.
 
-    ``auroc``/``lo``/``hi``: AUROC of the pooled out-of-fold probabilities over all samples
-    (:func:`grouped_cv_scores`) with :func:`auroc_with_ci`. ``auroc_in_sample``: the probe fit
-    on all samples and scored on the same samples (optimistic; reported only for comparison
-    with the paper's in-sample numbers, never as the result). Returns also n, n_pos.
+    ``auroc``: AUROC of the pooled out-of-fold probabilities over all samples
+    (:func:`grouped_cv_scores`); its intervals are :func:`vrp.stats.cluster.auroc_intervals`
+    with ``groups`` (image ids) as clusters (``lo``/``hi`` the configured ``unit``, named in
+    ``ci_method``; ``lo_image``/... and ``lo_question``/... both). ``auroc_in_sample``: the probe
+    fit on all samples and scored on the same samples (optimistic; reported only for comparison
+    with the paper's in-sample numbers, never as the result). ``return_scores`` adds the
+    out-of-fold probabilities as ``scores``. Returns also n, n_pos, n_images.
     """
     labels = as_binary(y, "y")
     features = _as_features(X, len(labels))
     if folds is None:
         folds = grouped_splits(labels, groups, n_splits, seed)
     held_out = grouped_cv_scores(features, labels, groups, make_model, folds=folds)
-    result = auroc_with_ci(labels, held_out, n_boot=n_boot, seed=seed)
+    result = auroc_intervals(labels, held_out, groups, n_boot=n_boot, seed=seed, unit=unit)
     result["auroc_in_sample"] = _in_sample_auroc(features, labels, make_model) if in_sample else np.nan
+    if return_scores:
+        result["scores"] = held_out
     return result
 
 
@@ -277,16 +304,22 @@ def l1_channel_ranking(X, y, C: float = 0.1, seed: int = 0) -> pd.DataFrame:
 
 
 def cv_accuracy_auroc(X, y, groups, make_model=ensemble_classifier, n_splits: int = 5, seed: int = 0,
-                      threshold: float = 0.5, n_boot: int = 1000) -> dict:
+                      threshold: float = 0.5, n_boot: int = 1000, unit: str = "image") -> dict:
     """Accuracy and AUROC of out-of-fold predictions (the supervised stress test).
 
     Accuracy thresholds the out-of-fold P(correct) at ``threshold``. ``majority_accuracy`` is
     the accuracy of always predicting the majority class, the floor a classifier must beat.
-    Returns dict(accuracy, auroc, lo, hi, majority_accuracy, n, n_pos).
+    Intervals: :func:`vrp.stats.cluster.unit_intervals` with ``groups`` (image ids) as clusters,
+    headline ``unit``: the AUROC's as ``lo``/``hi``/..., the accuracy's as ``accuracy_lo``/...
+    Returns dict(accuracy, auroc, majority_accuracy, n, n_pos, n_images and the interval columns).
     """
     labels = as_binary(y, "y")
     held_out = grouped_cv_scores(X, labels, groups, make_model, n_splits=n_splits, seed=seed)
-    result = auroc_with_ci(labels, held_out, n_boot=n_boot, seed=seed)
-    result["accuracy"] = float(np.mean((held_out >= threshold).astype(np.int64) == labels))
+    result = auroc_intervals(labels, held_out, groups, n_boot=n_boot, seed=seed, unit=unit)
+    hits = ((held_out >= threshold).astype(np.int64) == labels).astype(np.float64)
+    result["accuracy"] = float(hits.mean())
+    result.update(
+        unit_intervals(weighted_mean(hits), groups, n_boot, seed, unit, prefix="accuracy_")
+    )
     result["majority_accuracy"] = float(max(labels.mean(), 1.0 - labels.mean()))
     return result
