@@ -21,7 +21,7 @@ rule monitor_export:
         "../envs/vrp.yaml"
     threads: config["runtime"]["threads"]
     resources:
-        mem_mb=16000,
+        mem_mb=model_mem_mb,
         runtime=60,
         gpu=model_gpus,
     params:

@@ -8,6 +8,22 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# the workflow hands the schema to vrp.config (rules/common.smk); the tests do the same
+SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def validate_config(config: dict) -> dict:
+    """vrp.config.validate_config against the workflow's schema."""
+    from vrp import config as vrp_config
+
+    return vrp_config.validate_config(config, vrp_config.load_schema(SCHEMA_PATH))
+
+
+def load_config(path) -> dict:
+    """vrp.config.load_config against the workflow's schema."""
+    from vrp import config as vrp_config
+
+    return vrp_config.load_config(path, SCHEMA_PATH)
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:

@@ -6,21 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vrp import config as vrp_config
+from conftest import load_config, validate_config
 from vrp.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
-# the workflow hands the schema to vrp.config (rules/common.smk); the tests do the same
-SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
-SCHEMA = vrp_config.load_schema(SCHEMA_PATH)
-
-
-def validate_config(config: dict) -> dict:
-    return vrp_config.validate_config(config, SCHEMA)
-
-
-def load_config(path) -> dict:
-    return vrp_config.load_config(path, SCHEMA_PATH)
 
 
 REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml", "tests/config/paper_shapes.yaml"]

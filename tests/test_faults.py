@@ -31,12 +31,12 @@ import torch
 import yaml
 from PIL import Image
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, run_snakemake, validate_config
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.analysis.dynamics import NonFiniteError, dynamics_row, peak_margin
 from vrp.benchmark.schema import BenchmarkSchemaError, read_questions, validate_questions
 from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
-from vrp.config import ConfigError, check_not_merged, validate_config
+from vrp.config import ConfigError, check_not_merged
 from vrp.extract import (
     ExtractionSettings,
     Extractor,

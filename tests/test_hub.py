@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import SCHEMA_PATH, load_config, validate_config
 from vrp import pins
-from vrp.config import load_config, validate_config
 from vrp.hub import (
     ModelUnavailableError,
     apply_offline_env,
@@ -528,7 +528,7 @@ def test_load_places_weights_with_device_map_off_the_cpu(tmp_path, monkeypatch, 
 def test_pins_command_writes_the_lock_and_reports_an_unreachable_hub(tmp_path, monkeypatch, capsys):
     lock_path = tmp_path / "lock.yaml"
     monkeypatch.setattr(pins, "hub_resolver", lambda timeout=30.0: fake_resolver)
-    assert pins.main([str(PAPER), "--lock", str(lock_path)]) == 0
+    assert pins.main([str(PAPER), "--lock", str(lock_path), "--schema", str(SCHEMA_PATH)]) == 0
     assert pins.pins_for(load_config(PAPER), lock_path)[1] == []
     assert "lmms-lab/POPE @ default -> " + "4" * 40 in capsys.readouterr().out
 
@@ -536,5 +536,5 @@ def test_pins_command_writes_the_lock_and_reports_an_unreachable_hub(tmp_path, m
         raise ConnectionError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(pins, "hub_resolver", lambda timeout=30.0: unreachable)
-    assert pins.main([str(PAPER), "--lock", str(tmp_path / "other.yaml"), "--update"]) == 1
+    assert pins.main([str(PAPER), "--lock", str(tmp_path / "other.yaml"), "--update", "--schema", str(SCHEMA_PATH)]) == 1
     assert "run this on a machine with Hub access" in capsys.readouterr().err

@@ -120,7 +120,7 @@ def locate_checkpoint(path: str, revision: str | None, key: str, repo_type: str 
         raise ModelUnavailableError(
             f"`{key}` = {text!r}: no such local model folder. Set `{key}` to an existing folder "
             f"holding the checkpoint (config.json, weights, processor files) or to a Hub id "
-            f"such as 'llava-hf/llava-1.5-7b-hf'"
+            f"such as '<organisation>/<model>'"
         )
 
     from huggingface_hub import HfApi, try_to_load_from_cache

@@ -260,9 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="the workflow config, e.g. config/paper.yaml")
     parser.add_argument("--lock", help="lock file to write (default: the config's lock_file)")
     parser.add_argument("--update", action="store_true", help="re-resolve artefacts already pinned")
+    parser.add_argument(
+        "--schema",
+        default="workflow/schemas/config.schema.yaml",
+        help="the workflow's config schema (default: the repository's, run from its root)",
+    )
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, args.schema)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
