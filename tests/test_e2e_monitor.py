@@ -36,13 +36,14 @@ def test_bundle_matches_the_workflows_probe(demo_workdir, model):
     assert card["calibration"] == "isotonic" and len(calibrator.isotonic_x) >= 1
     assert card["dataset"]["name"] == "synthetic" and len(card["config_hash"]) == 16
     assert card["export_check"]["answers_match"]
-    # the exported out-of-fold scores are the workflow's probe_peak scores, question by question
+    # the exported out-of-fold scores are the workflow's probe at the peak layer (the layer chosen
+    # on all folds, as the monitor's), question by question
     oof = pd.read_parquet(bundle / "oof_scores.parquet")
     scores = pd.read_parquet(
         demo_workdir / "results" / "probes" / model / "synthetic" / "scores.parquet"
     )
     assert oof["question_id"].tolist() == scores["question_id"].tolist()
-    np.testing.assert_allclose(oof["probe_oof"], scores["probe_peak"], atol=1e-9)
+    np.testing.assert_allclose(oof["probe_oof"], scores["probe_peak_in_sample_layer"], atol=1e-9)
     held_out = {row["method"]: row for row in card["held_out"]["metrics"]}
     assert set(held_out) == {"monitor", "confidence", "probe_uncalibrated"}
     assert 0 <= held_out["monitor"]["ece"] <= 1

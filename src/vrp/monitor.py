@@ -21,7 +21,9 @@ Bundle layout (format :data:`FORMAT_VERSION`; plain files, no pickles)
     thresholds (linear interpolation between them, clipped at the ends, as scikit-learn does).
 ``oof_scores.parquet``
     per training question: the out-of-fold probe probability (``probe_oof``, the same number as
-    ``probe_peak`` in results/probes/.../scores.parquet when the layer is the peak), the
+    ``probe_peak_in_sample_layer`` in results/probes/.../scores.parquet: the layer is the peak
+    chosen on all folds, so these held-out metrics carry that one in-sample choice; Table 3's
+    nested ``probe_peak`` chooses the layer inside each fold), the
     cross-fitted calibrated P(correct) (``p_correct_oof``), output confidence, correctness.
 
 The probe applied here is ONE final probe fit on all training questions; its held-out quality is
