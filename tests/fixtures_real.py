@@ -19,6 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
+# the dataset card of the lmms-lab/POPE repo layout, the same one the paper-shapes fixture writes
+from vrp.benchmark.paper_fixtures import POPE_CARD
+
 # --------------------------------------------------------------------------------------------
 # images
 
@@ -37,39 +40,6 @@ def encode_image(size: tuple[int, int], colour: tuple[int, int, int], fmt: str =
 # --------------------------------------------------------------------------------------------
 # POPE
 
-POPE_CARD = """---
-dataset_info:
-  features:
-  - name: id
-    dtype: string
-  - name: question_id
-    dtype: string
-  - name: question
-    dtype: string
-  - name: answer
-    dtype: string
-  - name: image_source
-    dtype: string
-  - name: image
-    dtype: image
-  - name: category
-    dtype: string
-configs:
-- config_name: default
-  data_files:
-  - split: test
-    path: data/test-*
-- config_name: Full
-  data_files:
-  - split: adversarial
-    path: Full/adversarial-*
-  - split: popular
-    path: Full/popular-*
-  - split: random
-    path: Full/random-*
----
-# POPE (test fixture)
-"""
 
 # The "no" object of question 2 differs by setting, as POPE's negatives do.
 POPE_NEGATIVE = {"random": "apple", "popular": "chair", "adversarial": "fork"}
