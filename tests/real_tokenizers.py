@@ -5,8 +5,8 @@ checkpoint uses them.
   adds them.
 * Qwen2-VL: Qwen's byte-level BPE; its ``<|vision_start|>`` / ``<|image_pad|>`` /
   ``<|video_pad|>`` ids are Qwen2-VL's own (the extra Qwen3 tokens after them do not matter here).
-* PaliGemma: a Gemma SentencePiece vocabulary; PaliGemma's processor appends ``<image>`` and the
-  ``<loc>`` / ``<seg>`` tokens; ``<eos>`` is the end token as in PaliGemma.
+* PaliGemma: a Gemma SentencePiece vocabulary with the ``<loc>`` / ``<seg>`` tokens and
+  ``<image>`` appended; ``<eos>`` is the end token as in PaliGemma.
 
 A missing tokenizer is a test FAILURE naming the fetch command: these tests guard the scoring
 on real vocabularies and must not silently disappear.
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
+
+from vrp.adapters import get_adapter_class
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_DIR = REPO / "resources" / "tokenizers"
@@ -37,16 +39,7 @@ def tokenizer_folder(name: str) -> Path:
 
 
 def family_tokenizer(family: str):
-    """The real tokenizer of ``family``, with the tokens its checkpoint adds."""
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_folder(TOKENIZER_OF_FAMILY[family]))
-    if family == "llava":
-        tokenizer.add_tokens(["<image>"], special_tokens=True)
-        tokenizer.add_special_tokens({"pad_token": "<pad>"})
-        assert tokenizer.convert_tokens_to_ids(["<image>", "<pad>"]) == [32000, 32001]
-    elif family == "paligemma":
-        tokenizer.eos_token = "<eos>"
-    elif family == "qwen2vl":
-        assert tokenizer.convert_tokens_to_ids(
-            ["<|vision_start|>", "<|image_pad|>", "<|video_pad|>"]
-        ) == [151652, 151655, 151656]
-    return tokenizer
+    """The real tokenizer of ``family``, with the tokens its checkpoint adds (the adapter's own
+    :meth:`~vrp.adapters.base.FamilyAdapter.release_tokenizer`)."""
+    raw = AutoTokenizer.from_pretrained(tokenizer_folder(TOKENIZER_OF_FAMILY[family]))
+    return get_adapter_class(family).release_tokenizer(raw)

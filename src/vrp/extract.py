@@ -58,7 +58,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,7 +72,7 @@ from tqdm.auto import tqdm
 from vrp.adapters.base import FamilyAdapter
 from vrp.benchmark.images import decode_images
 from vrp.benchmark.schema import validate_questions
-from vrp.io import disk_full_reported, write_json, write_parquet
+from vrp.io import atomic_dir, write_json, write_parquet
 from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
 from vrp.scoring import (
     DEFAULT_MAX_CONTINUATION_ROWS,
@@ -499,22 +498,13 @@ def check_finite(arrays: dict[str, np.ndarray], samples: pd.DataFrame, shard: st
 
 def _write_shard(shard_dir: Path, samples: pd.DataFrame, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """Write one shard atomically (temp folder, then rename); meta.json records every file's size."""
-    shard_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{shard_dir.name}.", dir=shard_dir.parent))
-    try:
-        with disk_full_reported(shard_dir):
-            samples.to_parquet(tmp / "samples.parquet", index=False)
-            for name, array in arrays.items():
-                dtype = np.float16 if name in FLOAT16_ARRAYS else np.float32
-                np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
-            files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())}
-            (tmp / "meta.json").write_text(json.dumps({**meta, "files": files}, sort_keys=True))
-            if shard_dir.exists():
-                shutil.rmtree(shard_dir)
-            os.replace(tmp, shard_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    with atomic_dir(shard_dir) as tmp:
+        samples.to_parquet(tmp / "samples.parquet", index=False)
+        for name, array in arrays.items():
+            dtype = np.float16 if name in FLOAT16_ARRAYS else np.float32
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
+        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())}
+        (tmp / "meta.json").write_text(json.dumps({**meta, "files": files}, sort_keys=True))
 
 
 def shard_state(shard_dir: Path, key: str, parts: dict | None = None, row_hashes: dict | None = None) -> str | None:

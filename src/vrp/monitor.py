@@ -37,9 +37,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +49,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from vrp.io import atomic_dir
 
 FORMAT_VERSION = 1
 CARD_FILE = "monitor.json"
@@ -527,8 +527,7 @@ def write_bundle(
 
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         tensors = {
             "mean": probe.mean,
             "scale": probe.scale,
@@ -551,12 +550,6 @@ def write_bundle(
         for path in tmp.iterdir():
             path.chmod(0o666 & ~umask)
         tmp.chmod(0o777 & ~umask)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
 
 
 def _json_default(value):

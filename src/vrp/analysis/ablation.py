@@ -39,7 +39,7 @@ import torch
 from vrp.adapters.base import FamilyAdapter
 from vrp.analysis.masking import ALL_TASKS, PREDICTION_COLUMNS, compare_by_subset
 from vrp.scoring import predict
-from vrp.stats import n_masked, random_channels
+from vrp.stats import INTERVAL_COLUMNS, n_masked, random_channels
 from vrp.benchmark.images import decode_images
 
 ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
@@ -279,13 +279,13 @@ _RENAMED = {
     "acc_changed": "accuracy",
     **{
         f"acc_changed_{key}": f"accuracy_{key}"
-        for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+        for key in INTERVAL_COLUMNS
     },
     "acc_reference": "baseline_accuracy",
 }
 _DROPPED = [
     f"acc_reference_{key}"
-    for key in ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+    for key in INTERVAL_COLUMNS
 ]
 
 

@@ -52,7 +52,7 @@ from vrp.stats import (
     weighted_within_pearson,
     within_group_pearson,
 )
-from vrp.stats.cluster import interval_method
+from vrp.stats.cluster import INTERVAL_COLUMNS, interval_method
 from vrp.stats.correlation import as_binary
 
 __all__ = [
@@ -603,7 +603,7 @@ def table1(rows: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
-_INTERVAL_KEYS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+_INTERVAL_KEYS = INTERVAL_COLUMNS
 
 
 # --------------------------------------------------------------------------------------------

@@ -171,32 +171,14 @@ SUMMARY_COLUMNS = [
     "majority_accuracy",
     "mean_s_sc",
     "r_pb",
-    "r_pb_lo",
-    "r_pb_hi",
-    "r_pb_ci_method",
-    "r_pb_lo_image",
-    "r_pb_hi_image",
-    "r_pb_lo_question",
-    "r_pb_hi_question",
+    *(f"r_pb_{k}" for k in stats.INTERVAL_COLUMNS),
     "r_pb_p",
     "auroc",
-    "lo",
-    "hi",
-    "ci_method",
-    "lo_image",
-    "hi_image",
-    "lo_question",
-    "hi_question",
+    *stats.INTERVAL_COLUMNS,
     "precision_at_sc1",
     "n_sc1",
     "n_sc1_correct",
-    "precision_lo",
-    "precision_hi",
-    "precision_ci_method",
-    "precision_lo_image",
-    "precision_hi_image",
-    "precision_lo_question",
-    "precision_hi_question",
+    *(f"precision_{k}" for k in stats.INTERVAL_COLUMNS),
     "cost",
 ]
 
@@ -248,21 +230,7 @@ def consistency_summary(scores: pd.DataFrame, k: int, n_boot: int = 1000, seed: 
         else:
             row.update(r_pb=np.nan, **stats.nan_intervals("r_pb_", method), r_pb_p=np.nan)
         auc = auroc_or_nan(correct, share, groups, n_boot=n_boot, seed=seed, unit=unit)
-        row.update(
-            {
-                key: auc[key]
-                for key in (
-                    "auroc",
-                    "lo",
-                    "hi",
-                    "ci_method",
-                    "lo_image",
-                    "hi_image",
-                    "lo_question",
-                    "hi_question",
-                )
-            }
-        )
+        row.update({key: auc[key] for key in ("auroc", *stats.INTERVAL_COLUMNS)})
         full = stats.precision_at_full_agreement(share, correct)
         row.update(
             precision_at_sc1=full["precision"],

@@ -135,13 +135,7 @@ LAYER_COLUMNS = [
     "layer",
     "array_index",
     "auroc",
-    "lo",
-    "hi",
-    "ci_method",
-    "lo_image",
-    "hi_image",
-    "lo_question",
-    "hi_question",
+    *stats.INTERVAL_COLUMNS,
     "auroc_in_sample",
     "n",
     "n_pos",
@@ -480,7 +474,7 @@ def auroc_or_nan(
     )
 
 
-INTERVAL_COLUMNS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
+INTERVAL_COLUMNS = stats.INTERVAL_COLUMNS
 
 
 def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed: int = 0,

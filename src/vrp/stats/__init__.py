@@ -40,6 +40,7 @@ from vrp.stats.classify import (
     probe_auroc,
 )
 from vrp.stats.cluster import (
+    INTERVAL_COLUMNS,
     INTERVAL_UNITS,
     auroc_intervals,
     cluster_bootstrap,
@@ -58,6 +59,7 @@ from vrp.stats.paired import accuracy_drop_ci, flips, mcnemar_exact, paired_tabl
 from vrp.stats.selection import n_masked, random_channels, select_patches
 
 __all__ = [
+    "INTERVAL_COLUMNS",
     "INTERVAL_UNITS",
     "auroc_intervals",
     "cluster_bootstrap",

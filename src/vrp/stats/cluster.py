@@ -42,6 +42,7 @@ import pandas as pd
 from scipy import stats
 
 __all__ = [
+    "INTERVAL_COLUMNS",
     "INTERVAL_UNITS",
     "cluster_codes",
     "cluster_resample_counts",
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 INTERVAL_UNITS = ("image", "question")
+# The interval columns of unit_intervals, in table order (prefixed by the statistic's name there).
+INTERVAL_COLUMNS = ("lo", "hi", "ci_method", "lo_image", "hi_image", "lo_question", "hi_question")
 
 
 def cluster_codes(groups, unit: str = "image") -> tuple[np.ndarray, int]:
@@ -365,23 +368,7 @@ def unit_intervals(
 
 def nan_intervals(prefix: str = "", method: str = "") -> dict:
     """The columns of :func:`unit_intervals`, all NaN (the statistic is undefined on a subset)."""
-    out = {
-        f"{prefix}{k}": math.nan
-        for k in ("lo", "hi", "lo_image", "hi_image", "lo_question", "hi_question")
-    }
-    out[f"{prefix}ci_method"] = method
-    return {
-        k: out[k]
-        for k in (
-            f"{prefix}lo",
-            f"{prefix}hi",
-            f"{prefix}ci_method",
-            f"{prefix}lo_image",
-            f"{prefix}hi_image",
-            f"{prefix}lo_question",
-            f"{prefix}hi_question",
-        )
-    }
+    return {f"{prefix}{k}": (method if k == "ci_method" else math.nan) for k in INTERVAL_COLUMNS}
 
 
 def auroc_intervals(y, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image",
