@@ -22,6 +22,7 @@ from real_tokenizers import family_tokenizer
 from vrp import scoring
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.benchmark.coco import COCO_CATEGORY_NAMES
+from vrp.prompt_pass import PromptState, full_pass, prompt_passes
 from vrp.scoring import CandidateIndex, score_answers, score_batch
 
 CANDIDATES = {
@@ -106,7 +107,7 @@ def test_planted_form_makes_its_answer_the_prediction(adapter, index, monkeypatc
     # the collisions of the issue are among them: " 1" vs " 10", "baseball bat" vs "baseball glove"
     planted_by_row: dict[int, tuple[int, ...]] = {}
 
-    def planted_continuations(adapter_, prefixes, prompt_inputs, cache, max_rows):
+    def planted_continuations(adapter_, prefixes, state, max_rows):
         seen = set()
         for b, prefix in prefixes:
             target = planted_by_row[b]
@@ -128,9 +129,8 @@ def test_planted_form_makes_its_answer_the_prediction(adapter, index, monkeypatc
         for b, (_, form) in enumerate(part):
             logits[b, form.ids[0]] = PLANTED
         tasks = [task for task, _ in part]
-        scores = score_answers(
-            adapter, index, tasks, torch.log_softmax(logits, -1), {}, cache=object()
-        )
+        planted_state = PromptState(cache=object(), key_mask=None, next_positions=None)
+        scores = score_answers(adapter, index, tasks, torch.log_softmax(logits, -1), planted_state)
         for b, (task, form) in enumerate(part):
             names = index.candidates[task]
             predicted = names[int(scores.log_mass[b].argmax())]
@@ -163,41 +163,58 @@ def _full_sequence_log_prob(adapter, image, question, ids) -> float:
     return float(sum(log_probs[j, token] for j, token in enumerate(ids)))
 
 
-def test_cached_continuation_equals_full_sequence_forward(adapter, monkeypatch):
-    """Left-padded batch of two questions, continuation rows in chunks of 5: every form's score is
-    the plain forward of its own prompt + form; the prediction is the reference's best answer."""
+@pytest.mark.parametrize("share_prefix", [False, True], ids=["full", "shared_prefix"])
+def test_cached_continuation_equals_full_sequence_forward(adapter, monkeypatch, share_prefix):
+    """Three questions of different lengths, two about one image: every form's score is the plain
+    forward of its own prompt + form, whether the prompts are one left-padded full pass or share
+    each image's prefix (right-padded suffixes, whose pads sit between prompt and continuation);
+    continuation rows in chunks of 5. The prediction is the reference's best answer."""
     candidates = {
         "counting": CANDIDATES["counting"],
         "object_id": ["baseball bat", "baseball glove", "hot dog", "teddy bear", "person"],
     }
     index = CandidateIndex(adapter, candidates)
-    questions = ["How many dogs are there?", "What is the object in the top left of the picture?"]
-    tasks = ["counting", "object_id"]
-    images = [_image(1), _image(2)]
-    monkeypatch.setattr(scoring, "DEFAULT_MAX_CONTINUATION_ROWS", 5)
-    inputs = adapter.encode(images, questions)
-    assert not inputs["attention_mask"].all()  # the shorter question is left-padded
-    with torch.no_grad():
-        logits, cache = scoring.prompt_forward(adapter, inputs, index)
-        scores = score_answers(
-            adapter, index, tasks, torch.log_softmax(logits, -1), inputs, cache, max_rows=5
-        )
-    for b, task in enumerate(tasks):
-        forms = index.forms[task]
-        reference = torch.tensor(
-            [_full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids)) for f in forms]
-        )
-        # the batched prompt pass itself differs from an unpadded one at float32 rounding level
-        torch.testing.assert_close(scores.form_log_probs[b], reference, atol=1e-4, rtol=1e-5)
-        owner = torch.tensor([f.answer for f in forms])
-        mass = torch.stack(
-            [torch.logsumexp(reference[owner == c], 0) for c in range(len(candidates[task]))]
-        )
-        torch.testing.assert_close(scores.log_mass[b], mass, atol=1e-4, rtol=1e-5)
-    frame = score_batch(adapter, index, inputs, tasks, ["3", "baseball glove"])
-    assert list(frame["prediction"]) == [
-        index.candidates[t][int(scores.log_mass[b].argmax())] for b, t in enumerate(tasks)
+    questions = [
+        "How many dogs are there?",
+        "What is the object in the top left of the picture?",
+        "How many dogs are there in this photograph taken outdoors?",
     ]
+    tasks = ["counting", "object_id", "counting"]
+    images = [_image(1), _image(2), _image(1)]
+    monkeypatch.setattr(scoring, "DEFAULT_MAX_CONTINUATION_ROWS", 5)
+    passes = list(prompt_passes(adapter, images, questions, True, share_prefix))
+    shared = share_prefix and adapter.shares_prefix
+    assert len(passes) == (2 if shared else 1)
+    for rows, prompt in passes:
+        if not shared:
+            assert not prompt.state.key_mask.all()  # the shorter questions are left-padded
+        elif len(rows) > 1:
+            assert not prompt.state.key_mask.all()  # and here right-padded after the prefix
+        with torch.no_grad():
+            scores = score_answers(
+                adapter, index, [tasks[r] for r in rows],
+                torch.log_softmax(prompt.logits.float(), -1), prompt.state, max_rows=5,
+            )
+        for k, b in enumerate(rows):
+            forms = index.forms[tasks[b]]
+            reference = torch.tensor(
+                [_full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids)) for f in forms]
+            )
+            # a batched prompt pass differs from an unpadded one at float32 rounding level
+            torch.testing.assert_close(scores.form_log_probs[k], reference, atol=1e-4, rtol=1e-5)
+            owner = torch.tensor([f.answer for f in forms])
+            n_candidates = len(candidates[tasks[b]])
+            mass = torch.stack([torch.logsumexp(reference[owner == c], 0) for c in range(n_candidates)])
+            torch.testing.assert_close(scores.log_mass[k], mass, atol=1e-4, rtol=1e-5)
+    frame = score_batch(adapter, index, images, questions, tasks, ["3", "baseball glove", "2"],
+                        share_prefix=share_prefix)
+    for b, task in enumerate(tasks):
+        reference = torch.tensor(
+            [_full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids)) for f in index.forms[task]]
+        )
+        owner = torch.tensor([f.answer for f in index.forms[task]])
+        best = max(range(len(candidates[task])), key=lambda c: float(torch.logsumexp(reference[owner == c], 0)))
+        assert frame["prediction"][b] == candidates[task][best]
 
 
 def test_unpadded_continuation_matches_to_float32_precision(adapter):
@@ -206,9 +223,9 @@ def test_unpadded_continuation_matches_to_float32_precision(adapter):
     image, question = _image(3), "How many cats are there?"
     inputs = adapter.encode([image], [question])
     with torch.no_grad():
-        logits, cache = scoring.prompt_forward(adapter, inputs, index)
+        prompt = full_pass(adapter, inputs, True)
         scores = score_answers(
-            adapter, index, ["counting"], torch.log_softmax(logits, -1), inputs, cache
+            adapter, index, ["counting"], torch.log_softmax(prompt.logits, -1), prompt.state
         )
     multi = [k for k, f in enumerate(index.forms["counting"]) if len(f.ids) > 1]
     assert multi

@@ -58,6 +58,7 @@ import json
 import logging
 import os
 import shutil
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -74,6 +75,19 @@ from vrp.benchmark.images import decode_images
 from vrp.benchmark.schema import validate_questions
 from vrp.io import atomic_dir, write_json, write_parquet
 from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
+from vrp.prompt_pass import (
+    PromptPass,
+    PromptState,
+    SharedPrompts,
+    full_pass,
+    image_groups,
+    last_token_index,
+    pass_record,
+    prefix_pass,
+    prompt_passes,
+    suffix_pass,
+    uses_shared_prefix,
+)
 from vrp.scoring import (
     DEFAULT_MAX_CONTINUATION_ROWS,
     SCORED_TASKS_EXCLUDED,
@@ -82,10 +96,10 @@ from vrp.scoring import (
     generation_selected,
     generation_summary,
     greedy_generations,
+    image_batches,
+    in_batch_order,
     parse_generation,
-    prompt_forward,
-    readouts,
-    score_answers,
+    score_pass,
 )
 
 BLANK_GREY = (128, 128, 128)
@@ -112,6 +126,9 @@ class ExtractionSettings:
     generation_fraction: float = 0.1
     generation_max_new_tokens: int = 5
     generation_seed: int = 0
+    # one prefix pass per image, reused by its questions, where the family allows it
+    # (vrp.prompt_pass); false: one full forward per batch of prompts
+    prefix_sharing: bool = True
 
     def __post_init__(self):
         if self.shard_size % self.batch_size:
@@ -125,11 +142,26 @@ class ExtractionSettings:
 
 
 class _LastTokenRecorder:
-    """Forward hooks that keep only the last-token / image-span reductions of one batch."""
+    """Forward hooks that keep only the last-token / image-span reductions of one batch.
 
-    def __init__(self, adapter: FamilyAdapter, image_mask: torch.Tensor, per_head: bool):
+    ``key_image_mask`` (B, K) marks the image-token keys of the attention rows; ``last_index``
+    (B,) is each row's last prompt position in this pass (None: -1, the left-padded full pass);
+    ``query_image_mask`` (B, T), when given, marks the image tokens whose residual updates are
+    averaged (the full pass; a shared-prefix pass reads them off the prefix instead).
+    """
+
+    def __init__(
+        self,
+        adapter: FamilyAdapter,
+        key_image_mask: torch.Tensor,
+        per_head: bool,
+        last_index: torch.Tensor | None = None,
+        query_image_mask: torch.Tensor | None = None,
+    ):
         self.adapter = adapter
-        self.image_mask = image_mask  # (B, T) bool
+        self.image_mask = key_image_mask
+        self.query_image_mask = query_image_mask
+        self.last_index = last_index
         self.per_head = per_head
         self.resid_in0: torch.Tensor | None = None
         self.resid: dict[int, torch.Tensor] = {}
@@ -140,6 +172,12 @@ class _LastTokenRecorder:
         self.head_z: dict[int, torch.Tensor] = {}
         self.mlp_out: dict[int, torch.Tensor] = {}
         self.handles: list = []
+
+    def _last(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, ...) -> (B, ...) at each row's last prompt position."""
+        if self.last_index is None:
+            return x[:, -1]
+        return x[torch.arange(x.shape[0], device=x.device), self.last_index.to(x.device)]
 
     def __enter__(self):
         for index, layer in enumerate(self.adapter.decoder_layers()):
@@ -162,11 +200,10 @@ class _LastTokenRecorder:
             resid_in = args[0] if args else kwargs["hidden_states"]
             resid_out = output[0] if isinstance(output, tuple) else output
             if index == 0:
-                self.resid_in0 = resid_in[:, -1, :].detach().float()
-            self.resid[index] = resid_out[:, -1, :].detach().float()
-            update = (resid_out - resid_in).detach().float().norm(dim=-1)  # (B, T)
-            mask = self.image_mask.to(update.dtype)
-            self.update_norm[index] = (update * mask).sum(1) / mask.sum(1).clamp(min=1)
+                self.resid_in0 = self._last(resid_in).detach().float()
+            self.resid[index] = self._last(resid_out).detach().float()
+            if self.query_image_mask is not None:
+                self.update_norm[index] = _image_update_norm(resid_in, resid_out, self.query_image_mask)
 
         return hook
 
@@ -177,8 +214,8 @@ class _LastTokenRecorder:
                 raise RuntimeError(
                     "attention weights are None: load the model with attn_implementation='eager'"
                 )
-            self.attn_out[index] = attn_output[:, -1, :].detach().float()
-            last_row = weights[:, :, -1, :].detach().float()  # (B, H, T): the only row kept
+            self.attn_out[index] = self._last(attn_output).detach().float()
+            last_row = self._last(weights.transpose(1, 2)).detach().float()  # (B, H, K): the only row kept
             per_head = _gather_image_columns(last_row, self.image_mask)  # (B, H, S_max)
             self.attn_map[index] = per_head.mean(dim=1)
             if self.per_head:
@@ -188,13 +225,48 @@ class _LastTokenRecorder:
 
     def _mlp_hook(self, index):
         def hook(module, args, output):
-            self.mlp_out[index] = output[:, -1, :].detach().float()
+            self.mlp_out[index] = self._last(output).detach().float()
 
         return hook
 
     def _head_hook(self, index):
         def hook(module, args):
-            self.head_z[index] = args[0][:, -1, :].detach().float()
+            self.head_z[index] = self._last(args[0]).detach().float()
+
+        return hook
+
+
+def _image_update_norm(resid_in, resid_out, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) mean over a row's image tokens of ||h_l - h_(l-1)||_2."""
+    update = (resid_out - resid_in).detach().float().norm(dim=-1)  # (B, T)
+    mask = mask.to(update.dtype)
+    return (update * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+class _PrefixUpdateRecorder:
+    """Hooks on a shared prefix pass: the image tokens' residual updates per layer (question-
+    independent in a causal decoder, so one prefix serves all of the image's questions)."""
+
+    def __init__(self, adapter: FamilyAdapter, image_mask: torch.Tensor):
+        self.adapter, self.image_mask = adapter, image_mask
+        self.update_norm: dict[int, torch.Tensor] = {}
+        self.handles: list = []
+
+    def __enter__(self):
+        for index, layer in enumerate(self.adapter.decoder_layers()):
+            self.handles.append(layer.register_forward_hook(self._hook(index), with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+    def _hook(self, index):
+        def hook(module, args, kwargs, output):
+            resid_in = args[0] if args else kwargs["hidden_states"]
+            resid_out = output[0] if isinstance(output, tuple) else output
+            self.update_norm[index] = _image_update_norm(resid_in, resid_out, self.image_mask)
 
         return hook
 
@@ -224,17 +296,33 @@ def attention_kernel(model: torch.nn.Module, name: str | None):
         model.set_attn_implementation(current)
 
 
+@dataclass
+class _Pass:
+    """One prompt pass's rows (indices into the batch) with what the hooks recorded there."""
+
+    rows: list[int]
+    prompt: PromptPass
+    rec: _LastTokenRecorder
+    update_norm: torch.Tensor  # (n, L)
+    grids: list[tuple[int, int]]
+
+
 class Extractor:
     """Runs the one-pass extraction of one model on one question table."""
+
+    # blank-image prefixes kept (one per image size and prefix; POPE's COCO images come in a few sizes)
+    BLANK_PREFIXES_KEPT = 8
 
     def __init__(self, adapter: FamilyAdapter, candidates: dict[str, list[str]], settings: ExtractionSettings):
         self.adapter = adapter
         self.settings = settings
+        self.share = uses_shared_prefix(adapter, settings.prefix_sharing)
         self.index = CandidateIndex(adapter, candidates)
         self.lm_head = adapter.lm_head()
         self.final_norm = adapter.final_norm()
         self.readout_kernel = adapter.model.config._attn_implementation
         self.answer_kernel = settings.score_attn_implementation or self.readout_kernel
+        self._blank_prefixes: OrderedDict[tuple, PromptState] = OrderedDict()
         with torch.no_grad():
             ones = torch.ones(adapter.hidden_size, device=adapter.device, dtype=adapter.dtype)
             self.norm_gain = self.final_norm(ones).float()  # RMSNorm of a ones vector = its gain
@@ -251,44 +339,120 @@ class Extractor:
         others = logits.scatter(-1, index, float("-inf"))
         return token - others.max(-1).values
 
+    # ------------------------------------------------------------------ the hooked passes
     @torch.no_grad()
-    def _forward(self, images: list[Image.Image], questions: list[str]):
-        """The hooked prompt pass: logits, recorder, grids, inputs, KV cache (multi-token forms)."""
-        inputs = self.adapter.encode(images, questions)
-        mask = self.adapter.image_token_mask(inputs)
+    def _passes(
+        self, images: list[Image.Image], questions: list[str], groups: list[list[int]], blank: bool = False
+    ) -> list[_Pass]:
+        """The hooked prompt passes, one per group of rows: a full pass over the whole batch, or
+        one per image sharing its prefix (``groups`` are the real images' groups; a blank image
+        is grey for every row of a group, and its prefix is kept per image size)."""
         use_cache = self.index.needs_continuation
-        with _LastTokenRecorder(self.adapter, mask, self.settings.per_head) as rec:
-            out = self.adapter.model(**inputs, use_cache=use_cache, logits_to_keep=1)
-        grids = self.adapter.patch_grids(inputs)
-        return out.logits[:, -1, :], rec, grids, inputs, out.past_key_values if use_cache else None
+        per_head = self.settings.per_head and not blank
+        if not self.share:
+            inputs = self.adapter.encode(images, questions)
+            mask = self.adapter.image_token_mask(inputs)
+            with _LastTokenRecorder(self.adapter, mask, per_head, query_image_mask=mask) as rec:
+                prompt = full_pass(self.adapter, inputs, use_cache)
+            update = _stack_layers(rec.update_norm)
+            return [_Pass(list(range(len(questions))), prompt, rec, update, self.adapter.patch_grids(inputs))]
+        passes = []
+        for rows in groups:
+            shared = self.adapter.encode_shared(images[rows[0]], [questions[r] for r in rows])
+            n = len(rows)
+            if blank:
+                prefix = self._blank_prefix(images[rows[0]], shared)
+                update = torch.zeros(n, self.adapter.num_layers)  # not read for the blank image
+            else:
+                with _PrefixUpdateRecorder(self.adapter, shared.image_mask) as prefix_rec:
+                    prefix = prefix_pass(self.adapter, shared)
+                update = _stack_layers(prefix_rec.update_norm).expand(n, -1)
+            recorder = _LastTokenRecorder(
+                self.adapter, shared.key_image_mask(), per_head, last_index=last_token_index(shared)
+            )
+            with recorder as rec:
+                prompt = suffix_pass(self.adapter, shared, prefix, use_cache)
+            grids = self.adapter.patch_grids(shared.prefix_inputs) * n
+            passes.append(_Pass(rows, prompt, rec, update, grids))
+        return passes
 
-    def _score(self, logits, inputs, cache, tasks, answers) -> pd.DataFrame:
-        scores = score_answers(
-            self.adapter, self.index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache,
-            self.settings.max_continuation_rows,
+    def batches(self, questions: pd.DataFrame) -> list[list[int]]:
+        """Row indices of ``questions`` in batches: whole images together when prefixes are
+        shared (each image's prefix computed once), else consecutive rows."""
+        size = self.settings.batch_size
+        if self.share:
+            return image_batches(questions["image_id"].tolist(), size)
+        return [list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)]
+
+    def _blank_prefix(self, image: Image.Image, shared: SharedPrompts) -> PromptState:
+        """The grey image's prefix state, computed once per image size and prefix for the run."""
+        key = (image.size, tuple(shared.prefix_inputs["input_ids"][0].tolist()))
+        state = self._blank_prefixes.get(key)
+        if state is None:
+            state = prefix_pass(self.adapter, shared)
+            self._blank_prefixes[key] = state
+            if len(self._blank_prefixes) > self.BLANK_PREFIXES_KEPT:
+                self._blank_prefixes.popitem(last=False)
+        else:
+            self._blank_prefixes.move_to_end(key)
+        return state
+
+    def _score(self, prompt: PromptPass, tasks, answers) -> pd.DataFrame:
+        return score_pass(
+            self.adapter, self.index, prompt, tasks, answers, self.settings.max_continuation_rows
         )
-        return readouts(logits, scores, tasks, answers, self.index)
 
     @torch.no_grad()
     def run_batch(self, batch: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         images = decode_images(batch["image"])
         questions = batch["question"].tolist()
         tasks, answers = batch["task"].tolist(), batch["answer"].tolist()
-        logits, rec, grids, inputs, cache = self._forward(images, questions)
-        samples = self._score(logits, inputs, cache, tasks, answers)
-        del cache
+        groups = image_groups(images) if self.share else [list(range(len(batch)))]
+        blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
+        blank_passes = self._passes(blank_images, questions, groups, blank=True)
+        sample_parts, array_parts = [], []
+        for part, blank in zip(self._passes(images, questions, groups), blank_passes):
+            rows = part.rows
+            samples, arrays = self._readouts(part, blank, [images[r] for r in rows],
+                                             [questions[r] for r in rows], [tasks[r] for r in rows],
+                                             [answers[r] for r in rows])
+            sample_parts.append((rows, samples))
+            array_parts.append((rows, arrays))
+        samples = in_batch_order(sample_parts)
+        samples = self._generation_check(batch, images, samples)
+        order = np.argsort(np.concatenate([rows for rows, _ in array_parts]), kind="stable")
+        names = array_parts[0][1].keys()
+        arrays = {}
+        for name in names:
+            chunks = [a[name] for _, a in array_parts]
+            if name.endswith("attention"):
+                s_max = max(c.shape[-1] for c in chunks)
+                chunks = [pad_last(c, s_max) for c in chunks]
+            arrays[name] = np.concatenate(chunks)[order]
+        meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
+        return pd.concat([meta, samples], axis=1), arrays
+
+    def _readouts(self, part: _Pass, blank: _Pass, images, questions, tasks, answers):
+        """Answers, readouts and arrays of one pass's rows (and their blank-image pass)."""
+        rec, prompt = part.rec, part.prompt
+        samples = self._score(prompt, tasks, answers)
+        prompt.state.cache = None
         if self.answer_kernel != self.readout_kernel:
             # answers from the scoring kernel; the readout (eager) pass's answers kept beside them
             with attention_kernel(self.adapter.model, self.answer_kernel):
-                answer_logits, answer_cache = prompt_forward(self.adapter, inputs, self.index)
-                scored = self._score(answer_logits, inputs, answer_cache, tasks, answers)
-                del answer_cache
+                # these rows share one image (or are the full batch): one pass covers them
+                ((_, answer_pass),) = prompt_passes(
+                    self.adapter, images, questions, self.index.needs_continuation, self.share
+                )
+                scored = self._score(answer_pass, tasks, answers)
+                del answer_pass
             scored["prediction_readout_kernel"] = samples["prediction"]
             samples = scored
         layers = len(rec.resid)
         # the lens margins and direct logit contributions read the first token of the best-scoring
         # form of the ground-truth answer (vrp.scoring's module docstring)
-        answer_ids = torch.tensor(samples["answer_token_id"].to_numpy(), device=logits.device)
+        device = prompt.logits.device
+        answer_ids = torch.tensor(samples["answer_token_id"].to_numpy(), device=device)
         resid = torch.stack([rec.resid_in0] + [rec.resid[i] for i in range(layers)], dim=1)  # (B, L+1, d)
 
         # direct logit attribution through the final norm, linearised at this sample's scale
@@ -300,44 +464,37 @@ class Extractor:
             shape = (x.shape[0],) + (1,) * (x.dim() - 2) + (x.shape[-1],)
             return (x * unembed.view(shape)).sum(-1) / rms.view(shape[:-1])
 
-        mlp_out = torch.stack([rec.mlp_out[i] for i in range(layers)], dim=1)
-        attn_out = torch.stack([rec.attn_out[i] for i in range(layers)], dim=1)
+        mlp_out = _stack_layers(rec.mlp_out)
+        attn_out = _stack_layers(rec.attn_out)
         arrays = {
             "hidden": resid,
             "mlp_out": mlp_out,
-            "image_attention": torch.stack([rec.attn_map[i] for i in range(layers)], dim=1),
+            "image_attention": _stack_layers(rec.attn_map),
             "attn_logit": contribution(attn_out),
             "mlp_logit": contribution(mlp_out),
             "embed_logit": contribution(resid[:, 0, :]),
-            "visual_update_norm": torch.stack([rec.update_norm[i] for i in range(layers)], dim=1),
+            "visual_update_norm": part.update_norm,
         }
         if self.settings.per_head:
-            arrays["head_attention"] = torch.stack([rec.head_map[i] for i in range(layers)], dim=1)
+            arrays["head_attention"] = _stack_layers(rec.head_map)
             arrays["head_logit"] = torch.stack(
                 [contribution(self._head_outputs(i, rec.head_z[i])) for i in range(layers)], dim=1
             )
-        predicted_ids = torch.tensor(
-            samples["prediction_token_id"].to_numpy(), device=logits.device
-        )
+        predicted_ids = torch.tensor(samples["prediction_token_id"].to_numpy(), device=device)
         lens_logits = self._lens_logits(resid)  # one lm_head pass serves both margins
         arrays["lens_margin"] = self._lens_margin(lens_logits, answer_ids)
         arrays["lens_margin_pred"] = self._lens_margin(lens_logits, predicted_ids)
         del lens_logits
 
-        blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
-        blank_logits, blank_rec, _, blank_inputs, blank_cache = self._forward(
-            blank_images, questions
-        )
+        blank_rec = blank.rec
         blank_resid = torch.stack([blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1)
         arrays["lens_margin_blank"] = self._lens_margin(self._lens_logits(blank_resid), answer_ids)
-        blank = self._score(blank_logits, blank_inputs, blank_cache, tasks, answers)
-        del blank_cache
-        samples["blank_prediction"] = blank["prediction"]
-        samples = self._generation_check(batch, images, samples)
-        samples["grid_rows"] = [g[0] for g in grids]
-        samples["grid_cols"] = [g[1] for g in grids]
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
-        return pd.concat([meta, samples], axis=1), {k: v.cpu().numpy().astype(np.float32) for k, v in arrays.items()}
+        blank_scored = self._score(blank.prompt, tasks, answers)
+        blank.prompt.state.cache = None
+        samples["blank_prediction"] = blank_scored["prediction"]
+        samples["grid_rows"] = [g[0] for g in part.grids]
+        samples["grid_cols"] = [g[1] for g in part.grids]
+        return samples, {k: v.cpu().numpy().astype(np.float32) for k, v in arrays.items()}
 
     def _generation_check(self, batch: pd.DataFrame, images, samples: pd.DataFrame) -> pd.DataFrame:
         """Greedy generations of the seeded sample's rows, parsed the lmms-eval way."""
@@ -355,6 +512,7 @@ class Extractor:
                     [images[i] for i in rows],
                     [batch["question"].iloc[i] for i in rows],
                     settings.generation_max_new_tokens,
+                    share_prefix=self.share,
                 )
             for i, text in zip(rows, generated):
                 task = batch["task"].iloc[i]
@@ -370,6 +528,7 @@ class Extractor:
         record = {
             "answer_attention_kernel": self.answer_kernel,
             "readout_attention_kernel": self.readout_kernel,
+            "prompt_pass": pass_record(self.adapter, self.settings.prefix_sharing),
             "post_prompt": self.adapter.post_prompt,
             "prompt_example": self.adapter.build_prompt(self.adapter.question_text("<question>")),
             "answer_forms": {
@@ -393,6 +552,11 @@ class Extractor:
 
     def _norm_eps(self) -> float:
         return float(getattr(self.final_norm, "eps", getattr(self.final_norm, "variance_epsilon", 1e-6)))
+
+
+def _stack_layers(values: dict[int, torch.Tensor]) -> torch.Tensor:
+    """{layer: (B, ...)} -> (B, L, ...) in layer order."""
+    return torch.stack([values[i] for i in range(len(values))], dim=1)
 
 
 def _checkpoint_identity(path: str) -> list | None:
@@ -583,20 +747,22 @@ def extract(
         done = [k for k in range(n_shards) if k not in todo]
         bar.write(f"resuming: {len(done)} complete shard(s) kept")
     for k in todo:
-        shard = questions.iloc[k * settings.shard_size : (k + 1) * settings.shard_size]
-        parts_k, arrays = [], {}
-        for start in range(0, len(shard), settings.batch_size):
-            batch_samples, batch_arrays = extractor.run_batch(shard.iloc[start : start + settings.batch_size])
+        shard = questions.iloc[k * settings.shard_size : (k + 1) * settings.shard_size].reset_index(drop=True)
+        parts_k, arrays, rows_k = [], {}, []
+        for rows in extractor.batches(shard):
+            batch_samples, batch_arrays = extractor.run_batch(shard.iloc[rows])
             parts_k.append(batch_samples)
+            rows_k.extend(rows)
             for name, array in batch_arrays.items():
                 arrays.setdefault(name, []).append(array)
             bar.update(len(batch_samples))
+        order = np.argsort(np.asarray(rows_k), kind="stable")  # back to the shard's row order
         s_max = max(a.shape[-1] for a in arrays["image_attention"])
         stacked = {
-            name: np.concatenate([pad_last(a, s_max) if name.endswith("attention") else a for a in chunks])
+            name: np.concatenate([pad_last(a, s_max) if name.endswith("attention") else a for a in chunks])[order]
             for name, chunks in arrays.items()
         }
-        samples = pd.concat(parts_k, ignore_index=True)
+        samples = pd.concat(parts_k, ignore_index=True).iloc[order].reset_index(drop=True)
         check_finite(stacked, samples, str(shard_dirs[k].relative_to(out_dir)))
         meta = {"fingerprint": shard_keys[k], "rows": len(shard), "parts": parts, "row_hashes": shard_rows[k]}
         _write_shard(shard_dirs[k], samples, stacked, meta)

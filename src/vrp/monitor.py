@@ -868,18 +868,21 @@ class ReliabilityMonitor:
         """One forward for the batch: answer, P(correct), output confidence (and the raw probe)."""
         import torch
 
-        from vrp.scoring import prompt_forward, readouts, score_answers
+        from vrp.prompt_pass import full_pass
+        from vrp.scoring import readouts, score_answers
 
         questions = list(questions)
         tasks = self._tasks(tasks, len(questions))
         with torch.no_grad():
             inputs = self.adapter.encode(list(images), questions)
-            # the hook sees only the prompt pass; multi-token answers are scored after it, over
-            # that pass's KV cache (vrp.scoring), which would otherwise overwrite the state
+            # the hook sees only the prompt pass (a full pass: the hook reads position -1 of a
+            # left-padded batch); multi-token answers are scored after it, over that pass's KV
+            # cache (vrp.scoring), which would otherwise overwrite the state
             with _LastTokenState(self.adapter.decoder_layers()[self.layer]) as recorder:
-                logits, cache = prompt_forward(self.adapter, inputs, self.index)
+                prompt = full_pass(self.adapter, inputs, self.index.needs_continuation)
+            logits = prompt.logits
             scores = score_answers(
-                self.adapter, self.index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache
+                self.adapter, self.index, tasks, torch.log_softmax(logits.float(), -1), prompt.state
             )
         # the answer column only feeds p_answer / correct, which are dropped here
         placeholders = [self.candidates[t][0] for t in tasks]

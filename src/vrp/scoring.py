@@ -70,9 +70,9 @@ Sampled generations (self-consistency) are compared as normalised free text
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +80,7 @@ import pandas as pd
 import torch
 
 from vrp.adapters.base import FamilyAdapter
+from vrp.prompt_pass import PromptPass, PromptState, cache_rows, generate, prompt_passes
 
 SCORED_TASKS_EXCLUDED = ("caption",)
 YES_NO_TASKS = ("presence", "spatial")
@@ -233,29 +234,19 @@ class AnswerScores:
     form_log_probs: list[torch.Tensor]
 
 
-def _cache_rows(cache, rows: torch.Tensor):
-    """A copy of ``cache`` with the prompt rows ``rows`` (repeats allowed); ``cache`` untouched."""
-    chunk = copy.copy(cache)
-    chunk.layers = [copy.copy(layer) for layer in cache.layers]
-    chunk.reorder_cache(rows)  # index_select rebinds each copied layer's tensors
-    return chunk
-
-
 @torch.no_grad()
 def score_answers(
     adapter: FamilyAdapter,
     index: CandidateIndex,
     tasks: list[str],
     first_log_probs: torch.Tensor,
-    prompt_inputs: dict[str, torch.Tensor] | None = None,
-    cache=None,
+    state: PromptState | None = None,
     max_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
 ) -> AnswerScores:
     """Sequence log-probabilities of every form, log-sum-exp per candidate (module docstring).
 
     ``first_log_probs`` (B, V) are the log-softmaxed next-token logits at the last prompt token.
-    ``prompt_inputs`` and ``cache`` (the prompt forward's KV cache) are needed when a task has
-    multi-token forms.
+    ``state`` (the prompt pass's, with its KV cache) is needed when a task has multi-token forms.
     """
     first_log_probs = first_log_probs.float()
     row_forms = [index.forms[task] for task in tasks]
@@ -265,13 +256,9 @@ def score_answers(
     ]
     prefixes = [(b, prefix) for b, task in enumerate(tasks) for prefix in index.requests[task].rows]
     if prefixes:
-        if cache is None or prompt_inputs is None:
-            raise ValueError(
-                "multi-token answer forms need the prompt inputs and the prompt's KV cache"
-            )
-        for (b, prefix), log_probs in _continuation_log_probs(
-            adapter, prefixes, prompt_inputs, cache, max_rows
-        ):
+        if state is None or state.cache is None:
+            raise ValueError("multi-token answer forms need the prompt pass's state and KV cache")
+        for (b, prefix), log_probs in _continuation_log_probs(adapter, prefixes, state, max_rows):
             requests = index.requests[tasks[b]]
             if prefix in requests.steps:
                 slots, tokens = requests.steps[prefix]
@@ -292,28 +279,24 @@ def score_answers(
     return AnswerScores(log_mass, best, scores)
 
 
-def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
+def _continuation_log_probs(adapter, prefixes, state: PromptState, max_rows):
     """Yield ((row, prefix), next-token log-probs (V,)) for every prefix of every continuation row,
     each once; chunk by chunk, so only one chunk's logits are alive at a time."""
     pad = adapter.tokenizer.pad_token_id
     pad = pad if pad is not None else 0
-    device = prompt_inputs["input_ids"].device
+    device = state.key_mask.device
     seen = set()
     for start in range(0, len(prefixes), max_rows):
         chunk = prefixes[start : start + max_rows]
         length = max(len(p) for _, p in chunk)
-        suffix = torch.full(
-            (len(chunk), length), pad, dtype=prompt_inputs["input_ids"].dtype, device=device
-        )
-        mask = torch.zeros(
-            (len(chunk), length), dtype=prompt_inputs["attention_mask"].dtype, device=device
-        )
+        suffix = torch.full((len(chunk), length), pad, dtype=torch.long, device=device)
+        mask = torch.zeros((len(chunk), length), dtype=state.key_mask.dtype, device=device)
         for r, (_, prefix) in enumerate(chunk):
             suffix[r, : len(prefix)] = torch.tensor(prefix, dtype=suffix.dtype)
             mask[r, : len(prefix)] = 1
         rows = torch.tensor([b for b, _ in chunk], device=device)
-        kwargs = adapter.continuation_inputs(prompt_inputs, rows, suffix, mask)
-        logits = adapter.model(**kwargs, cache=_cache_rows(cache, rows), use_cache=True).logits
+        kwargs = adapter.continuation_inputs(state, rows, suffix, mask)
+        logits = adapter.model(**kwargs, cache=cache_rows(state.cache, rows), use_cache=True).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         for r, (b, prefix) in enumerate(chunk):
             for j in range(len(prefix)):
@@ -322,14 +305,6 @@ def _continuation_log_probs(adapter, prefixes, prompt_inputs, cache, max_rows):
                     seen.add(key)
                     yield key, log_probs[r, j]
         del logits, log_probs
-
-
-@torch.no_grad()
-def prompt_forward(adapter: FamilyAdapter, inputs: dict[str, torch.Tensor], index: CandidateIndex):
-    """The prompt pass: last-position logits (B, V), the KV cache (None: all forms one token)."""
-    out = adapter.model(**inputs, use_cache=index.needs_continuation, logits_to_keep=1)
-    cache = out.past_key_values if index.needs_continuation else None
-    return out.logits[:, -1, :], cache
 
 
 def readouts(
@@ -369,21 +344,74 @@ def readouts(
     return pd.DataFrame(rows)
 
 
-@torch.no_grad()
-def score_batch(
+def score_pass(
     adapter: FamilyAdapter,
     index: CandidateIndex,
-    inputs: dict[str, torch.Tensor],
+    prompt: PromptPass,
     tasks: list[str],
     answers: list[str],
     max_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
 ) -> pd.DataFrame:
-    """Prompt pass + continuation scoring + readouts for one encoded batch."""
-    logits, cache = prompt_forward(adapter, inputs, index)
+    """Continuation scoring + readouts of one prompt pass (rows in the pass's order)."""
     scores = score_answers(
-        adapter, index, tasks, torch.log_softmax(logits.float(), -1), inputs, cache, max_rows
+        adapter, index, tasks, torch.log_softmax(prompt.logits.float(), -1), prompt.state, max_rows
     )
-    return readouts(logits, scores, tasks, answers, index)
+    return readouts(prompt.logits, scores, tasks, answers, index)
+
+
+def in_batch_order(parts: list[tuple[list[int], pd.DataFrame]]) -> pd.DataFrame:
+    """Per-group frames (rows, frame) put back into the batch's row order."""
+    rows = [r for group, _ in parts for r in group]
+    frame = pd.concat([f for _, f in parts], ignore_index=True)
+    order = sorted(range(len(rows)), key=rows.__getitem__)
+    return frame.iloc[order].reset_index(drop=True)
+
+
+@torch.no_grad()
+def score_batch(
+    adapter: FamilyAdapter,
+    index: CandidateIndex,
+    images: Sequence,
+    questions: Sequence[str],
+    tasks: list[str],
+    answers: list[str],
+    share_prefix: bool = True,
+    max_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
+) -> pd.DataFrame:
+    """Prompt passes (:mod:`vrp.prompt_pass`) + continuation scoring + readouts for one batch."""
+    parts = []
+    for rows, prompt in prompt_passes(
+        adapter, images, questions, index.needs_continuation, share_prefix
+    ):
+        frame = score_pass(
+            adapter, index, prompt, [tasks[r] for r in rows], [answers[r] for r in rows], max_rows
+        )
+        parts.append((rows, frame))
+    return in_batch_order(parts)
+
+
+def image_batches(image_ids: Sequence, batch_size: int) -> list[list[int]]:
+    """Row indices in batches of about ``batch_size`` that keep each image's rows together.
+
+    Rows are grouped by ``image_ids`` (first appearance order); an image's rows stay in one
+    batch unless they alone exceed ``batch_size``. Whole images go into a batch until the next
+    would overflow it, so every image's prefix is computed once per batch that holds it.
+    """
+    groups: dict = {}
+    for row, key in enumerate(image_ids):
+        groups.setdefault(key, []).append(row)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for rows in groups.values():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            if current and len(current) + len(chunk) > batch_size:
+                batches.append(current)
+                current = []
+            current = current + chunk
+    if current:
+        batches.append(current)
+    return batches
 
 
 @torch.no_grad()
@@ -395,11 +423,14 @@ def predict(
     images: list | None = None,
     progress: bool = False,
     max_continuation_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
+    share_prefix: bool = True,
 ) -> pd.DataFrame:
-    """Scored answers and readouts for ``questions`` (a prompt forward per batch + continuations).
+    """Scored answers and readouts for ``questions``, rows in the table's order.
 
     ``images`` (PIL, one per row) replaces the table's own images, e.g. patch-masked copies;
-    interventions on the model (ablation hooks) are registered by the caller around this call.
+    interventions on the model (ablation hooks) are registered by the caller around this call and
+    act on every pass, the shared prefixes included. With ``share_prefix`` the rows of one image
+    are batched together and share one prefix pass (:mod:`vrp.prompt_pass`).
     """
     from tqdm.auto import tqdm
 
@@ -409,31 +440,29 @@ def predict(
     if images is not None and len(images) != len(questions):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions")
     index = CandidateIndex(adapter, candidates)
+    if images is None and share_prefix and adapter.shares_prefix:
+        batches = image_batches(questions["image_id"].tolist(), batch_size)
+    else:
+        batches = [list(range(s, min(s + batch_size, len(questions)))) for s in range(0, len(questions), batch_size)]
     parts = []
-    starts = range(0, len(questions), batch_size)
-    for start in tqdm(
-        starts, desc=f"predict {adapter.family}", mininterval=5, disable=not progress
-    ):
-        batch = questions.iloc[start : start + batch_size]
-        batch_images = (
-            images[start : start + batch_size]
-            if images is not None
-            else decode_images(batch["image"])
-        )
-        inputs = adapter.encode(batch_images, batch["question"].tolist())
+    for rows in tqdm(batches, desc=f"predict {adapter.family}", mininterval=5, disable=not progress):
+        batch = questions.iloc[rows]
+        batch_images = [images[r] for r in rows] if images is not None else decode_images(batch["image"])
         out = score_batch(
             adapter,
             index,
-            inputs,
+            batch_images,
+            batch["question"].tolist(),
             batch["task"].tolist(),
             batch["answer"].tolist(),
+            share_prefix,
             max_continuation_rows,
         )
         meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
             drop=True
         )
-        parts.append(pd.concat([meta, out], axis=1))
-    return pd.concat(parts, ignore_index=True)
+        parts.append((rows, pd.concat([meta, out], axis=1)))
+    return in_batch_order(parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,28 +510,26 @@ def parse_generation(text: str, task: str, candidates: list[str]) -> str:
 
 @torch.no_grad()
 def greedy_generations(
-    adapter: FamilyAdapter, images: list, questions: list[str], max_new_tokens: int
+    adapter: FamilyAdapter,
+    images: list,
+    questions: list[str],
+    max_new_tokens: int,
+    share_prefix: bool = True,
 ) -> list[str]:
-    """Greedy decoding of ``max_new_tokens`` tokens per prompt: new text, special tokens skipped."""
-    inputs = adapter.encode(images, questions)
-    tokenizer = adapter.tokenizer
-    pad_id = (
-        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    )
-    output = adapter.model.generate(
-        **inputs,
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        pad_token_id=pad_id,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-    )
-    prompt_length = inputs["input_ids"].shape[1]  # left-padded: new tokens start here in every row
-    return [
-        t.strip()
-        for t in tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
-    ]
+    """Greedy decoding of ``max_new_tokens`` tokens per prompt: new text, special tokens skipped.
+
+    Decoded from the prompt passes' states (:func:`vrp.prompt_pass.generate`), so a shared prefix
+    serves generation as it serves scoring.
+    """
+    texts = [""] * len(questions)
+    for rows, prompt in prompt_passes(adapter, images, questions, True, share_prefix):
+        ids = generate(
+            adapter, prompt.logits, prompt.state, max_new_tokens, lambda logits, _: logits.argmax(-1)
+        )
+        decoded = adapter.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        for r, text in zip(rows, decoded):
+            texts[r] = text.strip()
+    return texts
 
 
 def generation_summary(samples: pd.DataFrame) -> dict:

@@ -32,6 +32,9 @@ from PIL import Image
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
+# An empty and a non-empty question: the start their prompts share is the template's
+# question-independent part (in any tokenizer they part at the question's first token).
+_SENTINEL_QUESTIONS = ("", "x")
 _DTYPES = {
     "float32": torch.float32,
     "float16": torch.float16,
@@ -62,6 +65,11 @@ class FamilyAdapter(abc.ABC):
     special_tokens: ClassVar[tuple[str, ...]] = ()
     # Attribute of a decoder layer's attention module that maps the heads back to the residual.
     output_projection_name: ClassVar[str]
+    # Whether the KV cache of the prompt's prefix through the image span may be computed once per
+    # image and reused by every question about it (vrp.prompt_pass): true where no prefix token
+    # attends to the question (causal decoders); the note says why, for the docs and manifests.
+    shares_prefix: ClassVar[bool] = False
+    prefix_sharing_note: ClassVar[str] = ""
     # Every family adapter by family name, filled as each subclass is defined (vrp.adapters
     # imports them all), so this module never imports the package that imports it.
     registry: ClassVar[dict[str, type[FamilyAdapter]]] = {}
@@ -427,20 +435,128 @@ class FamilyAdapter(abc.ABC):
         self._form_ids_cache[key] = tail
         return None if tail is None else list(tail)
 
+    # ------------------------------------------------------------------ continuing a prompt
+    def next_positions(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B,) the position the token after each row's last prompt token takes.
+
+        ``inputs`` is a left-padded (or unpadded) prompt batch as :meth:`encode` gives it. Plain
+        1-D RoPE families count positions over the whole padded row (the model's default
+        ``arange``; pads sit before the prompt, so every relative distance is the unpadded one):
+        the next position is the row length. Families with other position schemes override this.
+        """
+        rows, length = inputs["input_ids"].shape
+        return torch.full((rows,), length, dtype=torch.long, device=inputs["input_ids"].device)
+
+    def position_kwargs(self, start: torch.Tensor, length: int) -> dict[str, torch.Tensor]:
+        """Model kwargs placing ``length`` new text tokens per row at ``start`` (R,), ``start + 1``, ..."""
+        steps = torch.arange(length, device=start.device)
+        return {"position_ids": start[:, None].to(torch.long) + steps[None, :]}
+
     def continuation_inputs(
-        self, prompt_inputs: dict[str, torch.Tensor], rows: torch.Tensor, suffix_ids: torch.Tensor,
-        suffix_mask: torch.Tensor,
+        self, state, rows: torch.Tensor, suffix_ids: torch.Tensor, suffix_mask: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Model kwargs feeding ``suffix_ids`` (R, L; right-padded) after the cached prompt ``rows``.
 
-        The prompt's KV cache holds every prompt token (image included), so only the text suffix is
-        passed; its mask is the prompt row's mask followed by the suffix mask. Plain 1-D RoPE
-        families need no positions: the default ``cache length + arange`` keeps every relative
-        distance of the full sequence (left padding sits before the prompt, not between prompt
-        and suffix). Families with other position schemes override this.
+        ``state`` (a :class:`vrp.prompt_pass.PromptState`) holds the prompt's KV cache, which
+        mask entries are real tokens, and each row's next position; the cache holds every prompt
+        token (image included), so only the text suffix is passed, with explicit positions that
+        continue each row from its last real token (a right-padded cache has pads between the
+        prompt and the suffix: default positions would count them).
         """
-        mask = torch.cat([prompt_inputs["attention_mask"][rows], suffix_mask], dim=1)
-        return {"input_ids": suffix_ids, "attention_mask": mask}
+        mask = torch.cat([state.key_mask[rows], suffix_mask], dim=1)
+        return {
+            "input_ids": suffix_ids,
+            "attention_mask": mask,
+            **self.position_kwargs(state.next_positions[rows], suffix_ids.shape[1]),
+        }
+
+    # ------------------------------------------------------------------ shared image prefix
+    def _per_token_keys(self) -> tuple[str, ...]:
+        """Batch keys with one value per token (sliced with the tokens); the rest are per image."""
+        return ("input_ids", "attention_mask", *self._per_token_answer_values)
+
+    def _prompt_tokens(
+        self, image: Image.Image, prompts: list[str]
+    ) -> tuple[dict[str, torch.Tensor], list[list[int]]]:
+        """The first prompt's processed batch, and each prompt's token ids as the processor gives
+        them with ``image`` (image span expanded).
+
+        The processor's expansion depends on the image's size, not its content, and leaves the
+        text around the placeholder as the tokenizer cuts it: so the prompts are tokenised as text
+        and the one placeholder token replaced by the span of the first prompt's processed row,
+        checked against that row. Where the check fails (a processor that rewrites more than the
+        placeholder), every prompt is processed with the image.
+        """
+        first = self._processor_call([image], prompts[:1], padding_side="right")
+        first.pop("labels", None)
+        expanded = first["input_ids"][0][first["attention_mask"][0].bool()].tolist()
+        image_id = self.image_token_id
+        span = expanded.count(image_id)
+        texts = self.tokenizer(prompts)["input_ids"]
+
+        def expand(ids: list[int]) -> list[int] | None:
+            if ids.count(image_id) != 1:
+                return None
+            j = ids.index(image_id)
+            return ids[:j] + [image_id] * span + ids[j + 1 :]
+
+        rows = [expand(list(ids)) for ids in texts]
+        if rows[0] == expanded and all(r is not None for r in rows):
+            return first, rows
+        batch = self._processor_call([image] * len(prompts), prompts, padding_side="right")
+        masks = batch["attention_mask"].bool()
+        return first, [ids[mask].tolist() for ids, mask in zip(batch["input_ids"], masks)]
+
+    def encode_shared(self, image: Image.Image, questions: Sequence[str]):
+        """The questions about one image as one shared prefix and right-padded suffixes.
+
+        The prefix is the question-independent start of the prompt: everything before the
+        question text, the image span included (the common start of these prompts and of two
+        sentinel prompts, so the cut is the template's, not words the questions happen to share).
+        Returns a :class:`vrp.prompt_pass.SharedPrompts`. Needs :attr:`shares_prefix`.
+        """
+        from vrp.prompt_pass import SharedPrompts
+
+        if not self.shares_prefix:
+            raise ValueError(f"{self.family}: {self.prefix_sharing_note or 'prefix sharing is off'}")
+        if not questions:
+            raise ValueError("encode_shared needs at least one question")
+        prompts = [self.build_prompt(self.question_text(q)) for q in questions]
+        sentinels = [self.build_prompt(self.question_text(q)) for q in _SENTINEL_QUESTIONS]
+        first, tokens = self._prompt_tokens(image, prompts + sentinels)
+        shared = len(tokens[0])
+        for row in tokens[1:]:
+            shared = min(shared, len(row))
+            shared = next((i for i in range(shared) if row[i] != tokens[0][i]), shared)
+        rows = tokens[: len(prompts)]
+        shared = min(shared, min(len(r) for r in rows) - 1)  # every row keeps one suffix token
+        image_id = self.image_token_id
+        last_image = max(i for i, t in enumerate(tokens[0]) if t == image_id)
+        if shared <= last_image:
+            raise ValueError(
+                f"{self.family}: the prompt template {self.prompt_template!r} puts text that depends "
+                "on the question before the end of the image span, so no prefix can be shared; "
+                "set extraction.prefix_sharing: false or move {question} after the image"
+            )
+        prefix = {
+            key: value[:, :shared] if key in self._per_token_keys() else value
+            for key, value in first.items()
+        }
+        pad = self.tokenizer.pad_token_id
+        pad = pad if pad is not None else self.tokenizer.eos_token_id
+        width = max(len(r) for r in rows) - shared
+        suffix_ids = torch.full((len(rows), width), pad, dtype=first["input_ids"].dtype)
+        suffix_mask = torch.zeros((len(rows), width), dtype=first["attention_mask"].dtype)
+        for b, row in enumerate(rows):
+            suffix_ids[b, : len(row) - shared] = torch.tensor(row[shared:], dtype=suffix_ids.dtype)
+            suffix_mask[b, : len(row) - shared] = 1
+        prefix = self._to_model(prefix)
+        return SharedPrompts(
+            prefix_inputs=prefix,
+            suffix_ids=suffix_ids.to(self.device),
+            suffix_mask=suffix_mask.to(self.device),
+            image_mask=self.image_token_mask(prefix),
+        )
 
     # ------------------------------------------------------------------ modules by role
     def language_model(self) -> torch.nn.Module:

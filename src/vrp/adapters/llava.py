@@ -42,6 +42,8 @@ class LlavaAdapter(FamilyAdapter):
     answer_separator: ClassVar[str] = " "
     special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
     output_projection_name: ClassVar[str] = "o_proj"  # LlamaAttention.o_proj
+    shares_prefix: ClassVar[bool] = True
+    prefix_sharing_note: ClassVar[str] = "causal decoder: no prefix token attends to the question"
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,  # shortest-edge resize and square center crop
         "patch_size": 8,

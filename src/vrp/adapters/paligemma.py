@@ -45,6 +45,11 @@ class PaliGemmaAdapter(FamilyAdapter):
     answer_separator: ClassVar[str] = ""
     special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
     output_projection_name: ClassVar[str] = "o_proj"  # GemmaAttention.o_proj
+    shares_prefix: ClassVar[bool] = False
+    prefix_sharing_note: ClassVar[str] = (
+        "prefix-LM: image and prompt tokens attend to each other bidirectionally, so the image "
+        "tokens' states depend on the question; every prompt is one full forward"
+    )
     _per_token_answer_values: ClassVar[dict[str, int]] = {"token_type_ids": 1}
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,
@@ -91,6 +96,10 @@ class PaliGemmaAdapter(FamilyAdapter):
 
     def build_prompt(self, question: str) -> str:
         return self.processor.image_token + self.prompt_template.replace("{question}", question)
+
+    def next_positions(self, inputs):
+        """PaliGemma counts positions from 1 (its forward adds one to the default ``arange``)."""
+        return super().next_positions(inputs) + 1
 
     def _generation_context(self) -> str:
         return self.build_prompt("") + "\n"  # the processor ends every prefix with a newline

@@ -83,6 +83,11 @@ class Qwen2VLAdapter(FamilyAdapter):
         "<|im_end|>",
     )
     output_projection_name: ClassVar[str] = "o_proj"  # Qwen2VLAttention.o_proj
+    shares_prefix: ClassVar[bool] = True
+    prefix_sharing_note: ClassVar[str] = (
+        "causal decoder: no prefix token attends to the question; suffix positions continue the "
+        "prefix's M-RoPE positions (get_rope_index), not its length"
+    )
     _per_token_answer_values: ClassVar[dict[str, int]] = {"mm_token_type_ids": 0}
     tiny_defaults: ClassVar[dict[str, Any]] = {
         "image_size": 64,  # max_pixels = image_size**2 unless given
@@ -128,27 +133,24 @@ class Qwen2VLAdapter(FamilyAdapter):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def continuation_inputs(self, prompt_inputs, rows, suffix_ids, suffix_mask):
-        """M-RoPE: a cached suffix needs explicit positions.
-
-        Image tokens share compressed positions, so the next text position is not the prompt
-        length; and with an attention mask the model's own cached-step positions span the whole
-        mask and do not fit the suffix. The positions are read off ``get_rope_index`` on the prompt
-        (not the model's mutable ``rope_deltas``): text positions continue from the last prompt
-        token (a real token under left padding) in all three M-RoPE rows.
-        """
-        kwargs = super().continuation_inputs(prompt_inputs, rows, suffix_ids, suffix_mask)
+    def next_positions(self, inputs):
+        """M-RoPE: image tokens share compressed positions, so the next text position is not the
+        prompt length. Read off ``get_rope_index`` on the prompt (not the model's mutable
+        ``rope_deltas``, which any forward on another image overwrites): one past the largest
+        position of each row (its last real token under left padding; all three rows agree on
+        text tokens)."""
         positions, _ = self.model.model.get_rope_index(
-            prompt_inputs["input_ids"],
-            mm_token_type_ids=prompt_inputs["mm_token_type_ids"],
-            image_grid_thw=prompt_inputs["image_grid_thw"],
-            attention_mask=prompt_inputs["attention_mask"],
+            inputs["input_ids"],
+            mm_token_type_ids=inputs["mm_token_type_ids"],
+            image_grid_thw=inputs.get("image_grid_thw"),
+            attention_mask=inputs["attention_mask"],
         )
-        start = positions[0, :, -1].to(suffix_ids.device)[rows] + 1  # (R,)
-        steps = torch.arange(suffix_ids.shape[1], device=suffix_ids.device)
-        text = (start[:, None] + steps[None, :]).to(positions.dtype)
-        kwargs["position_ids"] = text[None].expand(3, -1, -1)
-        return kwargs
+        return positions.amax(dim=(0, 2)).to(torch.long) + 1
+
+    def position_kwargs(self, start, length):
+        """Text tokens take the same position in all three M-RoPE rows: (3, R, L)."""
+        text = super().position_kwargs(start, length)["position_ids"]
+        return {"position_ids": text[None].expand(3, -1, -1)}
 
     # ------------------------------------------------------------------ tiny build
     @classmethod
