@@ -1,5 +1,7 @@
 """Attention-guided patch masking (paper §3.11): choose patches, paint them, re-score the questions.
 
+Masking
+-------
 Each question's image patches are ranked by the last-token attention of one decoder layer, read
 from the extraction (``image_attention[:, rank_layer, :]``, mean over heads, row-major over the
 question's own grid), so ranking needs no new forward pass. For a share ``p`` exactly
@@ -14,9 +16,14 @@ processor's own resize / crop geometry) and are painted with the fill colour (gr
 the masked images are re-scored with :func:`vrp.scoring.predict`.
 
 The paper's dev code used an unseeded random mask, a fixed 14-px grid that ignored the
-processor's crop, and a paired t-test on 0/1 outcomes; here the random mask is seeded and the boxes
-follow the processor. The paired statistics of the masked runs against the unmasked baseline (the
-masking table) are in :mod:`vrp.analysis.causal_tables`.
+processor's crop, and a paired t-test on 0/1 outcomes; here the random mask is seeded, the boxes
+follow the processor, and the paired test is McNemar's clustered by image (headline; the exact
+question-level McNemar and the t-test beside it).
+
+Paired comparisons
+------------------
+The paired statistics of the masked runs against the unmasked baseline (the masking table) and
+the ablation sweeps' Tables 5 and 6 are in :mod:`vrp.analysis.causal_tables`.
 """
 
 from __future__ import annotations
