@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vrp.stats.correlation import fisher_z_interval, point_biserial
+from vrp.stats.correlation import fisher_z_interval, pearson, point_biserial
 
 
 @pytest.mark.parametrize("r,expected", [(0.001, (-0.034, 0.036)), (-0.0115, (-0.047, 0.024))])
@@ -56,3 +56,13 @@ def test_bad_labels_raise():
         point_biserial([1.0, 2.0, 3.0], [0, 1, 2])
     with pytest.raises(ValueError, match="one score per sample"):
         point_biserial([1.0, 2.0], [0, 1, 1])
+
+
+def test_pearson_equals_scipy_and_is_nan_where_r_is_undefined():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=40)
+    y = 0.5 * x + rng.normal(size=40)
+    expected = stats.pearsonr(x, y)
+    assert pearson(x, y) == (pytest.approx(expected.statistic), pytest.approx(expected.pvalue))
+    assert all(math.isnan(v) for v in pearson(np.ones(40), y))
+    assert all(math.isnan(v) for v in pearson(x[:2], y[:2]))

@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from vrp.analysis.ablation import build_conditions, run_ablation
-from vrp.analysis.masking import load_causal_inputs
+from vrp.interventions.ablation import build_conditions, run_ablation
+from vrp.interventions.masking import load_causal_inputs
 from vrp.io import read_json, write_parquet
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from vrp.analysis.masking import PREDICTION_COLUMNS, load_causal_inputs
+from vrp.interventions.masking import PREDICTION_COLUMNS, load_causal_inputs
 from vrp.io import write_parquet
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging

@@ -1,6 +1,6 @@
 """One masking sweep point: HIGH / LOW / seeded RANDOM patch masks at share p, re-scored."""
 
-from vrp.analysis.masking import load_causal_inputs, run_masking
+from vrp.interventions.masking import load_causal_inputs, run_masking
 from vrp.io import write_parquet
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging

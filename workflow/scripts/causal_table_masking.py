@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from vrp.analysis.masking import masking_table
+from vrp.analysis.causal_tables import masking_table
 from vrp.io import write_csv
 from vrp.per_model import prepend_labels
 from vrp.runlog import setup_job_logging

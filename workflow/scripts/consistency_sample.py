@@ -1,8 +1,8 @@
 """Sample K_max answers per question for one model on one dataset (the only generation job of the K sweep)."""
 
 
-from vrp.analysis.consistency import ConsistencySettings, sample_answers
 from vrp.benchmark.schema import read_questions
+from vrp.interventions.sampling import ConsistencySettings, sample_answers
 from vrp.io import write_parquet
 from vrp.models import load_model_from_spec
 from vrp.runlog import setup_job_logging

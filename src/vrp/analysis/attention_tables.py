@@ -53,7 +53,7 @@ from vrp.stats import (
     within_group_pearson,
 )
 from vrp.stats.cluster import INTERVAL_COLUMNS, interval_method
-from vrp.stats.correlation import as_binary
+from vrp.stats.correlation import as_binary, pearson
 
 __all__ = [
     "CK_METHODS",
@@ -280,13 +280,6 @@ def combined_map_entropy(samples: pd.DataFrame, head_maps, weights) -> np.ndarra
     return entropy
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan, math.nan  # r is undefined for a constant side
-    result = sps.pearsonr(x, y)
-    return float(result.statistic), float(result.pvalue)
-
-
 def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataFrame,
                  ks: Sequence[int]) -> pd.DataFrame:
     """R² (Pearson) between the top-K heads' combined-map entropy and log answer confidence, per K.
@@ -311,7 +304,7 @@ def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataF
         top = ranking.iloc[:k]
         weights = np.abs(logit[:, top["layer"].to_numpy(), top["head"].to_numpy()])
         entropy = combined_map_entropy(samples, maps[:, :k, :], weights)
-        r, p = _pearson(entropy, target)
+        r, p = pearson(entropy, target)
         rows.append({"k": k, "heads": ";".join(f"L{l}H{h}" for l, h in zip(top["layer"], top["head"])),
                      "n": len(entropy), "r": r, "r2": r * r, "p": p, "mean_entropy": float(np.mean(entropy))})
     return pd.DataFrame(rows)
@@ -373,7 +366,7 @@ def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence
             entropy[test] = combined_map_entropy(
                 samples.iloc[test].reset_index(drop=True), maps, weights
             )
-        r, p = _pearson(entropy, target)
+        r, p = pearson(entropy, target)
         if np.isfinite(r):
             intervals = unit_intervals(
                 weighted_pearson(entropy, target), groups, n_boot, seed, unit, prefix="r_"

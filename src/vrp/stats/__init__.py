@@ -4,11 +4,12 @@ Pure numpy/scipy/scikit-learn/statsmodels; no models. Submodules:
 
 * :mod:`vrp.stats.attention` — H_s, C_k (connected components / DBSCAN), concentration, ΔH_s.
 * :mod:`vrp.stats.cluster` — image-clustered intervals (cluster bootstrap), clustered McNemar.
-* :mod:`vrp.stats.correlation` — point-biserial R_pb with Fisher-z and bootstrap CIs.
+* :mod:`vrp.stats.correlation` — point-biserial R_pb with Fisher-z and bootstrap CIs, Pearson r.
 * :mod:`vrp.stats.classify` — AUROC with CI, image-grouped CV, probes, stress test.
 * :mod:`vrp.stats.paired` — McNemar, paired t-test, accuracy-drop CI, Wilson interval.
 * :mod:`vrp.stats.consistency` — answer normalisation and self-consistency.
 * :mod:`vrp.stats.selection` — which patches to mask, which channels to ablate.
+* :mod:`vrp.stats.summary` — per-layer means with Student-t intervals.
 """
 
 from vrp.stats.attention import (
@@ -54,9 +55,10 @@ from vrp.stats.cluster import (
     within_group_pearson,
 )
 from vrp.stats.consistency import normalize_answer, precision_at_full_agreement, self_consistency
-from vrp.stats.correlation import as_binary, fisher_z_interval, point_biserial
+from vrp.stats.correlation import as_binary, fisher_z_interval, pearson, point_biserial
 from vrp.stats.paired import accuracy_drop_ci, flips, mcnemar_exact, paired_table, paired_ttest, wilson_interval
 from vrp.stats.selection import n_masked, random_channels, select_patches
+from vrp.stats.summary import layer_mean_ci
 
 __all__ = [
     "INTERVAL_COLUMNS",
@@ -90,6 +92,7 @@ __all__ = [
     "l1_channel_ranking",
     "l1_probe",
     "layer_delta_entropy",
+    "layer_mean_ci",
     "logistic_probe",
     "max_mass",
     "mcnemar_exact",
@@ -99,6 +102,7 @@ __all__ = [
     "normalize_maps",
     "paired_table",
     "paired_ttest",
+    "pearson",
     "peak_layer",
     "per_fold_feature_scores",
     "point_biserial",

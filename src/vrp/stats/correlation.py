@@ -2,7 +2,8 @@
 
 The paper's CIs on R_pb (r = 0.001 -> [-0.034, 0.036]; r = -0.0115 -> [-0.047, 0.024], n = 3,090)
 match the Fisher-z interval ``tanh(atanh(r) +- z_{0.975} / sqrt(n - 3))``; a paired percentile
-bootstrap (:func:`scipy.stats.bootstrap`) is reported beside it.
+bootstrap (:func:`scipy.stats.bootstrap`) is reported beside it. :func:`pearson` is the plain
+Pearson r (with its p) of two continuous samples.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import warnings
 import numpy as np
 from scipy import stats
 
-__all__ = ["point_biserial", "fisher_z_interval", "as_binary"]
+__all__ = ["point_biserial", "pearson", "fisher_z_interval", "as_binary"]
 
 
 def as_binary(values, name: str = "correct") -> np.ndarray:
@@ -57,6 +58,20 @@ def fisher_z_interval(r: float, n: int, ci: float = 0.95) -> tuple[float, float]
         centre = np.arctanh(np.clip(r, -1.0, 1.0))
     half_width = z_crit / math.sqrt(n - 3)
     return (float(np.tanh(centre - half_width)), float(np.tanh(centre + half_width)))
+
+
+def pearson(x, y) -> tuple[float, float]:
+    """Pearson r of two continuous samples and its two-sided p (:func:`scipy.stats.pearsonr`).
+
+    (NaN, NaN) with fewer than 3 pairs or a constant side, where r is undefined, so a sweep over
+    many subsets keeps going.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return math.nan, math.nan
+    result = stats.pearsonr(x, y)
+    return float(result.statistic), float(result.pvalue)
 
 
 def _pearson_last_axis(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:

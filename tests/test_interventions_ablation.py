@@ -12,9 +12,9 @@ from PIL import Image
 
 from vrp.adapters import FAMILIES, get_adapter_class
 from vrp.adapters.llava import LlavaAdapter
-from vrp.analysis.ablation import (
+from vrp.analysis.causal_tables import ablation_table
+from vrp.interventions.ablation import (
     ablate_mlp_channels,
-    ablation_table,
     build_conditions,
     channel_means,
     layer_plan,

@@ -1,4 +1,4 @@
-"""Neuron ablation (paper §3.12, Table 5) and large-scale ablation at the peak layer (§3.13, Table 6).
+"""Neuron ablation (paper §3.12) and large-scale ablation at the peak layer (§3.13): the hooks and conditions.
 
 A "neuron" is one output channel of a decoder layer's MLP (its contribution to the residual
 stream, the d-dimensional ``mlp_out`` of the extraction and the probe's features). Ablation
@@ -9,7 +9,8 @@ registers a forward hook on ``adapter.mlp_module(layer)`` that, at EVERY sequenc
   measured in one extra unablated pass;
 
 the full MLP bypass zeroes all channels. The re-scoring is :func:`vrp.scoring.predict` with the
-hook in place.
+hook in place. Tables 5 and 6 (the paired statistics against the unablated baseline) are in
+:mod:`vrp.analysis.causal_tables`.
 
 Conditions (:func:`build_conditions` from a plan the workflow passes):
 
@@ -37,10 +38,10 @@ import pandas as pd
 import torch
 
 from vrp.adapters.base import FamilyAdapter
-from vrp.analysis.masking import ALL_TASKS, PREDICTION_COLUMNS, compare_by_subset
-from vrp.scoring import predict
-from vrp.stats import INTERVAL_COLUMNS, n_masked, random_channels
 from vrp.benchmark.images import decode_images
+from vrp.interventions.masking import PREDICTION_COLUMNS
+from vrp.scoring import predict
+from vrp.stats import n_masked, random_channels
 
 ABLATION_MODES: tuple[str, ...] = ("zero", "mean")
 CONDITION_KEYS = ("condition", "layer", "k", "rank", "seed", "fraction", "n_channels", "channels")
@@ -272,82 +273,3 @@ def run_ablation(
         frame["mode"] = "zero" if cond.channels is None else mode
         parts.append(frame)
     return pd.concat(parts, ignore_index=True)
-
-
-# ---------------------------------------------------------------------------- tables 5 and 6
-_RENAMED = {
-    "acc_changed": "accuracy",
-    **{
-        f"acc_changed_{key}": f"accuracy_{key}"
-        for key in INTERVAL_COLUMNS
-    },
-    "acc_reference": "baseline_accuracy",
-}
-_DROPPED = [
-    f"acc_reference_{key}"
-    for key in INTERVAL_COLUMNS
-]
-
-
-def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                   unit: str = "image") -> pd.DataFrame:
-    """Per condition and subset (all questions, then each task): accuracy with its intervals, the
-    drop
-    against the unablated baseline with its intervals, the paired tests, and flips
-    (:func:`vrp.analysis.masking.paired_comparison`; headline intervals and ``paired_p`` by
-    ``unit``).
-
-    ``runs`` is the concatenation of :func:`run_ablation` outputs (any layers and conditions) of
-    one model on one dataset; ``baseline`` the unablated predictions of the same questions. The
-    first rows (condition ``baseline``, no layer) are the unablated model itself; their
-    ``majority_accuracy`` (share of the subset's most common gold answer, in percent) is the
-    floor an answer-changing claim needs the unablated model to clear.
-    """
-    rows = []
-    majority = _majority_accuracy(baseline)
-    for stats in compare_by_subset(baseline, baseline, n_boot, seed, unit):
-        rows.append({"layer": pd.NA, "condition": "baseline", "k": 0, "rank": -1, "seed": -1, "fraction": 0.0,
-                     "n_channels": 0, "channels": "", "mode": "", **stats})
-    keys = list(CONDITION_KEYS) + ["mode"]
-    for values, group in runs.groupby(keys, sort=False, dropna=False):
-        labels = dict(zip(keys, values))
-        for stats in compare_by_subset(baseline, group, n_boot, seed, unit):
-            rows.append({**labels, **stats})
-    table = pd.DataFrame(rows)
-    table["layer"] = table["layer"].astype("Int64")
-    table["majority_accuracy"] = table["subset"].map(majority)
-    table = table.rename(columns=_RENAMED).drop(columns=_DROPPED)
-    first = [
-        "layer",
-        "condition",
-        "k",
-        "rank",
-        "seed",
-        "fraction",
-        "n_channels",
-        "channels",
-        "mode",
-        "subset",
-        "n",
-        "n_images",
-        "accuracy",
-        "accuracy_lo",
-        "accuracy_hi",
-        "baseline_accuracy",
-        "majority_accuracy",
-        "drop_pp",
-        "drop_lo",
-        "drop_hi",
-        "drop_ci_method",
-        "paired_p",
-        "paired_test",
-    ]
-    return table[first + [c for c in table if c not in first]]
-
-
-def _majority_accuracy(baseline: pd.DataFrame) -> dict[str, float]:
-    """Per subset ("all" and each task): accuracy (%) of always giving the commonest gold answer."""
-    out = {ALL_TASKS: 100.0 * float(baseline["answer"].value_counts(normalize=True).iloc[0])}
-    for task, part in baseline.groupby("task"):
-        out[task] = 100.0 * float(part["answer"].value_counts(normalize=True).iloc[0])
-    return out
