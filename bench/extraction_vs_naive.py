@@ -2,9 +2,15 @@
 
 The naive pattern (what peers do): one ``generate(..., output_attentions=True,
 output_hidden_states=True, return_dict_in_generate=True)`` call per question, keeping every
-returned tensor for later analysis. vrp: batched teacher-forced forwards whose hooks keep only
-the last-token / image-span reductions. Both patterns also run the grey blank image (the
-visual-attribution margin needs it), so they deliver the same analyses.
+returned tensor for later analysis. vrp, two prompt passes (``vrp.prompt_pass``): ``full``, batched
+teacher-forced forwards of whole prompts whose hooks keep only the last-token / image-span
+reductions; ``shared``, the same reductions from one forward per image prefix whose KV cache every
+question about that image continues (questions batched by image). All patterns also run the grey
+blank image (the visual-attribution margin needs it), so they deliver the same analyses.
+
+Without ``--checkpoint`` a random-init model of the zoo's geometry is built from the demo's
+synthetic questions (``--geometry zoo``: 64 px; ``paper``: a LLaVA with LLaVA-1.5's 336 px and
+14-px patches, 576 image tokens per question).
 
 ``--geometry paper`` swaps the trained zoo model for a random-init tiny LLaVA with the real
 LLaVA-1.5 image geometry (336 px, 14-px patches: 576 image tokens per question), where the naive
@@ -15,6 +21,7 @@ Each pattern runs in its own subprocess so peak resident memory (ru_maxrss) is m
 
     .venv/bin/python bench/extraction_vs_naive.py --checkpoint results/zoo/llava/checkpoint \
         --family llava --questions results/data/synthetic/eval.parquet --n 400
+    .venv/bin/python bench/extraction_vs_naive.py --family llava --geometry paper --n 72
 """
 
 from __future__ import annotations
@@ -39,11 +46,14 @@ def run_pattern(args) -> dict:
     torch.set_num_threads(args.threads)
     adapter = load_adapter(args.family, args.checkpoint)
     questions = pd.read_parquet(args.questions)
+    # whole images, in table order: the questions of ~n/17 images
+    keep = questions["image_id"].drop_duplicates().head(max(1, args.n // 17))
+    questions = questions[questions["image_id"].isin(keep)]
     questions = questions[questions["task"] != "caption"].head(args.n).reset_index(drop=True)
     candidates = candidate_sets(pd.read_parquet(args.questions))
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     answers, retained = [], 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if args.pattern == "naive":
         from PIL import Image
 
@@ -77,19 +87,27 @@ def run_pattern(args) -> dict:
                 for step in group:
                     retained += sum(t.numel() * t.element_size() for t in step)
     else:
-        settings = ExtractionSettings(batch_size=args.batch_size, shard_size=args.batch_size, per_head=True)
+        settings = ExtractionSettings(
+            batch_size=args.batch_size, shard_size=args.batch_size, per_head=True,
+            generation_fraction=0.0, prefix_sharing=args.pattern == "shared",
+        )
         extractor = Extractor(adapter, candidates, settings)
-        for s in range(0, len(questions), args.batch_size):
-            samples, arrays = extractor.run_batch(questions.iloc[s : s + args.batch_size])
-            answers.extend(samples["prediction"].tolist())
+        by_row = {}
+        for rows in extractor.batches(questions):
+            samples, arrays = extractor.run_batch(questions.iloc[rows])
+            by_row.update(zip(rows, samples["prediction"]))
             retained += sum(a.nbytes for a in arrays.values())
+        answers = [by_row[r] for r in range(len(questions))]
     seconds = time.perf_counter() - start
+    # CPU seconds of this process: a fair clock on a shared machine (one thread, --threads 1)
+    cpu_seconds = time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "pattern": args.pattern,
         "n": len(questions),
         "seconds": round(seconds, 2),
-        "samples_per_s": round(len(questions) / seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 2),
+        "samples_per_s": round(len(questions) / cpu_seconds, 1),
         "peak_rss_mb": round(peak / 1024, 1),
         "peak_rss_increase_mb": round((peak - base_rss) / 1024, 1),
         "retained_mb": round(retained / 2**20, 2),
@@ -97,24 +115,34 @@ def run_pattern(args) -> dict:
     }
 
 
-def build_paper_geometry(args) -> None:
-    """Save a random-init tiny model with LLaVA-1.5's image geometry at ``args.checkpoint``."""
-    from transformers import AutoTokenizer
+def build_model(args) -> None:
+    """Save a random-init model and its question table when no checkpoint is given."""
+    from pathlib import Path
 
     from vrp.adapters import get_adapter_class
+    from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split
+    from vrp.zoo.tokenizer import questions_tokenizer
 
-    if args.family != "llava":
-        raise SystemExit("--geometry paper builds a LLaVA (336 px, 14-px patches); pass --family llava")
-    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    adapter = get_adapter_class("llava").build_tiny(tokenizer, {"image_size": 336, "patch_size": 14}, seed=0)
-    adapter.save(args.checkpoint)
+    folder = Path(args.workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    questions = generate_split(SyntheticBenchmarkConfig(n_train_images=1, n_eval_images=max(2, args.n // 17 + 1)), "eval")
+    questions.to_parquet(folder / "eval.parquet", index=False)
+    tiny = {"num_hidden_layers": 4}
+    if args.geometry == "paper":
+        if args.family != "llava":
+            raise SystemExit("--geometry paper builds a LLaVA (336 px, 14-px patches); pass --family llava")
+        tiny.update(image_size=336, patch_size=14)
+    adapter = get_adapter_class(args.family).build_tiny(questions_tokenizer(questions), tiny, seed=0)
+    adapter.save(folder / "checkpoint")
+    args.checkpoint, args.questions = str(folder / "checkpoint"), str(folder / "eval.parquet")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True)
+    parser.add_argument("--checkpoint", help="a saved model; none: build a random-init one (--geometry)")
     parser.add_argument("--family", required=True)
-    parser.add_argument("--questions", required=True)
+    parser.add_argument("--questions", help="the checkpoint's question table (eval.parquet)")
+    parser.add_argument("--workdir", default="bench/out/extraction", help="where a built model is saved")
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -122,28 +150,42 @@ def main() -> None:
     parser.add_argument("--no-blank", dest="blank", action="store_false",
                         help="naive pattern: skip the blank-image generate (vrp always runs its blank pass)")
     parser.add_argument("--geometry", choices=["zoo", "paper"], default="zoo",
-                        help="paper: build a random-init 336-px/14-px LLaVA (576 image tokens) at --checkpoint")
-    parser.add_argument("--tokenizer", default="results/zoo/tokenizer", help="word-level tokenizer (paper geometry)")
-    parser.add_argument("--pattern", choices=["naive", "vrp"])
+                        help="without --checkpoint: zoo (64 px) or paper (a LLaVA at 336 px / 14-px patches)")
+    parser.add_argument("--pattern", choices=PATTERNS)
     args = parser.parse_args()
-    if args.geometry == "paper" and not args.pattern:
-        build_paper_geometry(args)
     if args.pattern:
         print(json.dumps(run_pattern(args)))
         return
+    if not args.checkpoint:
+        build_model(args)
     results = {}
-    for pattern in ("naive", "vrp"):
-        cmd = [sys.executable, __file__, *sys.argv[1:], "--pattern", pattern]
+    for pattern in PATTERNS:
+        cmd = [sys.executable, __file__, *_forwarded(args), "--pattern", pattern]
         results[pattern] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-    naive, ours = results["naive"], results["vrp"]
-    agree = sum(a == b for a, b in zip(naive.pop("answers"), ours.pop("answers"))) / naive["n"]
-    print(json.dumps({"naive": naive, "vrp": ours}, indent=2))
-    print(f"speed-up: {ours['samples_per_s'] / naive['samples_per_s']:.1f}x samples/s")
-    print(f"peak RSS increase: naive {naive['peak_rss_increase_mb']} MB, vrp {ours['peak_rss_increase_mb']} MB "
-          f"(ratio {ours['peak_rss_increase_mb'] / max(naive['peak_rss_increase_mb'], 1e-9):.3f})")
-    print(f"retained tensors: naive {naive['retained_mb']} MB, vrp {ours['retained_mb']} MB "
-          f"(ratio {ours['retained_mb'] / naive['retained_mb']:.4f})")
-    print(f"same first answer: {agree:.1%}")
+    naive = results["naive"]
+    answers = {p: r.pop("answers") for p, r in results.items()}
+    print(json.dumps(results, indent=2))
+    for pattern in ("full", "shared"):
+        ours = results[pattern]
+        agree = sum(a == b for a, b in zip(answers["naive"], answers[pattern])) / naive["n"]
+        print(f"{pattern}: speed-up {ours['samples_per_s'] / naive['samples_per_s']:.1f}x samples/s; "
+              f"peak RSS increase {ours['peak_rss_increase_mb']} MB vs naive {naive['peak_rss_increase_mb']} MB "
+              f"(ratio {ours['peak_rss_increase_mb'] / max(naive['peak_rss_increase_mb'], 1e-9):.3f}); "
+              f"retained {ours['retained_mb']} MB vs {naive['retained_mb']} MB "
+              f"(ratio {ours['retained_mb'] / naive['retained_mb']:.4f}); same first answer as naive {agree:.1%}")
+    same = answers["full"] == answers["shared"]
+    print(f"shared vs full: {results['shared']['samples_per_s'] / results['full']['samples_per_s']:.1f}x samples/s, "
+          f"identical answers: {same}")
+
+
+PATTERNS = ("naive", "full", "shared")
+
+
+def _forwarded(args) -> list[str]:
+    """The options a pattern's subprocess needs (the built model's paths included)."""
+    return ["--checkpoint", args.checkpoint, "--family", args.family, "--questions", args.questions,
+            "--n", str(args.n), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
+            "--max-new-tokens", str(args.max_new_tokens), *([] if args.blank else ["--no-blank"])]
 
 
 if __name__ == "__main__":

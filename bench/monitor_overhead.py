@@ -94,10 +94,10 @@ def main() -> None:
 
     @torch.no_grad()
     def plain():
-        # the same answering path as the monitor, without the probe hook
-        inputs = adapter.encode(images, texts)
+        # the same answering path as the monitor (a full pass), without the probe hook
         return score_batch(
-            adapter, monitor.index, inputs, tasks, [monitor.candidates[t][0] for t in tasks]
+            adapter, monitor.index, images, texts, tasks, [monitor.candidates[t][0] for t in tasks],
+            share_prefix=False,
         )
 
     def monitored():

@@ -29,8 +29,10 @@ rule consistency_sample:
             "top_k",
             "max_new_tokens",
             "batch_size",
+            "decode_rows",
             "seed",
         ),
+        prefix_sharing=config["runtime"]["prefix_sharing"],
     script:
         "../workflow/scripts/consistency_sample.py"
 

@@ -46,6 +46,7 @@ rule extract_activations:
     params:
         model=model_spec,
         extraction=config["extraction"],
+        prefix_sharing=config["runtime"]["prefix_sharing"],
         seed=config["seed"],
     script:
         "../workflow/scripts/extract_activations.py"

@@ -6,7 +6,6 @@ import torch
 
 from conftest import synthetic_eval_questions
 from vrp.adapters import FAMILIES, get_adapter_class
-from vrp.benchmark.images import decode_images
 from vrp.interventions import sampling as S
 from vrp.stats import normalize_answer
 from vrp.zoo.tokenizer import questions_tokenizer
@@ -18,7 +17,9 @@ def test_settings_reject_bad_values():
     with pytest.raises(ValueError, match="top_p"):
         S.ConsistencySettings(top_p=1.5)
     assert S.ConsistencySettings.from_params({"k_max": 4, "k_values": [2, 4], "seed": 3}).k_max == 4
-    assert S.sampling_seed(0, 1, 2) != S.sampling_seed(0, 2, 1)
+    assert S.sample_seed(0, "q1", 2) != S.sample_seed(0, "q2", 2) != S.sample_seed(0, "q2", 1)
+    with pytest.raises(ValueError, match="decode_rows"):
+        S.ConsistencySettings(decode_rows=0)
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +48,18 @@ def test_sampling_is_seeded_prefix_stable_and_decodes_only_new_tokens(adapter, q
     assert first["normalized"].tolist() == [normalize_answer(t) for t in first["text"]]
     # only the generated tokens are decoded (the prompts are longer than max_new_tokens words) ...
     assert first["text"].map(lambda t: len(t.split()) <= 3).all()
-    # ... and sample s of batch b is the generate call seeded with sampling_seed(seed, b, s)
-    batch = questions.iloc[4:]  # batch 1 (batch_size 4)
-    inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
-    torch.manual_seed(S.sampling_seed(7, 1, 2))
-    output = adapter.model.generate(**inputs, do_sample=True, temperature=1.0, top_p=0.95, top_k=0,
-                                    repetition_penalty=1.0, max_new_tokens=3,
-                                    pad_token_id=adapter.tokenizer.pad_token_id)
-    expected = adapter.tokenizer.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert first[first["sample"] == 2]["text"].tolist()[4:] == [t.strip() for t in expected]
+    # ... and every sample is the plain pattern's: one generate per question and sample, seeded
+    # with sample_seed(seed, question, s), its own prefill; whichever prompt pass and chunking
+    reference = S.sample_answers_reference(adapter, questions, settings)
+    pd.testing.assert_frame_equal(first, reference)
+    for share_prefix, decode_rows in ((False, 64), (True, 2)):
+        chunked = S.ConsistencySettings(**{**settings.__dict__, "decode_rows": decode_rows})
+        other = S.sample_answers(adapter, questions, chunked, progress=False, share_prefix=share_prefix)
+        pd.testing.assert_frame_equal(other, reference)
+    # a question's samples do not depend on the other questions of its batch
+    alone = S.sample_answers(adapter, questions.iloc[[3]], settings, progress=False)
+    pd.testing.assert_frame_equal(alone, first[first["question_id"] == questions["question_id"][3]]
+                                  .reset_index(drop=True))
 
     again = S.sample_answers(adapter, questions, settings, progress=False)
     pd.testing.assert_frame_equal(first, again)

@@ -59,6 +59,7 @@ import logging
 import os
 import shutil
 from collections import OrderedDict
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -341,40 +342,44 @@ class Extractor:
 
     # ------------------------------------------------------------------ the hooked passes
     @torch.no_grad()
-    def _passes(
-        self, images: list[Image.Image], questions: list[str], groups: list[list[int]], blank: bool = False
-    ) -> list[_Pass]:
-        """The hooked prompt passes, one per group of rows: a full pass over the whole batch, or
-        one per image sharing its prefix (``groups`` are the real images' groups; a blank image
-        is grey for every row of a group, and its prefix is kept per image size)."""
-        use_cache = self.index.needs_continuation
-        per_head = self.settings.per_head and not blank
+    def _passes(self, images: list[Image.Image], questions: list[str]) -> Iterator[tuple[_Pass, _Pass]]:
+        """The hooked prompt passes (image, then grey image), one pair per group of rows: the
+        whole batch as one full pass, or one group per image sharing its prefix. The grey image's
+        prefix is computed once per image size (:meth:`_blank_prefix`); its suffixes are the
+        image's own."""
         if not self.share:
-            inputs = self.adapter.encode(images, questions)
-            mask = self.adapter.image_token_mask(inputs)
-            with _LastTokenRecorder(self.adapter, mask, per_head, query_image_mask=mask) as rec:
-                prompt = full_pass(self.adapter, inputs, use_cache)
-            update = _stack_layers(rec.update_norm)
-            return [_Pass(list(range(len(questions))), prompt, rec, update, self.adapter.patch_grids(inputs))]
-        passes = []
-        for rows in groups:
-            shared = self.adapter.encode_shared(images[rows[0]], [questions[r] for r in rows])
-            n = len(rows)
-            if blank:
-                prefix = self._blank_prefix(images[rows[0]], shared)
-                update = torch.zeros(n, self.adapter.num_layers)  # not read for the blank image
-            else:
-                with _PrefixUpdateRecorder(self.adapter, shared.image_mask) as prefix_rec:
-                    prefix = prefix_pass(self.adapter, shared)
-                update = _stack_layers(prefix_rec.update_norm).expand(n, -1)
-            recorder = _LastTokenRecorder(
-                self.adapter, shared.key_image_mask(), per_head, last_index=last_token_index(shared)
-            )
-            with recorder as rec:
-                prompt = suffix_pass(self.adapter, shared, prefix, use_cache)
-            grids = self.adapter.patch_grids(shared.prefix_inputs) * n
-            passes.append(_Pass(rows, prompt, rec, update, grids))
-        return passes
+            blanks = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
+            rows = list(range(len(questions)))
+            yield self._full(rows, images, questions), self._full(rows, blanks, questions, blank=True)
+            return
+        for rows in image_groups(images):
+            image = images[rows[0]]
+            shared = self.adapter.encode_shared(image, [questions[r] for r in rows])
+            with _PrefixUpdateRecorder(self.adapter, shared.image_mask) as prefix_rec:
+                prefix = prefix_pass(self.adapter, shared)
+            update = _stack_layers(prefix_rec.update_norm).expand(len(rows), -1)
+            real = self._suffixes(rows, shared, prefix, update)
+            blank_prefix = self._blank_prefix(image.size, shared, questions[rows[0]])
+            blank = self._suffixes(rows, shared, blank_prefix, torch.zeros_like(update), blank=True)
+            yield real, blank  # one group's passes (and caches) alive at a time
+
+    def _full(self, rows, images, questions, blank: bool = False) -> _Pass:
+        inputs = self.adapter.encode(images, questions)
+        mask = self.adapter.image_token_mask(inputs)
+        per_head = self.settings.per_head and not blank
+        with _LastTokenRecorder(self.adapter, mask, per_head, query_image_mask=mask) as rec:
+            prompt = full_pass(self.adapter, inputs, self.index.needs_continuation)
+        return _Pass(rows, prompt, rec, _stack_layers(rec.update_norm), self.adapter.patch_grids(inputs))
+
+    def _suffixes(self, rows, shared: SharedPrompts, prefix: PromptState, update, blank: bool = False) -> _Pass:
+        per_head = self.settings.per_head and not blank
+        recorder = _LastTokenRecorder(
+            self.adapter, shared.key_image_mask(), per_head, last_index=last_token_index(shared)
+        )
+        with recorder as rec:
+            prompt = suffix_pass(self.adapter, shared, prefix, self.index.needs_continuation)
+        grids = self.adapter.patch_grids(shared.prefix_inputs) * len(rows)
+        return _Pass(rows, prompt, rec, update, grids)
 
     def batches(self, questions: pd.DataFrame) -> list[list[int]]:
         """Row indices of ``questions`` in batches: whole images together when prefixes are
@@ -384,12 +389,16 @@ class Extractor:
             return image_batches(questions["image_id"].tolist(), size)
         return [list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)]
 
-    def _blank_prefix(self, image: Image.Image, shared: SharedPrompts) -> PromptState:
-        """The grey image's prefix state, computed once per image size and prefix for the run."""
-        key = (image.size, tuple(shared.prefix_inputs["input_ids"][0].tolist()))
+    def _blank_prefix(self, size: tuple[int, int], shared: SharedPrompts, question: str) -> PromptState:
+        """The grey image's prefix state for an image of ``size`` whose prefix is ``shared``'s:
+        computed once per size and prefix for the run (the grey image's tokens are the image's)."""
+        key = (size, tuple(shared.prefix_inputs["input_ids"][0].tolist()))
         state = self._blank_prefixes.get(key)
         if state is None:
-            state = prefix_pass(self.adapter, shared)
+            grey = self.adapter.encode_shared(Image.new("RGB", size, BLANK_GREY), [question])
+            if not torch.equal(grey.prefix_inputs["input_ids"], shared.prefix_inputs["input_ids"]):
+                raise RuntimeError(f"{self.adapter.family}: the grey image's prefix tokens differ from the image's")
+            state = prefix_pass(self.adapter, grey)
             self._blank_prefixes[key] = state
             if len(self._blank_prefixes) > self.BLANK_PREFIXES_KEPT:
                 self._blank_prefixes.popitem(last=False)
@@ -407,11 +416,8 @@ class Extractor:
         images = decode_images(batch["image"])
         questions = batch["question"].tolist()
         tasks, answers = batch["task"].tolist(), batch["answer"].tolist()
-        groups = image_groups(images) if self.share else [list(range(len(batch)))]
-        blank_images = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
-        blank_passes = self._passes(blank_images, questions, groups, blank=True)
         sample_parts, array_parts = [], []
-        for part, blank in zip(self._passes(images, questions, groups), blank_passes):
+        for part, blank in self._passes(images, questions):
             rows = part.rows
             samples, arrays = self._readouts(part, blank, [images[r] for r in rows],
                                              [questions[r] for r in rows], [tasks[r] for r in rows],
@@ -747,7 +753,7 @@ def extract(
         done = [k for k in range(n_shards) if k not in todo]
         bar.write(f"resuming: {len(done)} complete shard(s) kept")
     for k in todo:
-        shard = questions.iloc[k * settings.shard_size : (k + 1) * settings.shard_size].reset_index(drop=True)
+        shard = questions.iloc[k * settings.shard_size : (k + 1) * settings.shard_size]
         parts_k, arrays, rows_k = [], {}, []
         for rows in extractor.batches(shard):
             batch_samples, batch_arrays = extractor.run_batch(shard.iloc[rows])

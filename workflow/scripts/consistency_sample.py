@@ -12,7 +12,8 @@ spec = snakemake.params.model
 settings = ConsistencySettings.from_params(snakemake.params.sampling)
 adapter = load_model_from_spec(spec)
 log.info("loaded %r from %s; %s", adapter, spec["path"], settings)
-samples = sample_answers(adapter, read_questions(snakemake.input.questions), settings)
+samples = sample_answers(adapter, read_questions(snakemake.input.questions), settings,
+                         share_prefix=snakemake.params.prefix_sharing)
 log.info("%d questions x %d samples; most common answers:\n%s", samples["question_id"].nunique(), settings.k_max,
          samples["normalized"].value_counts().head(15).to_string())
 write_parquet(samples, snakemake.output.samples)

@@ -21,11 +21,14 @@ manifest = extract(
     settings=ExtractionSettings(
         **known_fields(ExtractionSettings, snakemake.params.extraction),
         generation_seed=snakemake.params.seed,
+        prefix_sharing=snakemake.params.prefix_sharing,
     ),
 )
 log.info("extracted %d samples; arrays %s", manifest["n_samples"],
          {k: v["shape"] for k, v in manifest["arrays"].items()})
 scoring = manifest["answer_scoring"]
+log.info("prompt pass: %s (%s)", manifest["answer_scoring"]["prompt_pass"]["mode"],
+         manifest["answer_scoring"]["prompt_pass"]["reason"])
 log.info("answers scored with the %s attention kernel, attention read with %s; prompt %r",
          scoring["answer_attention_kernel"], scoring["readout_attention_kernel"],
          scoring["prompt_example"])

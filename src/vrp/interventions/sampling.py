@@ -1,13 +1,20 @@
 """Self-consistency sampling (paper §3.10): K_max sampled answers per question, drawn once.
 
-:func:`sample_answers` draws ``k_max`` answers per question with
-``model.generate(do_sample=True, temperature, top_p, max_new_tokens)`` on the same prompt and image
-as the greedy pass. Sample ``s`` of every question in batch ``b`` comes from its own generate call
-after ``torch.manual_seed(sampling_seed(seed, b, s))``, so
+:func:`sample_answers` runs each question's prompt once (:mod:`vrp.prompt_pass`: one shared prefix
+per image for the causal families) and draws its ``k_max`` answers from that one prompt state, as
+one batch of question x sample rows decoded together. Tokens are drawn with transformers' own
+logits warpers (temperature, then top-k, then top-p, as ``generate(do_sample=True)`` applies
+them). Sample ``s`` of question ``q`` draws from its own generator, seeded with
+``sample_seed(seed, q, s)``, so
 
-* the run is reproducible from (seed, batch_size, question order), and
+* the run is reproducible from (seed, question ids) alone: batching, image grouping and the
+  other questions do not change a question's samples,
 * the first K samples do not depend on ``k_max``: raising ``k_max`` appends samples and keeps the
-  old ones, and every K <= K_max is read off the first K stored samples.
+  old ones, and every K <= K_max is read off the first K stored samples, and
+* :func:`sample_answers_reference` gives the same samples from the plain pattern: one
+  ``model.generate(do_sample=True)`` per question and sample after
+  ``torch.manual_seed(sample_seed(seed, q, s))``, each with its own prefill (the equivalence
+  tests and ``bench/consistency_sampling.py`` compare them).
 
 Every sampling knob is passed explicitly, so a checkpoint's own generation defaults cannot change
 the distribution (Qwen2-VL-Instruct ships ``top_k=1``, which would make every sample the greedy
@@ -22,18 +29,26 @@ Every K <= K_max is scored from the stored samples by :mod:`vrp.analysis.consist
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from vrp import stats
 from vrp.adapters.base import FamilyAdapter
 from vrp.benchmark.images import decode_images
 from vrp.config import known_fields
-from vrp.scoring import SCORED_TASKS_EXCLUDED
+from vrp.prompt_pass import generate, prompt_passes, select_rows
+from vrp.scoring import SCORED_TASKS_EXCLUDED, image_batches
 
 SAMPLE_COLUMNS = ["question_id", "image_id", "task", "pope_setting", "answer", "sample", "text", "normalized"]
 
@@ -48,6 +63,9 @@ class ConsistencySettings:
     top_k: int = 0
     max_new_tokens: int = 5
     batch_size: int = 16
+    # question x sample rows decoded together from copies of their prompt's cache (memory:
+    # rows x one prompt's KV cache, ~0.33 GB per row for LLaVA-1.5-7B in bf16)
+    decode_rows: int = 64
     seed: int = 0
 
     def __post_init__(self):
@@ -59,6 +77,8 @@ class ConsistencySettings:
             raise ValueError(f"consistency.top_p must lie in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"consistency.top_k must be >= 0 (0 = off), got {self.top_k}")
+        if self.decode_rows < 1:
+            raise ValueError(f"consistency.decode_rows must be >= 1, got {self.decode_rows}")
 
     @classmethod
     def from_params(cls, params: dict) -> "ConsistencySettings":
@@ -66,35 +86,122 @@ class ConsistencySettings:
         return cls(**known_fields(cls, params))
 
 
-def sampling_seed(seed: int, batch_index: int, sample_index: int) -> int:
-    """The torch seed of sample ``sample_index`` of batch ``batch_index`` (independent streams)."""
-    return int(np.random.SeedSequence([seed, batch_index, sample_index]).generate_state(1, dtype=np.uint32)[0])
+def sample_seed(seed: int, question_id: str, sample_index: int) -> int:
+    """The torch seed of sample ``sample_index`` of question ``question_id`` (independent streams)."""
+    question = int.from_bytes(hashlib.sha256(str(question_id).encode()).digest()[:8], "big")
+    entropy = [seed, question >> 32, question & 0xFFFFFFFF, sample_index]
+    return int(np.random.SeedSequence(entropy).generate_state(1, dtype=np.uint32)[0])
 
 
-@torch.no_grad()
-def sample_answers(adapter: FamilyAdapter, questions: pd.DataFrame,
-                   settings: ConsistencySettings = ConsistencySettings(), progress: bool = True) -> pd.DataFrame:
-    """``k_max`` sampled answers for every scored question (caption rows are skipped).
+def _warpers(settings: ConsistencySettings) -> LogitsProcessorList:
+    """generate(do_sample=True)'s warpers for these settings, in its order."""
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(settings.temperature)])
+    if settings.top_k > 0:
+        warpers.append(TopKLogitsWarper(settings.top_k))
+    if settings.top_p < 1.0:
+        warpers.append(TopPLogitsWarper(settings.top_p))
+    return warpers
 
-    Returns long rows (one per question and sample, questions in table order, samples 0..k_max-1)
-    with columns :data:`SAMPLE_COLUMNS`: ``text`` is the decoded new text, ``normalized`` its
-    :func:`vrp.stats.normalize_answer`.
-    """
+
+def seeded_sampler(settings: ConsistencySettings, generators: list[torch.Generator]):
+    """``choose(logits, step)`` for :func:`vrp.prompt_pass.generate`: row r draws from the warped
+    distribution with ``generators[r]`` (one stream per question and sample)."""
+    warpers = _warpers(settings)
+
+    def choose(logits: torch.Tensor, step: int) -> torch.Tensor:
+        probs = torch.softmax(warpers(None, logits), dim=-1)
+        return torch.cat(
+            [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)]
+        )
+
+    return choose
+
+
+def _scored(questions: pd.DataFrame) -> pd.DataFrame:
     questions = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
     if questions.empty:
         raise ValueError("no scored questions to sample (the table holds only caption rows?)")
+    return questions
+
+
+def _long_frame(questions: pd.DataFrame, texts: np.ndarray, k_max: int) -> pd.DataFrame:
+    """One row per question and sample (questions in table order, samples 0..k_max-1)."""
+    meta = questions[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+    frame = meta.loc[meta.index.repeat(k_max)].reset_index(drop=True)
+    frame["sample"] = np.tile(np.arange(k_max, dtype=np.int64), len(questions))
+    frame["text"] = texts.reshape(-1)
+    frame["normalized"] = [stats.normalize_answer(text) for text in frame["text"]]
+    return frame[SAMPLE_COLUMNS]
+
+
+@torch.no_grad()
+def sample_answers(
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    settings: ConsistencySettings = ConsistencySettings(),
+    progress: bool = True,
+    share_prefix: bool = True,
+) -> pd.DataFrame:
+    """``k_max`` sampled answers for every scored question (caption rows are skipped).
+
+    Each question's prompt is run once; its k_max samples continue from that prompt state, in
+    chunks of ``settings.decode_rows`` question x sample rows. Returns long rows (one per question
+    and sample, questions in table order, samples 0..k_max-1) with columns
+    :data:`SAMPLE_COLUMNS`: ``text`` is the decoded new text, ``normalized`` its
+    :func:`vrp.stats.normalize_answer`.
+    """
+    questions = _scored(questions)
+    k_max = settings.k_max
+    texts = np.empty((len(questions), k_max), dtype=object)
+    if share_prefix and adapter.shares_prefix:
+        batches = image_batches(questions["image_id"].tolist(), settings.batch_size)
+    else:
+        size = settings.batch_size
+        batches = [list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)]
+    device = adapter.device
+    bar = tqdm(total=len(questions), desc=f"sample {adapter.family}", mininterval=5, disable=not progress)
+    for rows in batches:
+        batch = questions.iloc[rows]
+        images, prompts = decode_images(batch["image"]), batch["question"].tolist()
+        for group, prompt in prompt_passes(adapter, images, prompts, True, share_prefix):
+            pairs = [(g, s) for g in group for s in range(k_max)]
+            for start in range(0, len(pairs), settings.decode_rows):
+                chunk = pairs[start : start + settings.decode_rows]
+                pick = torch.tensor([group.index(g) for g, _ in chunk], device=device)
+                generators = [
+                    torch.Generator(device=device).manual_seed(
+                        sample_seed(settings.seed, batch["question_id"].iloc[g], s)
+                    )
+                    for g, s in chunk
+                ]
+                ids = generate(
+                    adapter, prompt.logits[pick], select_rows(prompt.state, pick),
+                    settings.max_new_tokens, seeded_sampler(settings, generators),
+                )
+                decoded = adapter.tokenizer.batch_decode(ids, skip_special_tokens=True)
+                for (g, s), text in zip(chunk, decoded):
+                    texts[rows[g], s] = text.strip()
+            prompt.state.cache = None
+        bar.update(len(rows))
+    bar.close()
+    return _long_frame(questions, texts, k_max)
+
+
+@torch.no_grad()
+def sample_answers_reference(
+    adapter: FamilyAdapter, questions: pd.DataFrame, settings: ConsistencySettings = ConsistencySettings()
+) -> pd.DataFrame:
+    """The plain pattern :func:`sample_answers` must equal: one ``generate(do_sample=True)`` per
+    question and sample, each its own prefill, seeded with :func:`sample_seed`."""
+    questions = _scored(questions)
     tokenizer = adapter.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    parts = []
-    starts = range(0, len(questions), settings.batch_size)
-    bar = tqdm(total=len(questions), desc=f"sample {adapter.family}", mininterval=5, disable=not progress)
-    for batch_index, start in enumerate(starts):
-        batch = questions.iloc[start : start + settings.batch_size]
-        inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
-        prompt_length = inputs["input_ids"].shape[1]  # left-padded: new tokens start here in every row
-        texts = np.empty((len(batch), settings.k_max), dtype=object)
-        for sample in range(settings.k_max):
-            torch.manual_seed(sampling_seed(settings.seed, batch_index, sample))
+    texts = np.empty((len(questions), settings.k_max), dtype=object)
+    images = decode_images(questions["image"])
+    for q, (question_id, question) in enumerate(zip(questions["question_id"], questions["question"])):
+        inputs = adapter.encode([images[q]], [question])
+        for s in range(settings.k_max):
+            torch.manual_seed(sample_seed(settings.seed, question_id, s))
             output = adapter.model.generate(
                 **inputs,
                 do_sample=True,
@@ -105,16 +212,6 @@ def sample_answers(adapter: FamilyAdapter, questions: pd.DataFrame,
                 max_new_tokens=settings.max_new_tokens,
                 pad_token_id=pad_id,
             )
-            decoded = tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True)
-            texts[:, sample] = [text.strip() for text in decoded]
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
-        frame = meta.loc[meta.index.repeat(settings.k_max)].reset_index(drop=True)
-        frame["sample"] = np.tile(np.arange(settings.k_max), len(batch))
-        frame["text"] = texts.reshape(-1)
-        parts.append(frame)
-        bar.update(len(batch))
-    bar.close()
-    samples = pd.concat(parts, ignore_index=True)
-    samples["normalized"] = [stats.normalize_answer(text) for text in samples["text"]]
-    samples["sample"] = samples["sample"].astype(np.int64)
-    return samples[SAMPLE_COLUMNS]
+            new = output[0, inputs["input_ids"].shape[1] :]
+            texts[q, s] = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return _long_frame(questions, texts, settings.k_max)
