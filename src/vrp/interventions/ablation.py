@@ -247,12 +247,14 @@ def run_ablation(
     conditions: Sequence[AblationCondition],
     mode: str = "zero",
     batch_size: int = 16,
+    share_prefix: bool = True,
 ) -> pd.DataFrame:
     """Re-score ``questions`` under each condition; one row per question and condition.
 
     Columns: the condition's labels (:data:`CONDITION_KEYS`), ``mode`` and the prediction columns.
     In ``mean`` mode the replacement values are measured once per layer on the same questions;
-    the bypass always zeroes.
+    the bypass always zeroes. The ablation hooks act on every pass, so with ``share_prefix`` each
+    image's prefix is computed once per condition, under that condition.
     """
     if mode not in ABLATION_MODES:
         raise ValueError(f"ablation mode must be one of {ABLATION_MODES}, got {mode!r}")
@@ -265,7 +267,7 @@ def run_ablation(
                 means[cond.layer] = channel_means(adapter, questions, cond.layer, batch_size)
             values = means[cond.layer][list(cond.channels)]
         with ablate_mlp_channels(adapter, cond.layer, cond.channels, values):
-            scored = predict(adapter, questions, candidates, batch_size=batch_size)
+            scored = predict(adapter, questions, candidates, batch_size=batch_size, share_prefix=share_prefix)
         labels = cond.labels(adapter.hidden_size)
         frame = scored.loc[:, list(PREDICTION_COLUMNS)]
         for key in CONDITION_KEYS:

@@ -188,7 +188,9 @@ def run_masking(
             images, counts = masked_images(
                 adapter, decode_images(chunk["image"]), scores[start:stop], grids[start:stop], p, mode, rngs, fill
             )
-            scored = predict(adapter, chunk, candidates, batch_size=batch_size, images=images)
+            # every question masks its own patches (its attention ranking, its random draw): no
+            # two prompts share an image, so one batched full pass beats per-question prefixes
+            scored = predict(adapter, chunk, candidates, batch_size=batch_size, images=images, share_prefix=False)
             parts.append(
                 scored.loc[:, list(PREDICTION_COLUMNS)].assign(
                     condition=mode,
