@@ -106,7 +106,7 @@ from vrp.scoring import (
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 2
 # Bump when a change to this module changes what a shard holds: old shards are then redone.
-EXTRACTION_VERSION = 2
+EXTRACTION_VERSION = 3
 # Stored as float16 (see the module docstring): per-head maps dominate the shards' size.
 FLOAT16_ARRAYS = frozenset({"head_attention"})
 
