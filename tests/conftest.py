@@ -52,6 +52,31 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return counts
 
 
+def tiny_adapter(family: str, tokenizer, num_hidden_layers: int, seed: int):
+    """A tiny random-init model of ``family`` on ``tokenizer``, torch single-threaded (shared CPUs)."""
+    import torch
+
+    from vrp.adapters import get_adapter_class
+
+    torch.set_num_threads(1)
+    return get_adapter_class(family).build_tiny(tokenizer, {"num_hidden_layers": num_hidden_layers}, seed=seed)
+
+
+def tiny_adapters(tokenizer, num_hidden_layers: int, seed: int) -> dict:
+    """:func:`tiny_adapter` of every family, keyed by family."""
+    from vrp.adapters import FAMILIES
+
+    return {family: tiny_adapter(family, tokenizer, num_hidden_layers, seed) for family in FAMILIES}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(questions):
+    """The word tokenizer of the test module's own ``questions`` fixture (a module may define its own)."""
+    from vrp.zoo.tokenizer import questions_tokenizer
+
+    return questions_tokenizer(questions)
+
+
 def synthetic_eval_questions(seed: int, n_eval_images: int):
     """The eval question table of a small synthetic benchmark (the unit tests' model inputs)."""
     from vrp.benchmark.synthetic import SyntheticBenchmarkConfig, generate_split

@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
-# the dataset card of the lmms-lab/POPE repo layout, the same one the paper-shapes fixture writes
-from vrp.benchmark.paper_fixtures import POPE_CARD
+# the dataset card and column types of the lmms-lab/POPE repo layout, the ones the paper-shapes
+# fixture writes
+from vrp.benchmark.paper_fixtures import POPE_CARD, POPE_SCHEMA
 
 # --------------------------------------------------------------------------------------------
 # images
@@ -69,19 +70,6 @@ def pope_rows(setting: str) -> list[dict]:
             }
         )
     return out
-
-
-POPE_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("question_id", pa.string()),
-        ("question", pa.string()),
-        ("answer", pa.string()),
-        ("image_source", pa.string()),
-        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-        ("category", pa.string()),
-    ]
-)
 
 
 def write_pope_parquet(rows: list[dict], path: Path, drop_columns: tuple[str, ...] = ()) -> Path:

@@ -112,3 +112,33 @@ def test_masking_table_contrasts():
     assert table[("full_vs_random", 0)] == 25.0 and table[("full_vs_random", 1)] == 0.0
     assert table[("random_vs_high", 0)] == 50.0 and table[("random_vs_high", 1)] == 75.0
     assert len(table) == 7
+
+
+def test_per_model_tables_label_each_models_table_and_refuse_runs_without_a_baseline(tmp_path):
+    from types import SimpleNamespace
+
+    from vrp.analysis.causal_tables import per_model_tables
+
+    def write(name, frame):
+        path = tmp_path / f"{name}.parquet"
+        frame.to_parquet(path)
+        return str(path)
+
+    base = _predictions([1, 1, 1, 1])
+    runs = [
+        pd.concat([_predictions(high).assign(condition="high"), _predictions([1, 1, 1, 1]).assign(condition="low")])
+        .assign(seed=-1, p=p, n_masked=3, model=model, dataset="d")
+        for model, p, high in (("m2", 0.5, [0, 0, 1, 1]), ("m1", 0.5, [1, 1, 1, 0]), ("m1", 0.2, [1, 1, 1, 1]))
+    ]
+    inputs = SimpleNamespace(
+        baselines=[write(m, base.assign(model=m, dataset="d")) for m in ("m2", "m1")],
+        runs=[write(f"run{i}", run) for i, run in enumerate(runs)],
+    )
+    table = per_model_tables(inputs, masking_table, {"m1": "fam1", "m2": "fam2"}, by=["p"], n_boot=20)
+    assert list(table.columns[:3]) == ["model", "family", "dataset"]
+    full_vs_high = table[(table["contrast"] == "full_vs_high") & (table["subset"] == "all")]
+    assert full_vs_high[["model", "family", "p", "drop_pp"]].values.tolist() == [
+        ["m1", "fam1", 0.2, 0.0], ["m1", "fam1", 0.5, 25.0], ["m2", "fam2", 0.5, 50.0]]
+    with pytest.raises(ValueError, match=r"\('m2', 'd'\)\] have no baseline predictions"):
+        per_model_tables(SimpleNamespace(baselines=inputs.baselines[1:], runs=inputs.runs), masking_table,
+                         {"m1": "fam1", "m2": "fam2"}, by=["p"], n_boot=20)

@@ -43,6 +43,11 @@ def verdict_of(claims: pd.DataFrame, claim_id: str) -> str:
     return rows["verdict"].iloc[0]
 
 
+def verdicts(claims: pd.DataFrame, claim_ids: str) -> dict[str, str]:
+    """{claim id: verdict} of the space-separated ``claim_ids``."""
+    return {claim_id: verdict_of(claims, claim_id) for claim_id in claim_ids.split()}
+
+
 # --- the decision rule ----------------------------------------------------------------------
 
 
@@ -131,11 +136,8 @@ def test_verdicts_follow_the_result_files(tmp_path):
              "table7": write(tmp_path, "table7", table7_rows()),
              "table_masking": write(tmp_path, "table_masking", masking_rows())}
     claims = check_claims_from_files(paths, ["synthetic"], FAMILIES)
-    assert verdict_of(claims, "rpb_ck_near_zero") == HOLDS
-    assert verdict_of(claims, "rpb_hs_near_zero") == HOLDS
-    assert verdict_of(claims, "probe_auroc_two_of_three") == HOLDS
-    assert verdict_of(claims, "probe_beats_confidence") == HOLDS
-    assert verdict_of(claims, "masking_drop_llava") == HOLDS
+    holding = "rpb_ck_near_zero rpb_hs_near_zero probe_auroc_two_of_three probe_beats_confidence masking_drop_llava"
+    assert verdicts(claims, holding) == dict.fromkeys(holding.split(), HOLDS)
     row = claims[claims["claim_id"] == "rpb_ck_near_zero"].iloc[0]
     assert (row["value"], row["ci_low"], row["ci_high"], row["n"]) == (0.001, -0.034, 0.036, 3090)
     two_of_three = claims[claims["claim_id"] == "probe_auroc_two_of_three"].iloc[0]
@@ -244,12 +246,11 @@ def test_table1_selfconsistency_and_ablation_claims(tmp_path):
     write(tmp_path, "table5", table5_rows(drop_last=(30.0, 10.0, 50.0)))
     write(tmp_path, "table6", table6_rows(draws=((0.1, -0.6, 0.8), (0.0, -0.5, 0.5))))
     edited = check_claims_from_files(paths, ["synthetic"], FAMILIES)
-    assert verdict_of(edited, "stress_test_llava") == DOES_NOT_HOLD
-    assert verdict_of(edited, "stress_test_paligemma") == HOLDS
-    assert verdict_of(edited, "sc_rpb_qwen2vl") == DOES_NOT_HOLD
-    assert verdict_of(edited, "sc1_precision_llava") == HOLDS
-    assert verdict_of(edited, "ablation_top5_object_id_llava") == HOLDS
-    assert verdict_of(edited, "ablation_half_destroyed_qwen2vl") == HOLDS
+    assert verdicts(edited, "stress_test_llava sc_rpb_qwen2vl") == dict.fromkeys(
+        ["stress_test_llava", "sc_rpb_qwen2vl"], DOES_NOT_HOLD
+    )
+    holding = "stress_test_paligemma sc1_precision_llava ablation_top5_object_id_llava ablation_half_destroyed_qwen2vl"
+    assert verdicts(edited, holding) == dict.fromkeys(holding.split(), HOLDS)
 
 
 

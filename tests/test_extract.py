@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import synthetic_eval_questions
-from vrp.adapters import FAMILIES, get_adapter_class
+from conftest import synthetic_eval_questions, tiny_adapter
+from vrp.adapters import FAMILIES
 from vrp.benchmark.images import decode_images
 from vrp.extract import ExtractionSettings, Extractor, extract
 from vrp.scoring import candidate_sets, generation_selected
 from vrp.shards import load_array
-from vrp.zoo.tokenizer import questions_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -21,15 +20,9 @@ def questions() -> pd.DataFrame:
     return synthetic_eval_questions(seed=3, n_eval_images=4)
 
 
-@pytest.fixture(scope="module")
-def tokenizer(questions):
-    return questions_tokenizer(questions)
-
-
 @pytest.fixture(scope="module", params=FAMILIES)
 def adapter(request, tokenizer):
-    torch.set_num_threads(1)
-    return get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 3}, seed=1)
+    return tiny_adapter(request.param, tokenizer, num_hidden_layers=3, seed=1)
 
 
 def _batch(questions, n=6):

@@ -412,6 +412,13 @@ def _paper_workdir(tmp_path: Path, **runtime) -> tuple[Path, Path]:
     return workdir, config_path
 
 
+def _assert_log_says(log: Path, *needles: str) -> None:
+    """Every one of ``needles`` stands in the job log ``log``."""
+    text = log.read_text()
+    missing = [needle for needle in needles if needle not in text]
+    assert not missing, f"{log.name} lacks {missing}:\n{text[-3000:]}"
+
+
 def test_paper_dry_run_lists_the_coco_fetch_rule(tmp_path):
     from conftest import planned_jobs
 
@@ -453,25 +460,23 @@ def test_paper_data_rules_fail_fast_offline_naming_key_file_and_source(tmp_path)
         os.environ.update(env_backup)
     assert done.returncode != 0
     assert (workdir / "logs" / "data" / "fetch_coco_val2014.log").is_file(), done.stderr[-5000:]
-    coco_log = (workdir / "logs" / "data" / "fetch_coco_val2014.log").read_text()
-    for needle in (
+    _assert_log_says(
+        workdir / "logs" / "data" / "fetch_coco_val2014.log",
         "DataUnavailableError",
         "`datasets.coco_tasks.coco.annotations`",
         "`datasets.coco_tasks.coco.image_dir`",
         "http://images.cocodataset.org/annotations/annotations_trainval2014.zip",
         "http://images.cocodataset.org/zips/val2014.zip",
         "unreachable",
-    ):
-        assert needle in coco_log, coco_log[-3000:]
-    pope_log = (workdir / "logs" / "data" / "pope.log").read_text()
-    for needle in (
+    )
+    _assert_log_says(
+        workdir / "logs" / "data" / "pope.log",
         "DataUnavailableError",
         "'lmms-lab/POPE'",
         "HF_HUB_OFFLINE is set",
         "`datasets.pope.pope.local_dir`",
         "https://huggingface.co/datasets/lmms-lab/POPE",
-    ):
-        assert needle in pope_log, pope_log[-3000:]
+    )
     assert not (workdir / "results" / "data").exists() or not list(
         (workdir / "results" / "data").rglob("*.parquet")
     )

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vrp.adapters import FAMILIES, get_adapter_class
+from conftest import tiny_adapters
+from vrp.adapters import FAMILIES
 from vrp.adapters.llava import LlavaAdapter
 from vrp.analysis.causal_tables import ablation_table
 from vrp.interventions.ablation import (
@@ -57,8 +58,7 @@ def tokenizer(questions):
 
 @pytest.fixture(scope="module")
 def adapters(tokenizer):
-    torch.set_num_threads(1)
-    return {f: get_adapter_class(f).build_tiny(tokenizer, {"num_hidden_layers": 2}, seed=3) for f in FAMILIES}
+    return tiny_adapters(tokenizer, num_hidden_layers=2, seed=3)
 
 
 def _mlp_outputs(adapter, questions, layer):

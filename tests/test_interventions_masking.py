@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from conftest import synthetic_eval_questions
-from vrp.adapters import FAMILIES, get_adapter_class
+from conftest import synthetic_eval_questions, tiny_adapters
+from vrp.adapters import FAMILIES
 from vrp.interventions.masking import (
     causal_questions,
     mask_cells,
@@ -18,7 +17,6 @@ from vrp.interventions.masking import (
     sample_rng,
 )
 from vrp.scoring import candidate_sets, predict
-from vrp.zoo.tokenizer import questions_tokenizer
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -45,14 +43,8 @@ def questions() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(questions):
-    return questions_tokenizer(questions)
-
-
-@pytest.fixture(scope="module")
 def adapters(tokenizer):
-    torch.set_num_threads(1)
-    return {f: get_adapter_class(f).build_tiny(tokenizer, {"num_hidden_layers": 2}, seed=2) for f in FAMILIES}
+    return tiny_adapters(tokenizer, num_hidden_layers=2, seed=2)
 
 
 def noise_image(size: tuple[int, int], seed: int = 0) -> Image.Image:

@@ -15,14 +15,18 @@ Tables
   paper §3.11) against the unmasked baseline and each other.
 * :func:`ablation_table`: Tables 5 and 6 (paper §3.12, §3.13), every ablation condition
   (:func:`vrp.interventions.ablation.run_ablation`) against the unablated baseline.
+* :func:`per_model_tables`: one of them per (model, dataset) of a job's runs, labelled and pooled.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from vrp.interventions.ablation import CONDITION_KEYS
+from vrp.per_model import prepend_labels
 from vrp.stats import (
     INTERVAL_COLUMNS,
     clustered_mcnemar,
@@ -60,6 +64,20 @@ PAIRED_TESTS = {"image": "clustered McNemar by image (Obuchowski/Durkalski)",
                 "question": "exact McNemar (questions independent)"}
 
 
+def _accuracy_intervals(correct: np.ndarray, groups, n_boot: int, seed: int, unit: str, prefix: str) -> dict:
+    """Interval columns of an accuracy in percent: image-clustered, and Wilson for questions independent."""
+    lo, hi = wilson_interval(int(correct.sum()), len(correct))
+    return unit_intervals(
+        weighted_mean(100.0 * correct),
+        groups,
+        n_boot,
+        seed,
+        unit,
+        prefix=prefix,
+        question=(100.0 * lo, 100.0 * hi, "Wilson (questions independent)"),
+    )
+
+
 def paired_comparison(
     reference: pd.DataFrame,
     changed: pd.DataFrame,
@@ -93,27 +111,8 @@ def paired_comparison(
     ttest = paired_ttest(a, b)
     flip = flips(a, b)
     n = len(merged)
-    ref_lo, ref_hi = wilson_interval(int(a.sum()), n)
-    new_lo, new_hi = wilson_interval(int(b.sum()), n)
-    wilson = "Wilson (questions independent)"
-    acc_ref = unit_intervals(
-        weighted_mean(100.0 * a),
-        groups,
-        n_boot,
-        seed,
-        unit,
-        prefix="acc_reference_",
-        question=(100.0 * ref_lo, 100.0 * ref_hi, wilson),
-    )
-    acc_new = unit_intervals(
-        weighted_mean(100.0 * b),
-        groups,
-        n_boot,
-        seed,
-        unit,
-        prefix="acc_changed_",
-        question=(100.0 * new_lo, 100.0 * new_hi, wilson),
-    )
+    acc_ref = _accuracy_intervals(a, groups, n_boot, seed, unit, prefix="acc_reference_")
+    acc_new = _accuracy_intervals(b, groups, n_boot, seed, unit, prefix="acc_changed_")
     diff_pp = 100.0 * (a.astype(np.float64) - b.astype(np.float64))
     drop = unit_intervals(weighted_mean(diff_pp), groups, n_boot, seed, unit, prefix="drop_")
     return {
@@ -148,19 +147,16 @@ def subset_question_ids(reference: pd.DataFrame) -> list[tuple[str, set | None]]
     return subsets
 
 
-def compare_by_subset(
-    reference: pd.DataFrame,
-    changed: pd.DataFrame,
-    n_boot: int = 2000,
-    seed: int = 0,
-    unit: str = "image",
-) -> list[dict]:
-    """:func:`paired_comparison` on all questions (subset "all") and on each task's questions."""
+def compare_by_subset(reference: pd.DataFrame, changed: pd.DataFrame, **options) -> list[dict]:
+    """:func:`paired_comparison` on all questions (subset "all") and on each task's questions.
+
+    ``options`` are :func:`paired_comparison`'s keywords (``n_boot``, ``seed``, ``unit``).
+    """
     rows = []
     for subset, ids in subset_question_ids(reference):
         ref = reference if ids is None else reference[reference["question_id"].isin(ids)]
         new = changed if ids is None else changed[changed["question_id"].isin(ids)]
-        rows.append({"subset": subset, **paired_comparison(ref, new, n_boot, seed, unit)})
+        rows.append({"subset": subset, **paired_comparison(ref, new, **options)})
     return rows
 
 
@@ -175,15 +171,15 @@ MASKING_CONTRASTS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def masking_table(baseline: pd.DataFrame, masked: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                  unit: str = "image") -> pd.DataFrame:
+def masking_table(baseline: pd.DataFrame, masked: pd.DataFrame, **options) -> pd.DataFrame:
     """Paired contrasts of one (model, dataset, p) masking run; RANDOM contrasts once per seed.
 
     ``baseline`` holds the unmasked predictions (:func:`vrp.scoring.predict` of the same
-    questions), ``masked`` the output of
-    :func:`vrp.interventions.masking.run_masking` for one p. ``low_vs_high`` is the
-    paper's effect size LOW - HIGH; ``random_vs_high`` is RANDOM - HIGH. ``n_masked_mean`` is the
-    mean number of masked patches over the row's own questions (grids vary per image).
+    questions), ``masked`` the output of :func:`vrp.interventions.masking.run_masking` for one p.
+    ``low_vs_high`` is the paper's effect size LOW - HIGH; ``random_vs_high`` is RANDOM - HIGH.
+    ``n_masked_mean`` is the mean number of masked patches over the row's own questions (grids
+    vary per image). ``options`` are :func:`paired_comparison`'s keywords (``n_boot``, ``seed``,
+    ``unit``).
     """
     ps = masked["p"].unique()
     if len(ps) != 1:
@@ -202,7 +198,7 @@ def masking_table(baseline: pd.DataFrame, masked: pd.DataFrame, n_boot: int = 20
         for random_seed in seeds if "random" in (reference, changed) else [-1]:
             ref, new = condition(reference, random_seed), condition(changed, random_seed)
             masked_side = new if changed != "full" else ref
-            for stats in compare_by_subset(ref, new, n_boot, seed, unit):
+            for stats in compare_by_subset(ref, new, **options):
                 ids = subsets[stats["subset"]]
                 own = (
                     masked_side
@@ -236,27 +232,27 @@ _DROPPED = [
 ]
 
 
-def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0,
-                   unit: str = "image") -> pd.DataFrame:
+def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, **options) -> pd.DataFrame:
     """Per condition and subset (all questions, then each task): accuracy with its intervals, the
     drop against the unablated baseline with its intervals, the paired tests, and flips
     (:func:`paired_comparison`; headline intervals and ``paired_p`` by ``unit``).
 
     ``runs`` is the concatenation of :func:`vrp.interventions.ablation.run_ablation` outputs (any
-    layers and conditions) of one model on one dataset; ``baseline`` the unablated predictions of the same questions. The
-    first rows (condition ``baseline``, no layer) are the unablated model itself; their
-    ``majority_accuracy`` (share of the subset's most common gold answer, in percent) is the
-    floor an answer-changing claim needs the unablated model to clear.
+    layers and conditions) of one model on one dataset; ``baseline`` the unablated predictions of
+    the same questions. The first rows (condition ``baseline``, no layer) are the unablated model
+    itself; their ``majority_accuracy`` (share of the subset's most common gold answer, in
+    percent) is the floor an answer-changing claim needs the unablated model to clear.
+    ``options`` are :func:`paired_comparison`'s keywords (``n_boot``, ``seed``, ``unit``).
     """
     rows = []
     majority = _majority_accuracy(baseline)
-    for stats in compare_by_subset(baseline, baseline, n_boot, seed, unit):
+    for stats in compare_by_subset(baseline, baseline, **options):
         rows.append({"layer": pd.NA, "condition": "baseline", "k": 0, "rank": -1, "seed": -1, "fraction": 0.0,
                      "n_channels": 0, "channels": "", "mode": "", **stats})
     keys = list(CONDITION_KEYS) + ["mode"]
     for values, group in runs.groupby(keys, sort=False, dropna=False):
         labels = dict(zip(keys, values))
-        for stats in compare_by_subset(baseline, group, n_boot, seed, unit):
+        for stats in compare_by_subset(baseline, group, **options):
             rows.append({**labels, **stats})
     table = pd.DataFrame(rows)
     table["layer"] = table["layer"].astype("Int64")
@@ -296,3 +292,35 @@ def _majority_accuracy(baseline: pd.DataFrame) -> dict[str, float]:
     for task, part in baseline.groupby("task"):
         out[task] = 100.0 * float(part["answer"].value_counts(normalize=True).iloc[0])
     return out
+
+
+def per_model_tables(
+    inputs,
+    table_of: Callable[..., pd.DataFrame],
+    families: Mapping[str, str],
+    by: Sequence[str] = (),
+    **options,
+) -> pd.DataFrame:
+    """``table_of(baseline, runs, **options)`` per (model, dataset) of a table job, labelled and pooled.
+
+    ``inputs.baselines`` / ``inputs.runs`` are the job's parquet files: the causal baseline and
+    the intervention runs of every model and dataset (columns ``model``, ``dataset``); ``by``
+    splits each model's runs further (the masking table takes one p at a time). Each table gets
+    the columns model, family (from ``families``) and dataset first; the tables come in
+    (model, dataset, ``by``) order.
+    """
+    baselines = pd.concat(map(pd.read_parquet, inputs.baselines), ignore_index=True)
+    runs = pd.concat(map(pd.read_parquet, inputs.runs), ignore_index=True)
+    keys = ["model", "dataset"]
+    unmatched = set(runs[keys].itertuples(index=False, name=None)) - set(
+        baselines[keys].itertuples(index=False, name=None)
+    )
+    if unmatched:
+        raise ValueError(f"runs of {sorted(unmatched)} have no baseline predictions; rerun causal_baseline")
+    frames = []
+    for (model, dataset), baseline in baselines.groupby(keys, sort=True):
+        own = runs[(runs["model"] == model) & (runs["dataset"] == dataset)].drop(columns=keys)
+        for _, part in own.groupby(list(by), sort=True) if by else [((), own)]:
+            table = table_of(baseline, part, **options)
+            frames.append(prepend_labels(table, model=model, family=families[model], dataset=dataset))
+    return pd.concat(frames, ignore_index=True)

@@ -39,6 +39,7 @@ Result tables read (keys of the ``tables`` mapping; a missing key makes its clai
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 from collections.abc import Callable, Mapping
@@ -305,23 +306,40 @@ def _family_rows(table: pd.DataFrame, ctx: Context, family: str, name: str, **wh
     return _rows(table, name, model=models[0], dataset=ctx.dataset, **where), models[0]
 
 
-def masking_drop(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+FamilyMeasure = Callable[[str, pd.DataFrame, Context], Measurement]
+
+
+def _per_family(measure_of: FamilyMeasure) -> Callable[[str], Callable[[pd.DataFrame, Context], Measurement]]:
+    """A claim measured per family: ``measure_of(family, table, ctx)`` becomes ``factory(family)``.
+
+    The measure a factory returns is absent when the run has no model of that family, so
+    ``measure_of`` only runs for families the run has.
+    """
+
+    @functools.wraps(measure_of)
+    def factory(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+        def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
+            if not ctx.models_of(family):
+                return Measurement.absent(f"no {family} model in this run")
+            return measure_of(family, table, ctx)
+
+        return measure
+
+    return factory
+
+
+@_per_family
+def masking_drop(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Masking: full vs top-30% most-attended patches greyed, all questions; drop in pp, McNemar p."""
-
-    def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        if not ctx.models_of(family):
-            return Measurement.absent(f"no {family} model in this run")
-        rows, model = _family_rows(table, ctx, family, "table_masking", contrast="full_vs_high", subset="all")
-        rows = rows[(rows["p"].astype(float) - MASK_SHARE).abs() < 1e-9]
-        evidence = f"table_masking.csv: {_where(model=model, dataset=ctx.dataset, p=MASK_SHARE, contrast='full_vs_high', subset='all')}"
-        if len(rows) != 1:
-            return Measurement.absent(f"no masking row at p = {MASK_SHARE} for {model}", evidence)
-        row = rows.iloc[0]
-        return Measurement(
-            _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
-        )
-
-    return measure
+    rows, model = _family_rows(table, ctx, family, "table_masking", contrast="full_vs_high", subset="all")
+    rows = rows[(rows["p"].astype(float) - MASK_SHARE).abs() < 1e-9]
+    evidence = f"table_masking.csv: {_where(model=model, dataset=ctx.dataset, p=MASK_SHARE, contrast='full_vs_high', subset='all')}"
+    if len(rows) != 1:
+        return Measurement.absent(f"no masking row at p = {MASK_SHARE} for {model}", evidence)
+    row = rows.iloc[0]
+    return Measurement(
+        _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
+    )
 
 
 def _probe_rows(table: pd.DataFrame, ctx: Context, method: str) -> tuple[pd.DataFrame, str]:
@@ -412,51 +430,39 @@ def _selfconsistency_all(table: pd.DataFrame, ctx: Context, family: str) -> tupl
     return (rows.iloc[0] if len(rows) == 1 else None), evidence
 
 
-def sc_rpb(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+@_per_family
+def sc_rpb(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Self-consistency: R_pb(S_SC, greedy correctness) at K = 10 on all questions, Fisher-z CI."""
-
-    def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        if not ctx.models_of(family):
-            return Measurement.absent(f"no {family} model in this run")
-        row, evidence = _selfconsistency_all(table, ctx, family)
-        if row is None:
-            return Measurement.absent(f"no K = {SC_K} row", evidence)
-        return Measurement(
-            _float(row["r_pb"]),
-            n=int(row["n"]),
-            p_value=_float(row["r_pb_p"]),
-            p_value_question=_float(row["r_pb_p"]),
-            evidence=evidence,
-            **_interval(row, "r_pb_"),
-        )
-
-    return measure
+    row, evidence = _selfconsistency_all(table, ctx, family)
+    if row is None:
+        return Measurement.absent(f"no K = {SC_K} row", evidence)
+    return Measurement(
+        _float(row["r_pb"]),
+        n=int(row["n"]),
+        p_value=_float(row["r_pb_p"]),
+        p_value_question=_float(row["r_pb_p"]),
+        evidence=evidence,
+        **_interval(row, "r_pb_"),
+    )
 
 
-def sc_precision(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+@_per_family
+def sc_precision(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Self-consistency: precision of the greedy answer where all K = 10 samples agree.
 
     Headline interval of the table; the Wilson interval beside it.
     """
-
-    def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        if not ctx.models_of(family):
-            return Measurement.absent(f"no {family} model in this run")
-        row, evidence = _selfconsistency_all(table, ctx, family)
-        if row is None:
-            return Measurement.absent(f"no K = {SC_K} row", evidence)
-        if int(row["n_sc1"]) == 0:
-            return Measurement.absent("no question had all samples agree (S_SC = 1)", evidence)
-        return Measurement(_float(row["precision_at_sc1"]), n=int(row["n_sc1"]), evidence=evidence,
-                           **_interval(row, "precision_"))
-
-    return measure
+    row, evidence = _selfconsistency_all(table, ctx, family)
+    if row is None:
+        return Measurement.absent(f"no K = {SC_K} row", evidence)
+    if int(row["n_sc1"]) == 0:
+        return Measurement.absent("no question had all samples agree (S_SC = 1)", evidence)
+    return Measurement(_float(row["precision_at_sc1"]), n=int(row["n_sc1"]), evidence=evidence,
+                       **_interval(row, "precision_"))
 
 
 def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
     """The one table1 row of ``family`` with its evidence string, or an 'absent' Measurement."""
-    if not ctx.models_of(family):
-        return Measurement.absent(f"no {family} model in this run")
     rows, model = _family_rows(table, ctx, family, "table1")
     evidence = f"table1.csv: {_where(model=model, dataset=ctx.dataset)}, column {column}"
     if len(rows) != 1:
@@ -464,87 +470,81 @@ def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
     return rows.iloc[0], evidence
 
 
-def stress_accuracy(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+@_per_family
+def stress_accuracy(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Table 1: stress-test accuracy above chance (the majority-class rate), headline interval.
 
     Chance is the accuracy of always answering the majority label: the paper's 52-55% sit near
     50% on balanced labels, while a model that is right 70% of the time makes 70% the floor.
     """
-
-    def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        found = _table1_row(table, ctx, family, "stress_accuracy")
-        if isinstance(found, Measurement):
-            return found
-        row, evidence = found
-        accuracy, n = _float(row["stress_accuracy"]), int(row["n"])
-        chance = _float(row["stress_majority_accuracy"])
-        if math.isnan(accuracy) or math.isnan(chance) or n == 0:
-            return Measurement.absent(f"stress test not run ({row.get('stress_status', 'no status')})", evidence)
-        evidence += f" minus stress_majority_accuracy ({chance:.4g})"
-        if "stress_accuracy_lo" in row:
-            f = _interval(row, "stress_accuracy_")
-        else:  # a table written before the clustered intervals
-            lo, hi = wilson_interval(round(accuracy * n), n)
-            f = {
-                "ci_low": lo,
-                "ci_high": hi,
-                "interval": "Wilson (questions independent)",
-                "ci_low_question": lo,
-                "ci_high_question": hi,
-            }
-        return Measurement(
-            accuracy - chance,
-            f["ci_low"] - chance,
-            f["ci_high"] - chance,
-            n,
-            evidence=evidence,
-            interval=f["interval"],
-            ci_low_question=f["ci_low_question"] - chance,
-            ci_high_question=f["ci_high_question"] - chance,
-        )
-
-    return measure
+    found = _table1_row(table, ctx, family, "stress_accuracy")
+    if isinstance(found, Measurement):
+        return found
+    row, evidence = found
+    accuracy, n = _float(row["stress_accuracy"]), int(row["n"])
+    chance = _float(row["stress_majority_accuracy"])
+    if math.isnan(accuracy) or math.isnan(chance) or n == 0:
+        return Measurement.absent(f"stress test not run ({row.get('stress_status', 'no status')})", evidence)
+    evidence += f" minus stress_majority_accuracy ({chance:.4g})"
+    if "stress_accuracy_lo" in row:
+        f = _interval(row, "stress_accuracy_")
+    else:  # a table written before the clustered intervals
+        lo, hi = wilson_interval(round(accuracy * n), n)
+        f = {
+            "ci_low": lo,
+            "ci_high": hi,
+            "interval": "Wilson (questions independent)",
+            "ci_low_question": lo,
+            "ci_high_question": hi,
+        }
+    return Measurement(
+        accuracy - chance,
+        f["ci_low"] - chance,
+        f["ci_high"] - chance,
+        n,
+        evidence=evidence,
+        interval=f["interval"],
+        ci_low_question=f["ci_low_question"] - chance,
+        ci_high_question=f["ci_high_question"] - chance,
+    )
 
 
-def topk_r2(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+@_per_family
+def topk_r2(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Table 1: max over K of the nested top-K-heads attention R², with its headline interval.
 
     The question-level interval beside it is the Fisher-z interval of r, squared.
     """
-
-    def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        found = _table1_row(table, ctx, family, "topk_r2_max")
-        if isinstance(found, Measurement):
-            return found
-        row, evidence = found
-        r2, n = _float(row["topk_r2_max"]), int(row["n"])
-        if math.isnan(r2) or n < 4:
-            return Measurement.absent("top-K attention R² undefined", evidence)
-        lo, hi = fisher_z_interval(math.sqrt(r2), n)
-        fisher = (0.0 if lo <= 0 else lo * lo, max(lo * lo, hi * hi))
-        if "topk_r2_lo" in row and not math.isnan(_float(row["topk_r2_lo"])):
-            return Measurement(
-                r2,
-                _float(row["topk_r2_lo"]),
-                _float(row["topk_r2_hi"]),
-                n,
-                evidence=evidence,
-                interval=str(row.get("topk_r2_ci_method", "")),
-                ci_low_question=fisher[0],
-                ci_high_question=fisher[1],
-            )
+    found = _table1_row(table, ctx, family, "topk_r2_max")
+    if isinstance(found, Measurement):
+        return found
+    row, evidence = found
+    r2, n = _float(row["topk_r2_max"]), int(row["n"])
+    if math.isnan(r2) or n < 4:
+        return Measurement.absent("top-K attention R² undefined", evidence)
+    lo, hi = fisher_z_interval(math.sqrt(r2), n)
+    fisher = (0.0 if lo <= 0 else lo * lo, max(lo * lo, hi * hi))
+    if "topk_r2_lo" in row and not math.isnan(_float(row["topk_r2_lo"])):
         return Measurement(
             r2,
-            fisher[0],
-            fisher[1],
+            _float(row["topk_r2_lo"]),
+            _float(row["topk_r2_hi"]),
             n,
             evidence=evidence,
-            interval="Fisher-z of r, squared",
+            interval=str(row.get("topk_r2_ci_method", "")),
             ci_low_question=fisher[0],
             ci_high_question=fisher[1],
         )
-
-    return measure
+    return Measurement(
+        r2,
+        fisher[0],
+        fisher[1],
+        n,
+        evidence=evidence,
+        interval="Fisher-z of r, squared",
+        ci_low_question=fisher[0],
+        ci_high_question=fisher[1],
+    )
 
 
 def ablation_top5_object_id(table: pd.DataFrame, ctx: Context) -> Measurement:
@@ -567,29 +567,24 @@ def ablation_top5_object_id(table: pd.DataFrame, ctx: Context) -> Measurement:
     return Measurement(_float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row))
 
 
-def ablation_half_destroyed(family: str) -> Callable[[pd.DataFrame, Context], Measurement]:
+@_per_family
+def ablation_half_destroyed(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Table 6: random channels zeroed at the share closest to 50%; accuracy loss in pp, all questions."""
-
-    def measure(table: pd.DataFrame, ctx: Context) -> Measurement:
-        if not ctx.models_of(family):
-            return Measurement.absent(f"no {family} model in this run")
-        rows, model = _family_rows(table, ctx, family, "table6", condition="random_fraction", subset="all")
-        evidence = f"table6.csv: {_where(model=model, dataset=ctx.dataset, condition='random_fraction', subset='all')}"
-        if not len(rows):
-            return Measurement.absent("no random-fraction ablation rows", evidence)
-        distance = (rows["fraction"].astype(float) - DESTRUCTION_SHARE).abs()
-        rows = rows[distance == distance.min()]
-        # several random draws at that share: the one that loses most speaks (the claim is for any draw)
-        row = rows.loc[rows["drop_pp"].astype(float).idxmax()]
-        evidence += f", fraction={float(row['fraction']):g}, seed={int(row['seed'])}"
-        no_skill = _no_skill(row, "all questions")
-        if no_skill:
-            return Measurement.absent(no_skill, evidence)
-        return Measurement(
-            _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
-        )
-
-    return measure
+    rows, model = _family_rows(table, ctx, family, "table6", condition="random_fraction", subset="all")
+    evidence = f"table6.csv: {_where(model=model, dataset=ctx.dataset, condition='random_fraction', subset='all')}"
+    if not len(rows):
+        return Measurement.absent("no random-fraction ablation rows", evidence)
+    distance = (rows["fraction"].astype(float) - DESTRUCTION_SHARE).abs()
+    rows = rows[distance == distance.min()]
+    # several random draws at that share: the one that loses most speaks (the claim is for any draw)
+    row = rows.loc[rows["drop_pp"].astype(float).idxmax()]
+    evidence += f", fraction={float(row['fraction']):g}, seed={int(row['seed'])}"
+    no_skill = _no_skill(row, "all questions")
+    if no_skill:
+        return Measurement.absent(no_skill, evidence)
+    return Measurement(
+        _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
+    )
 
 
 # ------------------------------------------------------------------------------------ the claims
@@ -742,6 +737,10 @@ def _cell(value) -> str:
     return html.escape(str(value))
 
 
+# columns of results/claims.csv the HTML page leaves out (the evidence is each row's hover text)
+_HTML_HIDDEN = {"claim_id", "paper_source", "test", "p_value_question", "evidence"}
+
+
 def claims_html(claims: pd.DataFrame, title: str = "Claims check") -> str:
     """A self-contained HTML page of the claims table, one colour per verdict, for the report.
 
@@ -750,24 +749,7 @@ def claims_html(claims: pd.DataFrame, title: str = "Claims check") -> str:
     """
     counts = claims["verdict"].value_counts()
     summary = ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS)
-    shown = [
-        "claim",
-        "scope",
-        "dataset",
-        "paper_value",
-        "needs",
-        "value",
-        "ci_low",
-        "ci_high",
-        "interval",
-        "n",
-        "p_value",
-        "verdict",
-        "reason",
-        "ci_low_question",
-        "ci_high_question",
-        "verdict_question",
-    ]
+    shown = [c for c in COLUMNS if c not in _HTML_HIDDEN]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in shown)
     rows = []
     for record in claims.to_dict("records"):

@@ -104,15 +104,15 @@ USES_ANSWER_TOKEN = ("margin_only",)
 class ProbeSettings:
     """Hyperparameters of the probes (config section ``probes``)."""
 
-    C: float = 0.1
-    l1_C: float = 0.1
-    mlp_hidden: int = 256
-    mlp_max_iter: int = 50
-    n_splits: int = 5
-    n_boot: int = 1000
-    last_k_layers: int = 5
+    C: float = 0.1  # inverse L2 strength of the logistic probes
+    l1_C: float = 0.1  # inverse L1 strength of the sparse neuron probe
+    mlp_hidden: int = 256  # hidden units of the MLP probe
+    mlp_max_iter: int = 50  # training epochs of the MLP probe
+    n_splits: int = 5  # image-grouped folds of the one shared split
+    n_boot: int = 1000  # bootstrap resamples of every AUROC interval
+    last_k_layers: int = 5  # hidden states concatenated by probe_last_k
     seed: int = 0
-    interval_unit: str = "image"
+    interval_unit: str = "image"  # the headline interval's unit: image clusters or questions
 
     @classmethod
     def from_params(cls, params: dict) -> "ProbeSettings":
@@ -474,6 +474,18 @@ def auroc_or_nan(
     )
 
 
+def _column_auroc(part: pd.DataFrame, column: str, n_boot: int, seed: int, unit: str) -> dict:
+    """:func:`auroc_or_nan` of score column ``column`` of a scores table against its ``correct``."""
+    return auroc_or_nan(
+        part["correct"],
+        part[column].to_numpy(),
+        part["image_id"].to_numpy(),
+        n_boot=n_boot,
+        seed=seed,
+        unit=unit,
+    )
+
+
 INTERVAL_COLUMNS = stats.INTERVAL_COLUMNS
 
 
@@ -491,14 +503,7 @@ def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed
             continue
         part = scores[mask]
         for method in readouts:
-            result = auroc_or_nan(
-                part["correct"],
-                part[method].to_numpy(),
-                part["image_id"].to_numpy(),
-                n_boot=n_boot,
-                seed=seed,
-                unit=unit,
-            )
+            result = _column_auroc(part, method, n_boot, seed, unit)
             rows.append(
                 {
                     "task": task,
@@ -544,14 +549,7 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
                 ("probe_in_sample_layer", "probe_peak_in_sample_layer"),
                 ("confidence", "output_confidence"),
             ):
-                result = auroc_or_nan(
-                    part["correct"],
-                    part[method].to_numpy(),
-                    part["image_id"].to_numpy(),
-                    n_boot=n_boot,
-                    seed=seed,
-                    unit=unit,
-                )
+                result = _column_auroc(part, method, n_boot, seed, unit)
                 row[f"{prefix}_auroc"] = result["auroc"]
                 row.update({f"{prefix}_{c}": result[c] for c in INTERVAL_COLUMNS})
             rows.append(row)

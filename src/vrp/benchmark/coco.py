@@ -99,11 +99,11 @@ _IRREGULAR_PLURALS = {
 class CocoTaskRules:
     """The thresholds of the question rules (see the module docstring)."""
 
-    max_count: int = 6
-    min_area_frac: float = 0.01
-    margin_frac: float = 0.1
-    max_x_overlap: float = 0.2
-    max_per_image: int = 1
+    max_count: int = 6  # counting: at most this many instances of the category
+    min_area_frac: float = 0.01  # a sizeable instance covers at least this share of the image
+    margin_frac: float = 0.1  # spatial: bbox centres at least this share of W apart
+    max_x_overlap: float = 0.2  # spatial: horizontal overlap at most this share of the narrower box
+    max_per_image: int = 1  # questions of one task per image
 
     def __post_init__(self) -> None:
         if self.max_count < 1:

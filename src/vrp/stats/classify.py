@@ -36,7 +36,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from vrp.stats.cluster import auroc_intervals, unit_intervals, weighted_mean
+from vrp.stats.cluster import auroc_intervals, percentile_interval, unit_intervals, weighted_mean
 from vrp.stats.correlation import as_binary
 
 __all__ = [
@@ -111,11 +111,8 @@ def auroc_with_ci(y, score, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
         else:
             idx = rng.integers(0, n, size=(size, n))
         values.append(_batched_auroc(labels[idx], scores[idx]))
-    boot = np.concatenate(values) if values else np.array([])
-    boot = boot[np.isfinite(boot)]
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha])) if len(boot) else (np.nan, np.nan)
-    return {"auroc": auroc, "lo": lo, "hi": hi, "n": n, "n_pos": n_pos, "n_boot_used": int(len(boot))}
+    lo, hi, used = percentile_interval(values, ci)
+    return {"auroc": auroc, "lo": lo, "hi": hi, "n": n, "n_pos": n_pos, "n_boot_used": used}
 
 
 # --------------------------------------------------------------------------------------------

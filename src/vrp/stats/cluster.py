@@ -45,6 +45,7 @@ __all__ = [
     "INTERVAL_COLUMNS",
     "INTERVAL_UNITS",
     "cluster_codes",
+    "percentile_interval",
     "cluster_resample_counts",
     "cluster_bootstrap",
     "interval_method",
@@ -108,6 +109,21 @@ def cluster_resample_counts(n_clusters: int, n_boot: int, seed: int, batch: int 
         )
 
 
+def percentile_interval(values: list[np.ndarray], ci: float) -> tuple[float, float, int]:
+    """(lo, hi, n used) of the percentile interval of bootstrap ``values`` (batches of them).
+
+    Non-finite values (resamples where the statistic is undefined) are left out and ``n used``
+    counts the rest; with none left the bounds are NaN.
+    """
+    boot = np.concatenate(values) if values else np.array([])
+    boot = boot[np.isfinite(boot)]
+    if not len(boot):
+        return math.nan, math.nan, 0
+    alpha = (1.0 - ci) / 2.0
+    lo, hi = np.quantile(boot, [alpha, 1.0 - alpha])
+    return float(lo), float(hi), int(len(boot))
+
+
 def cluster_bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray],
     groups,
@@ -140,15 +156,8 @@ def cluster_bootstrap(
                 values.append(
                     np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64)
                 )
-    boot = np.concatenate(values) if values else np.array([])
-    boot = boot[np.isfinite(boot)]
-    alpha = (1.0 - ci) / 2.0
-    lo, hi = (
-        (float(v) for v in np.quantile(boot, [alpha, 1.0 - alpha]))
-        if len(boot)
-        else (math.nan, math.nan)
-    )
-    return {"lo": lo, "hi": hi, "n_clusters": int(n_clusters), "n_boot_used": int(len(boot)),
+    lo, hi, used = percentile_interval(values, ci)
+    return {"lo": lo, "hi": hi, "n_clusters": int(n_clusters), "n_boot_used": used,
             "method": interval_method(unit, n_boot)}
 
 
