@@ -300,7 +300,8 @@ rule causal_table5:
         "../workflow/scripts/causal_table_ablation.py"
 
 
-rule causal_table6:
+# Table 6 is Table 5's job on the peak-layer runs; params not named here are causal_table5's.
+use rule causal_table5 as causal_table6 with:
     input:
         baselines=expand(
             "results/causal/baseline/{model}/{dataset}.parquet",
@@ -318,16 +319,6 @@ rule causal_table6:
         "logs/causal/table6.log",
     benchmark:
         "benchmarks/causal/table6.tsv"
-    localrule: True
-    conda:
-        "../envs/vrp.yaml"
-    params:
-        families=model_families(),
-        n_boot=config["ablation"]["n_boot"],
-        seed=config["seed"],
-        interval_unit=config["stats"]["interval_unit"],
-    script:
-        "../workflow/scripts/causal_table_ablation.py"
 
 
 TARGETS.extend(

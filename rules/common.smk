@@ -180,7 +180,7 @@ def pope_section(wildcards):
     key = f"datasets.{wildcards.dataset}.pope.repo_id"
     section["revision"], refusal = pinned(key, section["revision"])
     if refusal:
-        section["unpinned"] = refusal  # fetch_pope refuses to download it
+        section["unpinned"] = refusal  # data_pope refuses to download it
     return section
 
 

@@ -1,7 +1,7 @@
 # Question tables: the offline synthetic benchmark (demo) and POPE / COCO-derived sets (paper).
 
 
-rule make_synthetic_benchmark:
+rule data_synthetic:
     output:
         train="results/data/{dataset}/train.parquet",
         eval="results/data/{dataset}/eval.parquet",
@@ -17,10 +17,10 @@ rule make_synthetic_benchmark:
         synthetic=dataset_section("synthetic"),
         seed=config["seed"],
     script:
-        "../workflow/scripts/make_synthetic_benchmark.py"
+        "../workflow/scripts/data_synthetic.py"
 
 
-rule fetch_pope:
+rule data_pope:
     output:
         eval="results/data/{dataset}/eval.parquet",
         manifest="results/data/{dataset}/manifest.json",
@@ -40,10 +40,10 @@ rule fetch_pope:
         pope=pope_section,
         dataset=lambda wildcards: wildcards.dataset,
     script:
-        "../workflow/scripts/fetch_pope.py"
+        "../workflow/scripts/data_pope.py"
 
 
-rule fetch_coco_val2014:
+rule data_coco_val2014:
     # COCO publishes no checksums: the first complete download records size and sha256 in the
     # lock file (config lock_file), later ones are verified against it. Resumable (.part files).
     output:
@@ -63,10 +63,10 @@ rule fetch_coco_val2014:
         lock_file=config["lock_file"],
         datasets=coco_fetch_datasets(),
     script:
-        "../workflow/scripts/fetch_coco.py"
+        "../workflow/scripts/data_coco_val2014.py"
 
 
-rule build_coco_tasks:
+rule data_coco_tasks:
     input:
         unpack(coco_inputs),
     output:
@@ -86,4 +86,4 @@ rule build_coco_tasks:
         coco=dataset_section("coco"),
         seed=config["seed"],
     script:
-        "../workflow/scripts/build_coco_tasks.py"
+        "../workflow/scripts/data_coco_tasks.py"

@@ -1,7 +1,7 @@
 # The accuracy table, read from the extraction's greedy answers (no extra forward pass).
 
 
-rule accuracy_table:
+rule evaluate_accuracy:
     input:
         expand(
             "results/extract/{model}/{dataset}/samples.parquet",
@@ -24,4 +24,4 @@ rule accuracy_table:
     params:
         labels=[[m, d] for m in MODELS for d in DATASETS],
     script:
-        "../workflow/scripts/accuracy_table.py"
+        "../workflow/scripts/evaluate_accuracy.py"

@@ -144,11 +144,9 @@ rule probes_table7:
         "../workflow/scripts/probes_table_methods.py"
 
 
-rule probes_table8:
-    input:
-        scores=per_model_dataset("results/probes/{model}/{dataset}/scores.parquet"),
-        peaks=per_model_dataset("results/probes/{model}/{dataset}/peak.json"),
-        consistency=selfconsistency_table_for_tables,
+# Table 8 is Table 7's job with its own method rows and subsets; params not named here are
+# probes_table7's.
+use rule probes_table7 as probes_table8 with:
     output:
         report(
             "results/table8.csv",
@@ -159,16 +157,9 @@ rule probes_table8:
         "logs/probes/table8.log",
     benchmark:
         "benchmarks/probes/table8.tsv"
-    conda:
-        "../envs/vrp.yaml"
     params:
-        labels=model_dataset_pairs(),
-        probes=stage_settings("probes", "n_boot", "seed", "last_k_layers"),
-        interval_unit=config["stats"]["interval_unit"],
         methods=list(TABLE8_METHODS),
         subsets=[["all", ""]],
-    script:
-        "../workflow/scripts/probes_table_methods.py"
 
 
 rule probes_figure_layers:

@@ -4,7 +4,7 @@
 # Input function: claims_inputs in rules/common.smk.
 
 
-rule claims_check:
+rule report_claims:
     input:
         unpack(claims_inputs),
     output:
@@ -30,7 +30,7 @@ rule claims_check:
         families=model_families(),
         margins=config["claims"],
     script:
-        "../workflow/scripts/claims_check.py"
+        "../workflow/scripts/report_claims.py"
 
 
 TARGETS.extend(["results/claims.csv", "results/claims.html"])

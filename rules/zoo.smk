@@ -2,7 +2,7 @@
 # and untrained random-init models on real tokenizers (source random: the paper-shapes CI run).
 
 
-rule build_vocabulary:
+rule zoo_vocabulary:
     input:
         train=expand(
             "results/data/{dataset}/train.parquet",
@@ -24,10 +24,10 @@ rule build_vocabulary:
         families=sorted({m["family"] for m in config["models"].values()}),
         post_prompts=tiny_post_prompts(),
     script:
-        "../workflow/scripts/build_vocabulary.py"
+        "../workflow/scripts/zoo_vocabulary.py"
 
 
-rule train_tiny_model:
+rule zoo_train:
     input:
         train=expand(
             "results/data/{dataset}/train.parquet",
@@ -63,10 +63,10 @@ rule train_tiny_model:
         post_prompt=training_post_prompt,
         seed=config["seed"],
     script:
-        "../workflow/scripts/train_tiny_model.py"
+        "../workflow/scripts/zoo_train.py"
 
 
-rule build_random_model:
+rule zoo_random_model:
     input:
         tokenizer=lookup(dpath="models/{model}/tokenizer", within=config),
     output:
@@ -89,4 +89,4 @@ rule build_random_model:
         tiny=model_section("tiny"),
         seed=config["seed"],
     script:
-        "../workflow/scripts/build_random_model.py"
+        "../workflow/scripts/zoo_random_model.py"

@@ -347,7 +347,7 @@ def test_editing_a_result_file_flips_the_verdict(demo_workdir, tmp_path):
 
     result = run_snakemake(workdir, "results/claims.csv", timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
-    assert "rule claims_check" in result.stdout + result.stderr
+    assert "rule report_claims" in result.stdout + result.stderr
     claims = pd.read_csv(workdir / "results" / "claims.csv", keep_default_na=False)
     row = claims[claims["claim_id"] == "rpb_ck_near_zero"].iloc[0]
     assert (row["verdict"], float(row["value"]), int(row["n"])) == (DOES_NOT_HOLD, 0.9, n)

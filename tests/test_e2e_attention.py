@@ -12,8 +12,8 @@ from conftest import planned_jobs
 pytestmark = pytest.mark.slow
 
 MODELS = {"llava", "paligemma", "qwen2vl"}
-UPSTREAM = {"make_synthetic_benchmark", "build_vocabulary", "train_tiny_model", "extract_activations",
-            "accuracy_table"}
+UPSTREAM = {"data_synthetic", "zoo_vocabulary", "zoo_train", "extract_activations",
+            "evaluate_accuracy"}
 
 
 def test_tables_have_one_row_per_model_and_valid_numbers(demo_workdir):
@@ -85,7 +85,7 @@ def _changed(workdir, tmp_path, attention):
 # Table 1, Table 4, the Figure 5 case, the probe scores (Tables 3, 7, 8) and the claims check.
 READS_ATTENTION_STATS = {
     "attention_stress_test": 1, "attention_table1": 1, "attention_table4": 1, "attention_figure5": 1,
-    "probes_scores": 1, "probes_table3": 1, "probes_table7": 1, "probes_table8": 1, "claims_check": 1}
+    "probes_scores": 1, "probes_table3": 1, "probes_table7": 1, "probes_table8": 1, "report_claims": 1}
 
 
 def test_changing_the_ck_definition_reruns_tables_4_7_8_and_the_claims(demo_workdir, tmp_path):
@@ -101,7 +101,7 @@ def test_changing_one_models_layer_range_reruns_only_that_model(demo_workdir, tm
 
 def test_changing_k_reruns_only_the_top_heads_and_table1(demo_workdir, tmp_path):
     assert _changed(demo_workdir, tmp_path, {"top_k_heads": [2]}) == {
-        "attention_top_heads": 3, "attention_table1": 1, "claims_check": 1}
+        "attention_top_heads": 3, "attention_table1": 1, "report_claims": 1}
 
 
 def test_changing_answer_layers_reruns_only_table2(demo_workdir, tmp_path):

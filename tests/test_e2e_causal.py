@@ -14,7 +14,7 @@ from vrp.io import read_json
 pytestmark = pytest.mark.slow
 
 MODELS = ("llava", "paligemma", "qwen2vl")
-UPSTREAM = {"train_tiny_model", "extract_activations", "probes_layers", "probes_neurons", "causal_baseline",
+UPSTREAM = {"zoo_train", "extract_activations", "probes_layers", "probes_neurons", "causal_baseline",
             "causal_ablation_layers"}
 
 

@@ -426,9 +426,9 @@ def test_paper_dry_run_lists_the_coco_fetch_rule(tmp_path):
     (workdir / "config").mkdir(parents=True)
     jobs = planned_jobs(workdir, "--configfile", str(PAPER), "--replace-workflow-config")
     assert (
-        jobs["fetch_coco_val2014"] == 1
-        and jobs["fetch_pope"] == 1
-        and jobs["build_coco_tasks"] == 1
+        jobs["data_coco_val2014"] == 1
+        and jobs["data_pope"] == 1
+        and jobs["data_coco_tasks"] == 1
     )
 
 

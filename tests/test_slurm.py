@@ -28,7 +28,7 @@ LOCAL_SLURM = REPO / "scripts" / "slurm" / "local-slurm.sh"
 PLACEHOLDERS = {"<account>", "<cpu-partition>", "<gpu-partition>"}
 # the demo slice: benchmark, tokenizer, one tiny model trained for 2 steps (3 jobs)
 SLICE_TARGET = "results/zoo/llava/training.json"
-SLICE_RULES = {"make_synthetic_benchmark", "build_vocabulary", "train_tiny_model"}
+SLICE_RULES = {"data_synthetic", "zoo_vocabulary", "zoo_train"}
 # training.json records wall time; everything else in the slice must be byte-identical
 TIMING_KEYS = {"train_seconds", "seconds_per_step"}
 
@@ -147,7 +147,7 @@ def _site_profile(folder: Path) -> Path:
     profile["retries"] = 0
     # the tiny model needs no GPU; ask for one anyway so the GPU path (--gpus, gres) is exercised
     overrides = profile["set-resources"]
-    overrides["train_tiny_model"] = {**overrides.get("train_tiny_model", {}), "gpu": 1}  # a copy: YAML anchors share
+    overrides["zoo_train"] = {**overrides.get("zoo_train", {}), "gpu": 1}  # a copy: YAML anchors share
     assert not PLACEHOLDERS & set(yaml.safe_dump(profile).split())
     folder.mkdir(parents=True)
     with open(folder / "config.yaml", "w") as fh:
@@ -204,8 +204,8 @@ def test_demo_slice_through_slurm_equals_local_run(tmp_path, local_slurm):
     assert len({j["name"] for j in jobs.values()}) == 1  # one Snakemake run (its run uuid)
     submitted = re.findall(r"has been submitted with SLURM jobid (\d+)", log)
     assert sorted(map(int, submitted)) == sorted(j["id"] for j in jobs.values())
-    assert by_rule["train_tiny_model"]["tres"] == "gres:gpu:1"  # scheduled on the fake GPU
-    assert by_rule["build_vocabulary"]["tres"] in {"", "N/A", "(null)"}
+    assert by_rule["zoo_train"]["tres"] == "gres:gpu:1"  # scheduled on the fake GPU
+    assert by_rule["zoo_vocabulary"]["tres"] in {"", "N/A", "(null)"}
     for rule in SLICE_RULES:
         logs = list((cluster / ".snakemake" / "slurm_logs").glob(f"rule_{rule}/**/*.log"))
         assert len(logs) == 1, (rule, logs)

@@ -72,8 +72,8 @@ def _decodes(data) -> bool:
     return True
 
 
-FIX = ("Rebuild the table from its source (snakemake -R make_synthetic_benchmark / fetch_pope / "
-       "build_coco_tasks) or fix the rows")
+FIX = ("Rebuild the table from its source (snakemake -R data_synthetic / data_pope / "
+       "data_coco_tasks) or fix the rows")
 
 
 def validate_questions(df: pd.DataFrame, source: str = "question table", check_images: bool = True) -> pd.DataFrame:
