@@ -142,7 +142,24 @@ class ExtractionSettings:
             )
 
 
-class _LastTokenRecorder:
+class _HookSet:
+    """Forward hooks registered on entry and removed on exit."""
+
+    handles: list
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        self.handles.clear()
+
+
+def _layer_io(args, kwargs, output) -> tuple[torch.Tensor, torch.Tensor]:
+    """A decoder layer's residual stream in and out, as its forward hook sees them."""
+    resid_in = args[0] if args else kwargs["hidden_states"]
+    return resid_in, output[0] if isinstance(output, tuple) else output
+
+
+class _LastTokenRecorder(_HookSet):
     """Forward hooks that keep only the last-token / image-span reductions of one batch.
 
     ``key_image_mask`` (B, K) marks the image-token keys of the attention rows; ``last_index``
@@ -191,15 +208,9 @@ class _LastTokenRecorder:
                 self.handles.append(projection.register_forward_pre_hook(self._head_hook(index)))
         return self
 
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-
     def _layer_hook(self, index):
         def hook(module, args, kwargs, output):
-            resid_in = args[0] if args else kwargs["hidden_states"]
-            resid_out = output[0] if isinstance(output, tuple) else output
+            resid_in, resid_out = _layer_io(args, kwargs, output)
             if index == 0:
                 self.resid_in0 = self._last(resid_in).detach().float()
             self.resid[index] = self._last(resid_out).detach().float()
@@ -244,7 +255,7 @@ def _image_update_norm(resid_in, resid_out, mask: torch.Tensor) -> torch.Tensor:
     return (update * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-class _PrefixUpdateRecorder:
+class _PrefixUpdateRecorder(_HookSet):
     """Hooks on a shared prefix pass: the image tokens' residual updates per layer (question-
     independent in a causal decoder, so one prefix serves all of the image's questions)."""
 
@@ -258,15 +269,9 @@ class _PrefixUpdateRecorder:
             self.handles.append(layer.register_forward_hook(self._hook(index), with_kwargs=True))
         return self
 
-    def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
-        self.handles.clear()
-
     def _hook(self, index):
         def hook(module, args, kwargs, output):
-            resid_in = args[0] if args else kwargs["hidden_states"]
-            resid_out = output[0] if isinstance(output, tuple) else output
+            resid_in, resid_out = _layer_io(args, kwargs, output)
             self.update_norm[index] = _image_update_norm(resid_in, resid_out, self.image_mask)
 
         return hook
