@@ -6,8 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The models of the toy CI run (tests/config/ci.yaml; one per family, the extra ones switched on).
+CI_MODELS: tuple[str, ...] = tuple(
+    sorted(yaml.safe_load((REPO / "tests" / "config" / "ci.yaml").read_text())["models"])
+)
 # the workflow hands the schema to vrp.config (rules/common.smk); the tests do the same
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -96,6 +101,13 @@ def demo_workdir(tmp_path_factory) -> Path:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return workdir
 
+
+# Families whose decoder norms the attention output before the residual add (Gemma 3's
+# post_attention_layernorm). The extraction's attn_logit reads the attention module's own output,
+# so its direct logit contributions do not sum to the logit for them: a known gap the tests keep
+# visible (they assert it), to be dropped when the extraction reads the attention's residual
+# contribution.
+ATTENTION_OUTPUT_NORMED = frozenset({"gemma3"})
 
 # The real tokenizers of the paper-shapes run: resources/tokenizers/<name>/tokenizer.json.
 PAPER_SHAPES_TOKENIZERS = ("llama2", "qwen3", "gemma3")

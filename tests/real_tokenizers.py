@@ -7,6 +7,9 @@ checkpoint uses them.
   ``<|video_pad|>`` ids are Qwen2-VL's own (the extra Qwen3 tokens after them do not matter here).
 * PaliGemma: a Gemma SentencePiece vocabulary with the ``<loc>`` / ``<seg>`` tokens and
   ``<image>`` appended; ``<eos>`` is the end token as in PaliGemma.
+* Qwen2.5-VL: Qwen's vocabulary as for Qwen2-VL (the same vision-token ids).
+* Gemma 3: the Gemma 3 tokenizer itself (``<start_of_image>`` 255999, ``<end_of_image>`` 256000,
+  ``<image_soft_token>`` 262144).
 
 A missing tokenizer is a test FAILURE naming the fetch command: these tests guard the scoring
 on real vocabularies and must not silently disappear.
@@ -24,7 +27,13 @@ from vrp.adapters import get_adapter_class
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_DIR = REPO / "resources" / "tokenizers"
 FETCH_COMMAND = "bash scripts/fetch_tokenizers.sh"
-TOKENIZER_OF_FAMILY = {"llava": "llama2", "qwen2vl": "qwen3", "paligemma": "gemma3"}
+TOKENIZER_OF_FAMILY = {
+    "llava": "llama2",
+    "qwen2vl": "qwen3",
+    "paligemma": "gemma3",
+    "qwen25vl": "qwen3",
+    "gemma3": "gemma3",
+}
 
 
 def tokenizer_folder(name: str) -> Path:

@@ -1,4 +1,4 @@
-"""Token <-> patch <-> pixel geometry of the three family adapters, on tiny random models.
+"""Token <-> patch <-> pixel geometry of every family adapter, on tiny random models.
 
 With a vision tower that cannot mix patches (no encoder layers, or LLaVA reading the
 pre-encoder embeddings), changing the pixels of one grid cell must change exactly one LM
@@ -28,6 +28,10 @@ NON_MIXING = {
     "llava": {"vision_num_hidden_layers": 1, "vision_feature_layer": 0},
     "paligemma": {"vision_num_hidden_layers": 0},
     "qwen2vl": {"vision_num_hidden_layers": 0},
+    # the window permutation still runs (patches in window order through the merger and back)
+    "qwen25vl": {"vision_num_hidden_layers": 0},
+    # patch embeddings and post-norm are per patch; the projector pools whole 2x2 blocks
+    "gemma3": {"vision_num_hidden_layers": 0},
 }
 
 
@@ -41,7 +45,11 @@ def random_image(width: int, height: int, seed: int) -> np.ndarray:
 
 
 def image_token_embeddings(adapter, pixels: np.ndarray):
-    """(LM input embeddings at the image-token positions, projector/merger output rows, grid)."""
+    """(LM input embeddings at the image-token positions, projector/merger output rows, grid).
+
+    The projector rows are put in the LM tokens' raster order: Qwen2.5-VL's merger runs in its
+    tower's window order (the adapter's ``image_embedding_order``), the others' in raster order.
+    """
     batch = adapter.encode([Image.fromarray(pixels)], [QUESTION])
     captured = []
     hook = adapter.image_embedding_module().register_forward_hook(lambda m, i, o: captured.append(o.detach()))
@@ -52,6 +60,11 @@ def image_token_embeddings(adapter, pixels: np.ndarray):
         hook.remove()
     mask = adapter.image_token_mask(batch)[0]
     projector_rows = captured[0].reshape(-1, captured[0].shape[-1])
+    order = getattr(adapter, "image_embedding_order", None)
+    if order is not None:
+        raster = torch.empty_like(projector_rows)
+        raster[order(batch)] = projector_rows
+        projector_rows = raster
     return out.hidden_states[0][0][mask], projector_rows, adapter.patch_grids(batch)[0]
 
 
@@ -66,6 +79,12 @@ CASES = [
     # dynamic resolution: a landscape and a portrait image give non-square grids
     ("qwen2vl", (64, 48), (6, 8), (4, 7)),
     ("qwen2vl", (48, 64), (8, 6), (7, 4)),
+    # window attention: 4x4-token windows, so (2, 5) sits in the second window of the first row
+    ("qwen25vl", (64, 64), (8, 8), (2, 5)),
+    ("qwen25vl", (64, 48), (6, 8), (4, 7)),
+    ("qwen25vl", (48, 64), (8, 6), (7, 4)),
+    # 4-px patches pooled 2x2: one LM token per 8-px cell
+    ("gemma3", (64, 64), (8, 8), (2, 5)),
 ]
 
 
@@ -159,3 +178,38 @@ def test_paligemma_boxes_stretch_over_the_whole_image(tokenizer):
     boxes = adapter.cell_boxes((128, 96), (8, 8))
     assert boxes[0, 0].tolist() == [0, 0, 16, 12]
     assert boxes[7, 7].tolist() == [112, 84, 128, 96]
+
+
+def test_qwen25vl_merger_rows_are_in_window_order(tokenizer):
+    """The order the projector check above undoes is a real permutation: 4x4-token windows."""
+    adapter = get_adapter_class("qwen25vl").build_tiny(tokenizer, {}, seed=0)
+    batch = adapter.encode([Image.fromarray(random_image(64, 64, seed=2))], [QUESTION])
+    order = adapter.image_embedding_order(batch).tolist()
+    # first window: tokens of rows 0-3, columns 0-3 of the 8x8 grid; then columns 4-7
+    assert order[:16] == [r * 8 + c for r in range(4) for c in range(4)]
+    assert order[16:32] == [r * 8 + c for r in range(4) for c in range(4, 8)]
+    assert sorted(order) == list(range(64))
+
+
+def test_gemma3_boxes_stretch_over_the_whole_image(tokenizer):
+    """SigLIP resizes without cropping: a 128x96 image maps 16x12-px cells onto the 8x8 grid."""
+    adapter = get_adapter_class("gemma3").build_tiny(tokenizer, {}, seed=0)
+    assert adapter.expected_grid((128, 96)) == (8, 8)
+    boxes = adapter.cell_boxes((128, 96), (8, 8))
+    assert boxes[0, 0].tolist() == [0, 0, 16, 12]
+    assert boxes[7, 7].tolist() == [112, 84, 128, 96]
+
+
+def test_gemma3_refuses_pan_and_scan_until_crops_are_mapped(tokenizer):
+    from vrp.adapters.gemma3 import PanAndScanError
+
+    adapter = get_adapter_class("gemma3").build_tiny(tokenizer, {}, seed=0)
+    assert not adapter.processor.image_processor.do_pan_and_scan  # off by default
+    adapter.processor.image_processor.do_pan_and_scan = True
+    image = Image.fromarray(random_image(128, 48, seed=3))  # wide enough to be cropped
+    with pytest.raises(PanAndScanError, match=r"do_pan_and_scan=True.*do_pan_and_scan = False"):
+        adapter.encode([image], [QUESTION])
+    with pytest.raises(PanAndScanError, match="not map"):
+        adapter.cell_boxes((128, 48), (8, 8))
+    with pytest.raises(PanAndScanError):
+        type(adapter)(adapter.model, adapter.processor)

@@ -6,6 +6,10 @@ narrow models so it runs on CPU), on a 640x480 COCO-sized image.
 * PaliGemma-224: SigLIP /14 at 224 px, plain resize -> 16x16 = 256 tokens over the whole image.
 * Qwen2-VL: patch 14, merge 2, min/max pixels of the release -> smart_resize to 476x644 ->
   image_grid_thw (1, 34, 46) -> 17x23 = 391 tokens.
+* Qwen2.5-VL: the same processor settings, so the same 391 tokens (read off image_grid_thw);
+  its tower's 112-px windows do not change the count.
+* Gemma 3: SigLIP /14 at 896 px, plain resize, 64x64 patches pooled 4x4 -> 16x16 = 256 tokens
+  over the whole image.
 """
 
 from __future__ import annotations
@@ -42,6 +46,25 @@ PAPER_CONFIGS = {
         "image_size": 448,
         "num_key_value_heads": 1,
     },
+    "qwen25vl": {
+        **NARROW,
+        "patch_size": 14,
+        "merge_size": 2,
+        "min_pixels": 56 * 56,  # Qwen2.5-VL-*-Instruct preprocessor_config.json
+        "max_pixels": 28 * 28 * 16384,
+        "window_size": 112,  # its vision_config
+        "image_size": 448,
+        "num_key_value_heads": 1,
+    },
+    "gemma3": {
+        **NARROW,
+        "image_size": 896,  # gemma-3-4b-it: SigLIP 896 px, patch 14, mm_tokens_per_image 256
+        "patch_size": 14,
+        "tokens_per_side": 16,
+        "head_dim": 16,
+        "num_key_value_heads": 1,
+        "sliding_window": 1024,
+    },
 }
 # family: (grid, image tokens, box of cell (0,0), box of the last cell, box of cell (0,1))
 EXPECTED = {
@@ -51,6 +74,9 @@ EXPECTED = {
     "paligemma": ((16, 16), 256, [0, 0, 40, 30], [600, 450, 640, 480], [40, 0, 80, 30]),
     # 28-px blocks of a 644x476 resize: x edge k*28*640/644, y edge k*28*480/476, rounded
     "qwen2vl": ((17, 23), 391, [0, 0, 28, 28], [612, 452, 640, 480], [28, 0, 56, 28]),
+    "qwen25vl": ((17, 23), 391, [0, 0, 28, 28], [612, 452, 640, 480], [28, 0, 56, 28]),
+    # resize 640x480 -> 896x896, 56-px pooled cells: 40x30 px of the original
+    "gemma3": ((16, 16), 256, [0, 0, 40, 30], [600, 450, 640, 480], [40, 0, 80, 30]),
 }
 
 
@@ -72,7 +98,7 @@ def test_paper_geometry(tokenizer, coco_sized_image, family):
     batch = adapter.encode([coco_sized_image], [QUESTION])
     assert int(adapter.image_token_mask(batch).sum()) == n_tokens
     assert adapter.patch_grids(batch) == [grid]
-    if family == "qwen2vl":
+    if "image_grid_thw" in batch:  # Qwen2-VL, Qwen2.5-VL: the count comes from the grid
         assert batch["image_grid_thw"].tolist() == [[1, 34, 46]]
     # the image tokens form one contiguous span
     positions = adapter.image_token_mask(batch)[0].nonzero().flatten()
@@ -93,7 +119,8 @@ def test_paper_geometry(tokenizer, coco_sized_image, family):
 def brightest_token(adapter, image: Image.Image, grid: tuple[int, int]) -> tuple[int, int]:
     """The grid cell whose processed pixels are brightest, read from the image processor's output.
 
-    LLaVA/PaliGemma: mean over each patch of the (1, 3, H, W) pixel array. Qwen2-VL: the
+    LLaVA/PaliGemma/Gemma 3: mean over each token's square of the (1, 3, H, W) pixel array (Gemma 3:
+    a 4x4 block of patches). Qwen2-VL/Qwen2.5-VL: the
     processor stores patches in merge-window order, so merged token k is patch rows
     k*merge^2 ... (k+1)*merge^2 - 1 of the flat (patches, C*T*p*p) array.
     """
@@ -149,3 +176,32 @@ def test_llava_do_pad_maps_through_the_padded_square(tokenizer):
     assert boxes[3, 0].tolist() == [0, 0, 27, 27]  # y from 3*26.67-80 = 0 to 4*26.67-80 = 26.67
     assert boxes[-1, -1].tolist() == [613, 480, 640, 480]
     probe_cells(adapter, (640, 480), (24, 24), [(3, 0), (3, 1), (12, 12), (20, 23)])
+
+
+# The release tokenizers of the two newer families, with a release-shaped build on top (what the
+# workflow's zoo_random_model does): the prompt's token ids as the released checkpoint sees them.
+RELEASE_PROMPTS = {
+    # <bos> once, then the real chat template: <start_of_turn> user, the turn's "\n" merged with the
+    # "\n\n" the processor puts before <start_of_image> (one "\n\n\n" token), 256 soft tokens,
+    # <end_of_image>, "\n\n", the text
+    "gemma3": ("gemma3", [2, 105, 2364, 109, 255999], [256000, 108], 262144),
+    # no BOS: <|im_start|> user \n <|vision_start|> ... <|vision_end|>
+    "qwen25vl": ("qwen3", [151644, 872, 198, 151652], [151653], 151655),
+}
+
+
+@pytest.mark.parametrize("family", sorted(RELEASE_PROMPTS))
+def test_release_shaped_build_on_the_real_tokenizer(coco_sized_image, family):
+    from conftest import real_tokenizer_dir
+
+    folder, before_image, after_image, image_id = RELEASE_PROMPTS[family]
+    adapter_class = get_adapter_class(family)
+    tokenizer = adapter_class.load_release_tokenizer(real_tokenizer_dir(folder))
+    adapter = adapter_class.build_tiny(tokenizer, PAPER_CONFIGS[family], seed=0)
+    assert adapter.image_token_id == image_id
+    ids = adapter.encode([coco_sized_image], [QUESTION])["input_ids"][0].tolist()
+    n_tokens = EXPECTED[family][1]
+    first = ids.index(image_id)
+    assert ids[:first] == before_image
+    assert ids[first : first + n_tokens] == [image_id] * n_tokens and ids.count(image_id) == n_tokens
+    assert ids[first + n_tokens : first + n_tokens + len(after_image)] == after_image

@@ -10,7 +10,13 @@ GEMMA_SIZE = 262145  # the Gemma-3 tokenizer.json: 262,144 pieces + <image_soft_
 
 @pytest.fixture(scope="module")
 def release():
-    folders = {"llava": "llama2", "paligemma": "gemma3", "qwen2vl": "qwen3"}
+    folders = {
+        "llava": "llama2",
+        "paligemma": "gemma3",
+        "qwen2vl": "qwen3",
+        "qwen25vl": "qwen3",
+        "gemma3": "gemma3",
+    }
     return {
         f: get_adapter_class(f).load_release_tokenizer(real_tokenizer_dir(n))
         for f, n in folders.items()
@@ -51,6 +57,48 @@ def test_qwen2vl_keeps_the_vision_tokens_at_their_release_ids(release):
     ) == [151652, 151653, 151655, 151656]
     assert (tok.bos_token, tok.eos_token_id, tok.pad_token_id) == (None, 151645, 151643)
     assert tok("Is there a dog?")["input_ids"][0] != tok.bos_token_id
+
+
+def test_qwen25vl_uses_qwen2vl_s_vision_ids(release):
+    tok = release["qwen25vl"]
+    tokens = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
+    assert tok.convert_tokens_to_ids(tokens) == [151644, 151645, 151652, 151653, 151655]
+    assert tok.convert_tokens_to_ids(tokens) == release["qwen2vl"].convert_tokens_to_ids(tokens)
+    assert (tok.bos_token, tok.eos_token_id, tok.pad_token_id) == (None, 151645, 151643)
+
+
+def test_gemma3_keeps_its_multimodal_tokens_at_the_release_ids(release):
+    tok = release["gemma3"]
+    assert len(tok) == GEMMA_SIZE  # nothing added: the Gemma 3 vocabulary is the release's
+    assert tok.convert_tokens_to_ids(
+        ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_turn>", "<end_of_turn>"]
+    ) == [255999, 256000, 262144, 105, 106]
+    # the names Gemma3Processor reads, and one whole token each
+    assert (tok.boi_token, tok.image_token, tok.eoi_token) == (
+        "<start_of_image>",
+        "<image_soft_token>",
+        "<end_of_image>",
+    )
+    assert tok("<start_of_image><image_soft_token>", add_special_tokens=False)["input_ids"] == [
+        255999,
+        262144,
+    ]
+    # <bos>, <eos> (the instruction-tuned release's tokenizer eos; it also stops at <end_of_turn>), <pad>
+    assert (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id) == (2, 1, 0)
+    assert tok("Is there a dog?")["input_ids"][0] == 2  # prompts start with <bos>
+
+
+def test_gemma3_release_names_its_tokens_on_a_bare_gemma_tokenizer(release):
+    """A tokenizer.json without the Gemma 3 config still gets the names and the chat template."""
+    from transformers import PreTrainedTokenizerFast
+
+    bare = PreTrainedTokenizerFast(
+        tokenizer_object=release["gemma3"].backend_tokenizer, bos_token="<bos>", eos_token="<eos>"
+    )
+    tok = get_adapter_class("gemma3").release_tokenizer(bare)
+    assert tok.image_token_id == 262144 and tok.boi_token_id == 255999
+    assert "<start_of_turn>" in tok.chat_template
+    assert getattr(bare, "image_token", None) is None  # the input is left unchanged
 
 
 def test_raw_tokenizers_are_left_unchanged():

@@ -51,10 +51,12 @@ def test_word_tokenizer_ids_are_deterministic(tokenizer):
     assert [vocab[t] for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     # the adapters' special tokens, collected in family order: a change here moves every token id
     assert SPECIAL_TOKENS == ("<bos>", "<eos>", "<pad>", "<unk>", "<image>", "<|image_pad|>", "<|video_pad|>",
-                              "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>")
+                              "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>",
+                              "<start_of_image>", "<image_soft_token>", "<end_of_image>", "<start_of_turn>",
+                              "<end_of_turn>")
     words = sorted(set(vocab) - set(SPECIAL_TOKENS))
     assert [vocab[w] for w in words] == list(range(len(SPECIAL_TOKENS), len(vocab)))
-    assert {"ASSISTANT", ":", "USER", "answer", "en", "user", "assistant", "?", "kite"} <= set(words)
+    assert {"ASSISTANT", ":", "USER", "answer", "en", "user", "assistant", "model", "?", "kite"} <= set(words)
     rebuilt = build_word_tokenizer(reversed(TEXTS), reversed(template_words()))
     assert rebuilt.get_vocab() == vocab
     ids = tokenizer("USER: <image>\nIs there a kite ?\nASSISTANT:")["input_ids"]
@@ -96,6 +98,10 @@ def test_prompts_use_the_family_template(adapters, family):
         "paligemma": "<image>answer en Is there a kite ?",
         "qwen2vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Is there a kite ?<|im_end|>\n"
         "<|im_start|>assistant\n",
+        "qwen25vl": "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Is there a kite ?<|im_end|>\n"
+        "<|im_start|>assistant\n",
+        # the template's <bos> is left to the tokenizer (one, not two)
+        "gemma3": "<start_of_turn>user\n<start_of_image>Is there a kite ?<end_of_turn>\n<start_of_turn>model\n",
     }[family]
     assert adapter.build_prompt(SHORT_Q) == expected
 
@@ -147,8 +153,9 @@ def test_answer_forms_on_the_word_vocabulary(adapters, tokenizer, family):
 @pytest.mark.parametrize("family", FAMILIES)
 def test_post_prompt_follows_the_question(adapters, family):
     adapter = adapters[family]
-    bare = adapter.build_prompt(adapter.question_text(SHORT_Q + "  "))
-    assert SHORT_Q + "  " in bare  # no post-prompt: the question is passed unchanged
+    # no post-prompt: the question is passed unchanged (Gemma 3's template trims it, as released)
+    assert adapter.question_text(SHORT_Q + "  ") == SHORT_Q + "  "
+    assert SHORT_Q in adapter.build_prompt(adapter.question_text(SHORT_Q + "  "))
     adapter.post_prompt = "\nAnswer ."
     try:
         prompt = adapter.build_prompt(adapter.question_text(SHORT_Q + "  "))
@@ -199,8 +206,10 @@ def test_training_batch_labels_only_answer_and_eos(adapters, images, family):
     if family == "paligemma":
         token_types = batch["token_type_ids"]
         assert torch.equal(token_types == 1, batch["labels"] != -100)  # suffix = answer + eos
-    if family == "qwen2vl":
+    if family in ("qwen2vl", "qwen25vl"):
         assert torch.equal(batch["mm_token_type_ids"] == 1, adapter.image_token_mask(batch))
+    if family == "gemma3":  # the bidirectional block: the image's soft tokens, nothing else
+        assert torch.equal(batch["token_type_ids"] == 1, adapter.image_token_mask(batch))
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -288,12 +297,48 @@ def test_module_roles(adapters, family):
     assert adapter.num_layers == 4 and len(adapter.decoder_layers()) == 4
     assert adapter.hidden_size == 128 and adapter.num_heads == 4
     assert adapter.lm_head().weight.shape == (len(adapter.tokenizer), 128)
-    assert adapter.mlp_module(0) is adapter.decoder_layers()[0].mlp
+    # the MLP's contribution to the residual: the MLP itself, or Gemma 3's norm after it
+    mlp_output = {"gemma3": "post_feedforward_layernorm"}.get(family, "mlp")
+    assert adapter.mlp_module(0) is getattr(adapter.decoder_layers()[0], mlp_output)
     assert adapter.attention_module(3) is adapter.decoder_layers()[3].self_attn
     assert adapter.output_projection(2) is adapter.decoder_layers()[2].self_attn.o_proj
     # initializer_range 0.08 (docs/method.md, "The tiny zoo"), not HF's 0.02
-    std = adapter.mlp_module(0).down_proj.weight.std().item()
+    std = adapter.decoder_layers()[0].mlp.down_proj.weight.std().item()
     assert 0.07 < std < 0.09
     with pytest.raises(IndexError, match="4 decoder layers"):
         adapter.attention_module(4)
     assert adapter.device == torch.device("cpu") and adapter.dtype == torch.float32
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_mlp_module_output_is_what_the_layer_adds_last(adapters, images, family):
+    """The contract the extraction's mlp_out and the ablations rely on: zeroing mlp_module's output
+    changes the layer's output by exactly that output (it is the residual's last summand)."""
+    adapter = adapters[family]
+    batch = adapter.encode(images[:1], [SHORT_Q])
+    layer, captured = adapter.decoder_layers()[1], {}
+
+    def keep(name):
+        def hook(module, args, output):
+            captured[name] = (output[0] if isinstance(output, tuple) else output).detach().clone()
+
+        return hook
+
+    def run(zero_mlp: bool):
+        handles = [layer.register_forward_hook(keep("layer"))]
+        mlp = adapter.mlp_module(1)
+        handles.append(mlp.register_forward_hook(keep("mlp")))
+        if zero_mlp:
+            handles.append(mlp.register_forward_hook(lambda m, i, o: torch.zeros_like(o)))
+        try:
+            with torch.no_grad():
+                adapter.model(**batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return captured["layer"], captured["mlp"]
+
+    full, mlp_out = run(False)
+    ablated, _ = run(True)
+    assert mlp_out.abs().max() > 1e-3
+    torch.testing.assert_close(full - ablated, mlp_out, atol=1e-5, rtol=1e-4)

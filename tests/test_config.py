@@ -21,12 +21,63 @@ def demo():
         return yaml.safe_load(fh)
 
 
+PAPER_THREE = {"llava", "paligemma", "qwen2vl"}
+ALL_FIVE = PAPER_THREE | {"qwen25vl", "gemma3"}
+# the models each shipped config plans: the demo and the paper face the paper's three (the two
+# newer families' blocks are there, switched off), the toy CI run all five
+PLANNED = {
+    "config/config.yaml": PAPER_THREE,
+    "config/paper.yaml": PAPER_THREE,
+    "tests/config/ci.yaml": ALL_FIVE,
+    "tests/config/paper_shapes.yaml": PAPER_THREE,
+}
+
+
 @pytest.mark.parametrize("path", REPO_CONFIGS)
 def test_shipped_configs_validate(path):
     config = load_config(path)
     assert config["runtime"]["device"] in {"cpu", "cuda"}
-    assert set(config["models"]) == {"llava", "paligemma", "qwen2vl"}
-    assert {m["family"] for m in config["models"].values()} == {"llava", "paligemma", "qwen2vl"}
+    assert set(config["models"]) == PLANNED[path]
+    assert {m["family"] for m in config["models"].values()} == PLANNED[path]
+
+
+@pytest.mark.parametrize("path", ["config/config.yaml", "config/paper.yaml"])
+def test_the_extra_families_switch(path):
+    with open(path) as fh:
+        raw = yaml.safe_load(fh)
+    assert raw["extra_families"] is False
+    assert {name for name, m in raw["models"].items() if m.get("extra")} == ALL_FIVE - PAPER_THREE
+    switched_on = validate_config({**raw, "extra_families": True})
+    assert set(switched_on["models"]) == ALL_FIVE
+    assert switched_on["models"]["gemma3"]["extra"] is True
+    # the pins (python -m vrp.pins) see every block, with the switch off too
+    from conftest import SCHEMA_PATH
+    from vrp import config as vrp_config
+
+    assert set(vrp_config.load_config(path, SCHEMA_PATH, all_models=True)["models"]) == ALL_FIVE
+    # a config whose every model is extra would plan nothing: refused, naming the switch
+    only_extra = {**raw, "models": {k: v for k, v in raw["models"].items() if v.get("extra")}}
+    with pytest.raises(ConfigError, match="every model is marked extra.*extra_families: true"):
+        validate_config(only_extra)
+
+
+def test_the_paper_blocks_of_the_newer_families():
+    config = validate_config({**yaml.safe_load(open("config/paper.yaml")), "extra_families": True})
+    qwen, gemma = config["models"]["qwen25vl"], config["models"]["gemma3"]
+    assert (qwen["path"], qwen["dtype"], qwen["n_params"]) == (
+        "Qwen/Qwen2.5-VL-7B-Instruct", "bfloat16", 8292166656
+    )
+    assert (gemma["path"], gemma["dtype"], gemma["n_params"]) == (
+        "google/gemma-3-4b-it", "bfloat16", 4300079472
+    )
+    assert qwen["post_prompt"] is None and gemma["post_prompt"] is None  # the datasets' (lmms-eval)
+
+
+def test_families_are_the_adapter_modules():
+    from vrp.adapters import FAMILIES
+    from vrp.config import adapter_families
+
+    assert adapter_families() == frozenset(FAMILIES)
 
 
 def test_defaults_are_filled(demo):

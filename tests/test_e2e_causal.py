@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import planned_jobs
+from conftest import CI_MODELS, planned_jobs
 from vrp.io import read_json
 
 pytestmark = pytest.mark.slow
 
-MODELS = ("llava", "paligemma", "qwen2vl")
+MODELS = CI_MODELS
 UPSTREAM = {"zoo_train", "extract_activations", "probes_layers", "probes_neurons", "causal_baseline",
             "causal_ablation_layers"}
 

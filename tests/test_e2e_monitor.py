@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import CI_MODELS
 from vrp.benchmark.images import decode_images
 from vrp.io import read_json
 from vrp.monitor import ReliabilityMonitor, read_bundle
@@ -18,7 +19,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
 ]
 
-MODELS = ("llava", "paligemma", "qwen2vl")
+MODELS = CI_MODELS
 
 
 @pytest.mark.parametrize("model", MODELS)

@@ -6,7 +6,7 @@ import pytest
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from conftest import REPO, planned_jobs
+from conftest import CI_MODELS, REPO, planned_jobs
 from vrp.analysis.consistency import consistency_scores
 from vrp.analysis.probes import READOUTS, TABLE7_METHODS, TABLE8_METHODS
 from vrp.io import read_json
@@ -14,7 +14,7 @@ from vrp.shards import load_array
 
 pytestmark = pytest.mark.slow
 
-MODELS = ("llava", "paligemma", "qwen2vl")
+MODELS = CI_MODELS
 CI = yaml.safe_load((REPO / "tests" / "config" / "ci.yaml").read_text())
 
 

@@ -30,12 +30,14 @@ FAKE_COMMITS = {
     "Qwen/Qwen2-VL-7B-Instruct": "3" * 40,
     "lmms-lab/POPE": "4" * 40,
 }
+# the extra families' blocks: switched off in the paper face (not planned), pinned all the same
+EXTRA_COMMITS = {"Qwen/Qwen2.5-VL-7B-Instruct": "5" * 40, "google/gemma-3-4b-it": "6" * 40}
 # A hang guard for subprocesses that must fail fast; far above what they take (seconds).
 FAIL_FAST_TIMEOUT_S = 60
 
 
 def fake_resolver(artefact: pins.HubArtefact) -> str:
-    return FAKE_COMMITS[artefact.repo_id]
+    return {**FAKE_COMMITS, **EXTRA_COMMITS}[artefact.repo_id]
 
 
 def network_off(folder: Path) -> dict[str, str]:
@@ -535,7 +537,12 @@ def test_pins_command_writes_the_lock_and_reports_an_unreachable_hub(tmp_path, m
     monkeypatch.setattr(pins, "hub_resolver", lambda timeout=30.0: fake_resolver)
     assert pins.main([str(PAPER), "--lock", str(lock_path), "--schema", str(SCHEMA_PATH)]) == 0
     assert pins.pins_for(load_config(PAPER), lock_path)[1] == []
-    assert "lmms-lab/POPE @ default -> " + "4" * 40 in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "lmms-lab/POPE @ default -> " + "4" * 40 in out
+    # the switched-off extra families are pinned too: switching them on needs no new pins
+    assert "google/gemma-3-4b-it @ default -> " + "6" * 40 in out
+    switched_on = validate_config({**yaml.safe_load(PAPER.read_text()), "extra_families": True})
+    assert len(switched_on["models"]) == 5 and pins.pins_for(switched_on, lock_path)[1] == []
 
     def unreachable(artefact):
         raise ConnectionError("[Errno -2] Name or service not known")

@@ -29,6 +29,10 @@ GEOMETRY = {
     "paligemma": ((96, 48), (8, 8), lambda r, c: (12 * c, 6 * r, 12 * c + 12, 6 * r + 6)),
     # Qwen2-VL keeps 64x48 (multiples of patch*merge = 8, under max_pixels): a 6x8 grid of 8-px cells
     "qwen2vl": ((64, 48), (6, 8), lambda r, c: (8 * c, 8 * r, 8 * c + 8, 8 * r + 8)),
+    # Qwen2.5-VL: Qwen2-VL's processor
+    "qwen25vl": ((64, 48), (6, 8), lambda r, c: (8 * c, 8 * r, 8 * c + 8, 8 * r + 8)),
+    # Gemma 3's SigLIP squashes to 64x64 as PaliGemma's; its 8x8 tokens pool 2x2 patches
+    "gemma3": ((96, 48), (8, 8), lambda r, c: (12 * c, 6 * r, 12 * c + 12, 6 * r + 6)),
 }
 # n_masked(p, S) = floor(p*S + 0.5) for the default sweep, S = 64 and S = 48 (written out by hand)
 EXPECTED_COUNTS = {
@@ -78,7 +82,7 @@ def test_masking_p_masks_round_p_n_patches_and_exactly_their_pixels(adapters, fa
                 assert (changed == want).all()
 
 
-@pytest.mark.parametrize("family", ["llava", "paligemma"])
+@pytest.mark.parametrize("family", ["llava", "paligemma", "gemma3"])
 def test_masked_cells_are_grey_in_the_pixels_the_vision_tower_sees(adapters, family):
     adapter = adapters[family]
     size, grid, _ = GEOMETRY[family]

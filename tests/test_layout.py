@@ -59,7 +59,8 @@ FAMILY_NAMES_ALLOWED = {
     # the paper's headline claims are stated per family (its numbers for LLaVA, PaliGemma, Qwen2-VL)
     "src/vrp/analysis/claims.py": "the paper's per-family claims",
 }
-FAMILY_WORDS = ("llava", "paligemma", "qwen2vl", "qwen2_vl", "qwen2-vl", "gemma", "qwen")
+FAMILY_WORDS = ("llava", "paligemma", "qwen2vl", "qwen2_vl", "qwen2-vl", "qwen25vl", "qwen2_5", "qwen2.5",
+                "gemma", "qwen")
 
 
 def _docstring_nodes(tree: ast.AST) -> set[int]:
@@ -121,3 +122,57 @@ def test_method_notes_are_cited_inside_the_repository():
     assert not outside, (
         f"modules cite method notes outside the repository (use docs/method.md): {outside}"
     )
+
+
+# ------------------------------------------------------------------------------------------
+# "A family is one adapter file": everything else reads the family facts off the registry
+# ------------------------------------------------------------------------------------------
+WORKFLOW_TEXT = ["Snakefile", "rules/*.smk", "workflow/schemas/*.yaml", "workflow/report/*.rst",
+                 "profiles/*/*.yaml", "envs/*.yaml"]
+
+
+def test_the_registry_is_the_only_list_of_families():
+    import yaml
+
+    from vrp.adapters import ADAPTERS, FAMILIES, FamilyAdapter
+    from vrp.config import adapter_families
+
+    # one adapter module per family, named after it, each registered (and nothing else is)
+    modules = {p.stem for p in (PACKAGE / "adapters").glob("*.py")} - {"__init__", "base"}
+    assert modules == set(FAMILIES) == set(ADAPTERS) == set(FamilyAdapter.registry)
+    for family, adapter in ADAPTERS.items():
+        assert adapter.__module__ == f"vrp.adapters.{family}" and adapter.family == family
+    # the config check reads the families off those modules; the schema lists none
+    assert adapter_families() == frozenset(FAMILIES)
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert "enum" not in schema["$defs"]["model"]["properties"]["family"]
+
+
+def test_rules_schema_and_captions_name_no_family():
+    """The workflow's own files never spell a family key: adding a family leaves them unchanged."""
+    import re
+
+    from vrp.adapters import FAMILIES
+
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, FAMILIES)) + r")\b")
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()[:80]}"
+        for glob in WORKFLOW_TEXT
+        for path in sorted(REPO.glob(glob))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders, "family keys outside the adapters:\n" + "\n".join(offenders)
+
+
+def test_every_family_brings_its_own_label_and_colour():
+    from vrp.adapters import ADAPTERS, FAMILIES
+    from vrp.analysis.plotting import FAMILY_COLOURS, FAMILY_LABELS
+
+    assert set(FAMILY_COLOURS) == set(FAMILY_LABELS) == set(FAMILIES)
+    assert len(set(FAMILY_COLOURS.values())) == len(FAMILIES)  # told apart in every figure
+    assert len(set(FAMILY_LABELS.values())) == len(FAMILIES)
+    for family, adapter in ADAPTERS.items():
+        assert FAMILY_LABELS[family] == adapter.display_name
+        if hasattr(adapter, "display_colour"):
+            assert FAMILY_COLOURS[family] == adapter.display_colour

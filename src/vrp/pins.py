@@ -16,8 +16,9 @@ Resolve (on a machine with Hub access)::
     .venv/bin/python -m vrp.pins config/paper.yaml
 
 which resolves every artefact that has no commit yet (``--update`` re-resolves all) and writes the
-lock. A run whose config names a lock file and has an artefact without a commit stops at start-up
-with that command as the fix.
+lock. It covers every model block of the config, those marked ``extra`` (planned only with
+``extra_families: true``) included. A run whose config names a lock file and has an artefact
+without a commit stops at start-up with that command as the fix.
 """
 
 from __future__ import annotations
@@ -267,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, args.schema)
+        # every model block, the switched-off extra families' too: switching them on needs no re-pin
+        config = load_config(args.config, args.schema, all_models=True)
     except ConfigError as err:
         print(err, file=sys.stderr)
         return 2
