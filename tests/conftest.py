@@ -31,10 +31,15 @@ def load_config(path) -> dict:
     return vrp_config.load_config(path, SCHEMA_PATH)
 
 
+def snakemake_command(workdir: Path, *args: str) -> list[str]:
+    """The command line that runs the repository's workflow in ``workdir`` with ``args``."""
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+            *args]
+
+
 def run_snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
     """Run the repository's workflow in ``workdir`` (its config is ``workdir/config/config.yaml``)."""
-    command = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-               "--directory", str(workdir), "--cores", "2", *args]
+    command = snakemake_command(workdir, "--cores", "2", *args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
 

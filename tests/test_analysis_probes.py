@@ -121,17 +121,23 @@ def _samples(y, groups, rng):
 
 @pytest.fixture(scope="module")
 def scored(planted):
-    hidden, mlp_out, y, groups = planted
+    _, _, y, groups = planted
     rng = np.random.default_rng(3)
     samples = _samples(y, groups, rng)
-    arrays = {"hidden": hidden, "mlp_out": mlp_out, "image_attention": rng.random((len(y), 3, 4)),
-              "lens_margin": rng.normal(size=(len(y), 4)) + y[:, None],
-              "lens_margin_pred": rng.normal(size=(len(y), 4))}
+    arrays = _arrays(planted, rng, margin_signal=1.0)
     settings = P.ProbeSettings(mlp_hidden=8, mlp_max_iter=20, n_splits=5, n_boot=100, last_k_layers=2)
     attention_stats = _attention_stats(samples, rng)
     scores = P.reliability_scores(samples, arrays, peak_layer=1, settings=settings,
                                   attention_stats=attention_stats)
     return scores, samples, attention_stats
+
+
+def _arrays(planted, rng, margin_signal: float) -> dict:
+    """The extraction arrays of the planted questions; the logit-lens margin carries ``margin_signal`` x y."""
+    hidden, mlp_out, y, _ = planted
+    return {"hidden": hidden, "mlp_out": mlp_out, "image_attention": rng.random((len(y), 3, 4)),
+            "lens_margin": rng.normal(size=(len(y), 4)) + margin_signal * y[:, None],
+            "lens_margin_pred": rng.normal(size=(len(y), 4))}
 
 
 def _attention_stats(samples, rng):
@@ -150,11 +156,10 @@ def test_reliability_scores_read_hs_and_ck_from_the_attention_stage(scored):
 
 
 def test_reliability_scores_refuse_misaligned_attention_stats(planted):
-    hidden, mlp_out, y, groups = planted
+    _, _, y, groups = planted
     rng = np.random.default_rng(3)
     samples = _samples(y, groups, rng)
-    arrays = {"hidden": hidden, "mlp_out": mlp_out, "image_attention": rng.random((len(y), 3, 4)),
-              "lens_margin": rng.normal(size=(len(y), 4)), "lens_margin_pred": rng.normal(size=(len(y), 4))}
+    arrays = _arrays(planted, rng, margin_signal=0.0)
     shuffled = _attention_stats(samples, rng).iloc[::-1].reset_index(drop=True)
     with pytest.raises(ValueError, match="rerun attention_stats"):
         P.reliability_scores(samples, arrays, peak_layer=1, attention_stats=shuffled)
@@ -174,13 +179,7 @@ def test_reliability_scores_columns_signs_and_held_out_probes(scored):
     assert scores[list(P.READOUTS)].notna().all().all()
     # nested: every fold's training folds pick the planted layer, so the nested probe equals the
     # probe at the layer chosen on all folds (same folds, same fits)
-    assert (scores["nested_layer"] == 1).all() and sorted(scores["fold"].unique()) == [
-        0,
-        1,
-        2,
-        3,
-        4,
-    ]
+    assert (scores["nested_layer"] == 1).all() and sorted(scores["fold"].unique()) == list(range(5))
     np.testing.assert_allclose(scores["probe_peak"], scores["probe_peak_in_sample_layer"])
 
 

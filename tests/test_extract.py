@@ -133,8 +133,9 @@ def test_killed_run_resumes_to_identical_files(adapter, questions, tmp_path, mon
 def test_changed_settings_do_not_reuse_stale_shards(adapter, questions, tmp_path):
     subset = questions.head(8).reset_index(drop=True)
     spec = {"family": adapter.family, "path": "tiny"}
-    extract(adapter, subset, tmp_path, spec, ExtractionSettings(batch_size=4, shard_size=8, per_head=False), progress=False)
-    manifest = extract(adapter, subset, tmp_path, spec, ExtractionSettings(batch_size=4, shard_size=8, per_head=True), progress=False)
+    for per_head in (False, True):  # the second run asks for arrays the first one's shards lack
+        settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=per_head)
+        manifest = extract(adapter, subset, tmp_path, spec, settings, progress=False)
     assert "head_logit" in manifest["arrays"]
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, snakemake_command
 
 PROFILE = REPO / "profiles" / "slurm" / "config.yaml"
 LOCAL_SLURM = REPO / "scripts" / "slurm" / "local-slurm.sh"
@@ -172,8 +172,7 @@ def _snakemake(workdir: Path, *args: str, limit: int) -> subprocess.CompletedPro
     # The SLURM executor ignores SIGTERM while it polls: bound it with SIGINT (it then scancels its
     # jobs), and SIGKILL 30 s later.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    command = ["timeout", "-s", "INT", "-k", "30", str(limit), sys.executable, "-m", "snakemake",
-               "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir), *args]
+    command = ["timeout", "-s", "INT", "-k", "30", str(limit), *snakemake_command(workdir, *args)]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=limit + 60)
 
 

@@ -57,6 +57,10 @@ def test_grouped_splits_never_share_an_image(planted):
     assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
     with pytest.raises(ValueError, match="number of images"):
         C.grouped_splits(y[:8], groups[:8], n_splits=5)
+    C.check_group_folds(2, 2)
+    for n_splits, n_groups in ((1, 10), (5, 4)):
+        with pytest.raises(ValueError, match=rf"Table 1 needs 2 <= attention.x <= number of images; got n_splits={n_splits}, {n_groups} images"):
+            C.check_group_folds(n_splits, n_groups, "Table 1", "attention.x")
 
 
 def test_planted_signal_probe_finds_it_and_shuffled_does_not(planted):

@@ -52,6 +52,7 @@ from vrp.stats import (
     weighted_within_pearson,
     within_group_pearson,
 )
+from vrp.stats.classify import check_group_folds
 from vrp.stats.cluster import INTERVAL_COLUMNS, interval_method
 from vrp.stats.correlation import as_binary, pearson
 
@@ -76,8 +77,7 @@ __all__ = [
 CK_METHODS = ("components", "dbscan")
 
 # Per-sample columns copied from samples.parquet into the statistics table.
-_SAMPLE_COLUMNS = ("question_id", "image_id", "task", "answer", "prediction", "correct", "confidence",
-                   "grid_rows", "grid_cols")
+_SAMPLE_COLUMNS = tuple("question_id image_id task answer prediction correct confidence grid_rows grid_cols".split())
 
 
 # --------------------------------------------------------------------------------------------
@@ -319,12 +319,8 @@ def nested_head_folds(
     image has questions on both sides. Raises ``ValueError`` with fewer images than folds.
     """
     groups = samples["image_id"].to_numpy()
-    n_images = len(pd.unique(groups))
-    if n_splits < 2 or n_images < n_splits:
-        raise ValueError(
-            f"the nested top-K heads need 2 <= attention.stress_test.n_splits <= number of images; "
-            f"got n_splits={n_splits}, {n_images} images"
-        )
+    check_group_folds(n_splits, len(pd.unique(groups)), "the nested top-K heads' choice",
+                      "attention.stress_test.n_splits")
     splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), groups=groups)]
 

@@ -28,6 +28,7 @@ from vrp.stats.attention import (
 )
 from vrp.stats.classify import (
     auroc_with_ci,
+    check_group_folds,
     cv_accuracy_auroc,
     ensemble_classifier,
     grouped_cv_scores,
@@ -79,6 +80,7 @@ __all__ = [
     "attention_features",
     "auroc_with_ci",
     "centroid_spread",
+    "check_group_folds",
     "cluster_count",
     "cluster_count_components",
     "cluster_count_dbscan",

@@ -118,6 +118,17 @@ def auroc_with_ci(y, score, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
 # --------------------------------------------------------------------------------------------
 # Grouped cross-validation
 # --------------------------------------------------------------------------------------------
+def check_group_folds(n_splits: int, n_groups: int, what: str = "grouped CV", key: str = "n_splits") -> None:
+    """Refuse ``n_splits`` image-grouped folds that cannot exist: fewer than 2, or more than images.
+
+    ``what`` names the computation and ``key`` the setting, so the error says what to change.
+    """
+    if n_splits < 2 or n_groups < n_splits:
+        raise ValueError(
+            f"{what} needs 2 <= {key} <= number of images; got n_splits={n_splits}, {n_groups} images"
+        )
+
+
 def grouped_splits(y, groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds of ``StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)``: [(train, test), ...].
 
@@ -128,10 +139,7 @@ def grouped_splits(y, groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np
     group_arr = np.asarray(groups)
     if group_arr.shape != labels.shape:
         raise ValueError(f"groups has shape {group_arr.shape} but y has {labels.shape}; pass one image id per sample")
-    n_groups = len(np.unique(group_arr))
-    if n_splits < 2 or n_groups < n_splits:
-        raise ValueError(f"grouped CV needs 2 <= n_splits <= number of images; got n_splits={n_splits}, "
-                         f"{n_groups} images")
+    check_group_folds(n_splits, len(np.unique(group_arr)))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # "least populated class has only m members" is about stratification quality, not validity.
