@@ -1,8 +1,11 @@
 # Causal sweeps (paper §3.11-3.13): attention-guided patch masking, neuron ablation, the masking
 # table and Tables 5 and 6. Every sweep point (a masking share p, an ablated k, a single neuron, a
-# channel fraction) is its own job, so a cluster runs them in parallel and a new value runs only
-# the new jobs. Layers of the ablation sweeps depend on each model's depth, which the checkpoint
-# causal_ablation_layers reads from the extraction manifest.
+# channel fraction) is its own file. A masking share and a top-k point are each their own job, so
+# a cluster runs them in parallel and a new value runs only the new jobs; the single neurons of a
+# layer (ranks 1..max k) and the peak-layer fractions are one job each, because a job's fixed cost
+# (imports, model and question loading: ~9 CPU s on the demo) is larger than one such point. A new
+# rank or fraction reruns that one job. Layers of the ablation sweeps depend on each model's depth,
+# which the checkpoint causal_ablation_layers reads from the extraction manifest.
 
 
 rule causal_baseline:
@@ -163,15 +166,16 @@ rule causal_ablation_top_k:
     params:
         model=model_spec,
         causal=config["causal"],
-        plan=ablation_plan("top_k"),
+        plans=ablation_plans("top_k"),
         mode=config["ablation"]["mode"],
         seed=config["seed"],
     script:
         "../workflow/scripts/causal_ablation.py"
 
 
-# The other ablation sweeps are the same job with another plan (the one script reads it), their
-# own output pattern and the inputs that plan needs; params not named here are causal_ablation_top_k's.
+# The other ablation sweeps are the same job with other plans (the one script reads them, one plan
+# per output file), their own output pattern and the inputs those plans need; params not named
+# here are causal_ablation_top_k's.
 use rule causal_ablation_top_k as causal_ablation_single with:
     input:
         questions="results/data/{dataset}/eval.parquet",
@@ -180,20 +184,23 @@ use rule causal_ablation_top_k as causal_ablation_single with:
         ranking="results/probes/{model}/{dataset}/neuron_ranking.parquet",
         checkpoint=model_checkpoint,
     output:
-        "results/ablation/layer~{layer}/rank~{rank}/{model}/{dataset}.parquet",
+        expand(
+            "results/ablation/layer~{{layer}}/rank~{rank}/{{model}}/{{dataset}}.parquet",
+            rank=single_ranks(),
+        ),
     log:
-        "logs/causal/ablation/layer~{layer}/rank~{rank}/{model}/{dataset}.log",
+        "logs/causal/ablation/layer~{layer}/ranks/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/causal/ablation/layer~{layer}/rank~{rank}/{model}/{dataset}.tsv"
+        "benchmarks/causal/ablation/layer~{layer}/ranks/{model}/{dataset}.tsv"
     wildcard_constraints:
         layer=r"\d+",
-        rank=r"[1-9]\d*",
     resources:
         mem_mb=model_mem_mb,
-        runtime=60,
+        # 60 minutes per rank (what each rank's own job had)
+        runtime=60 * len(single_ranks()),
         gpu=model_gpus,
     params:
-        plan=ablation_plan("single"),
+        plans=ablation_plans("single"),
 
 
 use rule causal_ablation_top_k as causal_ablation_peak_fraction with:
@@ -204,19 +211,20 @@ use rule causal_ablation_top_k as causal_ablation_peak_fraction with:
         peak="results/probes/{model}/{dataset}/peak.json",
         checkpoint=model_checkpoint,
     output:
-        "results/ablation/peak/frac~{frac}/{model}/{dataset}.parquet",
+        expand(
+            "results/ablation/peak/frac~{frac}/{{model}}/{{dataset}}.parquet",
+            frac=peak_fractions(),
+        ),
     log:
-        "logs/causal/ablation/peak/frac~{frac}/{model}/{dataset}.log",
+        "logs/causal/ablation/peak/fractions/{model}/{dataset}.log",
     benchmark:
-        "benchmarks/causal/ablation/peak/frac~{frac}/{model}/{dataset}.tsv"
-    wildcard_constraints:
-        frac=sweep_alternatives(config["ablation"]["large_scale"]["fractions"]),
+        "benchmarks/causal/ablation/peak/fractions/{model}/{dataset}.tsv"
     resources:
         mem_mb=model_mem_mb,
-        runtime=120,
+        runtime=120 * len(peak_fractions()),
         gpu=model_gpus,
     params:
-        plan=ablation_plan("random_fraction"),
+        plans=ablation_plans("random_fraction"),
 
 
 use rule causal_ablation_top_k as causal_ablation_peak_bypass with:
@@ -237,7 +245,7 @@ use rule causal_ablation_top_k as causal_ablation_peak_bypass with:
         runtime=60,
         gpu=model_gpus,
     params:
-        plan=ablation_plan("bypass"),
+        plans=ablation_plans("bypass"),
 
 
 use rule causal_ablation_top_k as causal_ablation_peak_top_k with:
@@ -261,7 +269,7 @@ use rule causal_ablation_top_k as causal_ablation_peak_top_k with:
         runtime=60,
         gpu=model_gpus,
     params:
-        plan=ablation_plan("peak_top_k"),
+        plans=ablation_plans("peak_top_k"),
 
 
 rule causal_table5:

@@ -358,41 +358,62 @@ def causal_settings(section, *keys):
     return {key: config[section][key] for key in keys}
 
 
-def ablation_plan(kind):
-    """Params function: the plan of one ablation sweep job, built from its wildcards."""
+def single_ranks():
+    """Ranks of the single-neuron sweep: 1 .. the largest k of the k sweep."""
+    return list(range(1, max(config["ablation"]["k_values"]) + 1))
 
-    def plan(wildcards):
+
+def peak_fractions():
+    """The channel fractions of the peak-layer sweep, as sweep_value spells them in file names."""
+    return [sweep_value(f) for f in config["ablation"]["large_scale"]["fractions"]]
+
+
+def ablation_plans(kind):
+    """Params function: the plans of one ablation job, one per output file in output order.
+
+    A top-k point, the bypass and the peak top-k are one plan each; the single-neuron sweep of a
+    layer (every rank) and the peak fractions (every fraction) are one job each, one model load.
+    """
+
+    def plans(wildcards):
         settings = config["ablation"]
         if kind == "top_k":
-            return {
-                "kind": kind,
-                "layer": int(wildcards.layer),
-                "k": int(wildcards.k),
-                "random_seeds": settings["random_seeds"],
-            }
+            return [
+                {
+                    "kind": kind,
+                    "layer": int(wildcards.layer),
+                    "k": int(wildcards.k),
+                    "random_seeds": settings["random_seeds"],
+                }
+            ]
         if kind == "single":
-            return {
-                "kind": kind,
-                "layer": int(wildcards.layer),
-                "rank": int(wildcards.rank),
-            }
+            return [
+                {"kind": kind, "layer": int(wildcards.layer), "rank": rank}
+                for rank in single_ranks()
+            ]
         if kind == "peak_top_k":
-            return {
-                "kind": "top_k",
-                "layer": "peak",
-                "k": int(wildcards.k),
-                "random_seeds": [],
-            }
+            return [
+                {
+                    "kind": "top_k",
+                    "layer": "peak",
+                    "k": int(wildcards.k),
+                    "random_seeds": [],
+                }
+            ]
         if kind == "random_fraction":
-            return {
-                "kind": kind,
-                "layer": "peak",
-                "fraction": float(wildcards.frac),
-                "random_seeds": settings["random_seeds"],
-            }
-        return {"kind": kind, "layer": "peak"}
+            # the fraction as its file name spells it (the value each job has always read)
+            return [
+                {
+                    "kind": kind,
+                    "layer": "peak",
+                    "fraction": float(frac),
+                    "random_seeds": settings["random_seeds"],
+                }
+                for frac in peak_fractions()
+            ]
+        return [{"kind": kind, "layer": "peak"}]
 
-    return plan
+    return plans
 
 
 def ablation_sweep_runs(wildcards):
@@ -412,7 +433,7 @@ def ablation_sweep_runs(wildcards):
             ]
             for layer, k in dict.fromkeys(points):
                 files.append(f"results/ablation/layer~{layer}/k~{k}/{m}/{d}.parquet")
-            for rank in range(1, max(settings["k_values"]) + 1):
+            for rank in single_ranks():
                 files.append(
                     f"results/ablation/layer~{plan['k_sweep_layer']}/rank~{rank}/{m}/{d}.parquet"
                 )
@@ -423,8 +444,8 @@ def ablation_peak_runs(wildcards):
     """Every large-scale ablation file at each model's peak layer: fractions, bypass, top-k."""
     large = config["ablation"]["large_scale"]
     patterns = [
-        f"results/ablation/peak/frac~{sweep_value(f)}/{{model}}/{{dataset}}.parquet"
-        for f in large["fractions"]
+        f"results/ablation/peak/frac~{frac}/{{model}}/{{dataset}}.parquet"
+        for frac in peak_fractions()
     ]
     if large["bypass"]:
         patterns.append("results/ablation/peak/bypass/{model}/{dataset}.parquet")

@@ -1,5 +1,5 @@
 """End-to-end: the causal sweeps on the toy demo (tests/config/ci.yaml), and that a new sweep value
-runs only the new jobs."""
+runs only the jobs whose outputs it adds."""
 
 from __future__ import annotations
 
@@ -80,12 +80,16 @@ def test_table6_is_at_the_peak_layer(demo_workdir):
     [
         ({"masking": {"p_values": [0.3, 0.4]}},
          {"causal_masking": 3, "causal_table_masking": 1, "causal_figure_masking": 1}),
-        ({"ablation": {"k_values": [2, 3]}},  # one new k -> top-3 and the rank-3 single neuron, per model
+        # one new largest k -> top-3 and the single-neuron job (now ranks 1..3), per model
+        ({"ablation": {"k_values": [2, 3]}},
          {"causal_ablation_top_k": 3, "causal_ablation_single": 3, "causal_table5": 1}),
-        ({"ablation": {"large_scale": {"fractions": [0.5, 0.25]}}},
+        # a new k below the largest adds no rank: the single-neuron jobs stay done
+        ({"ablation": {"k_values": [1, 2]}},
+         {"causal_ablation_top_k": 3, "causal_table5": 1}),
+        ({"ablation": {"large_scale": {"fractions": [0.5, 0.25]}}},  # the fractions job of each model
          {"causal_ablation_peak_fraction": 3, "causal_table6": 1}),
     ],
-    ids=["new-p", "new-k", "new-fraction"],
+    ids=["new-p", "new-largest-k", "new-smaller-k", "new-fraction"],
 )
 def test_a_new_sweep_value_runs_only_the_new_jobs(demo_workdir, tmp_path, change, expected):
     changed = tmp_path / "change.yaml"
