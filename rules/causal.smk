@@ -30,6 +30,7 @@ rule causal_baseline:
     params:
         model=model_spec,
         causal=config["causal"],
+        prefix_sharing=config["runtime"]["prefix_sharing"],
     script:
         "../workflow/scripts/causal_baseline.py"
 
@@ -169,6 +170,7 @@ rule causal_ablation_top_k:
         plans=ablation_plans("top_k"),
         mode=config["ablation"]["mode"],
         seed=config["seed"],
+        prefix_sharing=config["runtime"]["prefix_sharing"],
     script:
         "../workflow/scripts/causal_ablation.py"
 

@@ -39,6 +39,6 @@ for plan, layer, path in zip(plans, layers, snakemake.output):
              "\n".join(f"  {c.condition} seed={c.seed} channels={c.labels(adapter.hidden_size)['channels']}"
                        for c in conditions))
     runs = run_ablation(adapter, questions, manifest["candidates"], conditions, mode=snakemake.params.mode,
-                        batch_size=settings["batch_size"])
+                        batch_size=settings["batch_size"], share_prefix=snakemake.params.prefix_sharing)
     log.info("accuracy per condition\n%s", runs.groupby(["condition", "seed"])["correct"].mean().to_string())
     write_parquet(runs.assign(model=snakemake.wildcards.model, dataset=snakemake.wildcards.dataset), path)
