@@ -30,7 +30,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     final_lr_fraction: float = 0.05
     # Share of each task in the training batches (None: rows drawn uniformly). Weighting presence
-    # and the caption auxiliary task up is what makes tiny models learn within ~1500 steps.
+    # and the caption auxiliary task up is what makes tiny models learn within a few hundred
+    # steps (the demo: 60 % presence, 30 % caption, in 450-800 steps).
     task_weights: dict[str, float] | None = None
 
     @classmethod
@@ -52,7 +53,7 @@ def lr_multiplier(step: int, config: TrainConfig) -> float:
     return config.final_lr_fraction + (1.0 - config.final_lr_fraction) * cosine
 
 
-def _row_probabilities(tasks: pd.Series, weights: dict[str, float] | None) -> np.ndarray | None:
+def row_probabilities(tasks: pd.Series, weights: dict[str, float] | None) -> np.ndarray | None:
     """Per-row sampling probabilities giving each task its weight's share of the batches."""
     if weights is None:
         return None
@@ -86,14 +87,14 @@ def train_adapter(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, config))
 
-    row_probabilities = _row_probabilities(train["task"], config.task_weights)
+    probabilities = row_probabilities(train["task"], config.task_weights)
     order = rng.permutation(len(train))
     cursor = 0
     losses: list[float] = []
     bar = tqdm(range(config.steps), desc=f"train {adapter.family}", mininterval=5, disable=not progress)
     for _ in bar:
-        if row_probabilities is not None:
-            rows = rng.choice(len(train), size=config.batch_size, replace=False, p=row_probabilities)
+        if probabilities is not None:
+            rows = rng.choice(len(train), size=config.batch_size, replace=False, p=probabilities)
         else:
             if cursor + config.batch_size > len(order):
                 order, cursor = rng.permutation(len(train)), 0
