@@ -47,6 +47,7 @@ class FamilyAdapter(abc.ABC):
 
     family: ClassVar[str]
     display_name: ClassVar[str]  # the family's name in figure legends and titles
+    display_colour: ClassVar[str]  # the family's colour in every figure (one per family)
     model_type: ClassVar[str]  # the checkpoint config's ``model_type`` for this family
     model_class: ClassVar[type]
     processor_class: ClassVar[type]
@@ -74,9 +75,27 @@ class FamilyAdapter(abc.ABC):
     # imports them all), so this module never imports the package that imports it.
     registry: ClassVar[dict[str, type[FamilyAdapter]]] = {}
 
+    # What every family adapter declares (a subclass of another family's adapter may inherit them).
+    _declared: ClassVar[tuple[str, ...]] = (
+        "display_name",
+        "display_colour",
+        "model_type",
+        "model_class",
+        "processor_class",
+        "default_prompt_template",
+        "tiny_defaults",
+        "output_projection_name",
+    )
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if "family" in cls.__dict__:
+            missing = [name for name in cls._declared if not hasattr(cls, name)]
+            if missing:
+                raise TypeError(
+                    f"{cls.__name__} (family {cls.family!r}) does not set {missing}: set them as "
+                    "class attributes (FamilyAdapter lists what each means)"
+                )
             FamilyAdapter.registry[cls.family] = cls
 
     def __init__(self, model: torch.nn.Module, processor: Any, prompt_template: str | None = None):
@@ -613,6 +632,14 @@ class FamilyAdapter(abc.ABC):
     @abc.abstractmethod
     def image_embedding_module(self) -> torch.nn.Module:
         """The projector/merger whose output rows are the LM's image-token embeddings."""
+
+    def image_embedding_order(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(total image tokens,) long: for each row of :meth:`image_embedding_module`'s output
+        (flattened over the batch), the index of the LM image token it becomes, counting the
+        batch's image tokens in sequence order. The projector's rows are already in that
+        (raster) order here; a tower that permutes its patches overrides this."""
+        total = int(self.image_token_mask(inputs).sum())
+        return torch.arange(total, device=inputs["input_ids"].device)
 
     def input_embeddings(self) -> torch.nn.Module:
         """The LM's token embedding table (before image features are scattered in)."""

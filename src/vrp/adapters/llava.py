@@ -34,6 +34,7 @@ class LlavaAdapter(FamilyAdapter):
 
     family: ClassVar[str] = "llava"
     display_name: ClassVar[str] = "LLaVA"
+    display_colour: ClassVar[str] = "#1f77b4"
     model_type: ClassVar[str] = "llava"
     model_class: ClassVar[type] = LlavaForConditionalGeneration
     processor_class: ClassVar[type] = LlavaProcessor

@@ -37,6 +37,7 @@ class PaliGemmaAdapter(FamilyAdapter):
 
     family: ClassVar[str] = "paligemma"
     display_name: ClassVar[str] = "PaliGemma"
+    display_colour: ClassVar[str] = "#d62728"
     model_type: ClassVar[str] = "paligemma"
     model_class: ClassVar[type] = PaliGemmaForConditionalGeneration
     processor_class: ClassVar[type] = PaliGemmaProcessor

@@ -67,6 +67,7 @@ class Qwen2VLAdapter(FamilyAdapter):
 
     family: ClassVar[str] = "qwen2vl"
     display_name: ClassVar[str] = "Qwen2-VL"
+    display_colour: ClassVar[str] = "#2ca02c"
     model_type: ClassVar[str] = "qwen2_vl"
     model_class: ClassVar[type] = Qwen2VLForConditionalGeneration
     processor_class: ClassVar[type] = Qwen2VLImageOnlyProcessor
