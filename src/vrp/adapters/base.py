@@ -613,6 +613,15 @@ class FamilyAdapter(abc.ABC):
             )
         return projection
 
+    def attention_output_module(self, layer: int) -> torch.nn.Module:
+        """The module whose output is decoder layer ``layer``'s attention contribution to the residual.
+
+        The attention module itself where its output is added as it is; a family that norms that
+        output before the add returns the norm (an RMSNorm taking the attention output as its
+        input: at the sample's own scale it is linear, so vrp.extract splits it over the heads).
+        """
+        return self.attention_module(layer)
+
     def mlp_module(self, layer: int) -> torch.nn.Module:
         """The MLP of decoder layer ``layer``; its output is the MLP's contribution to the residual."""
         return _child_by_suffix(self._layer(layer), "MLP", self.family)

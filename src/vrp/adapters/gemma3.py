@@ -20,11 +20,12 @@ question. This holds as long as the suffix carries no image tokens (a cached suf
 ``token_type_ids``, i.e. causally).
 
 Module roles: each decoder sub-block's output is normed before the residual add (sandwich norms).
-:meth:`Gemma3Adapter.mlp_module` is therefore the post-feedforward norm, whose output is the MLP's
-contribution to the residual (what ``mlp_out``, the neuron probes and the ablations read). The
-attention module's output (``o_proj``) still passes through ``post_attention_layernorm`` before the
-residual, so the attention-side direct logit contributions (``attn_logit``, ``head_logit``) are of
-the pre-norm attention output, not the residual contribution.
+:meth:`Gemma3Adapter.attention_output_module` and :meth:`Gemma3Adapter.mlp_module` are therefore the
+post-attention and post-feedforward norms, whose outputs are the two sub-blocks' contributions to the
+residual (what ``attn_logit`` and ``head_logit`` read, and ``mlp_out``, the neuron probes and the
+ablations);
+the per-head contributions are the heads' ``o_proj`` shares through the post-attention norm at the
+sample's own scale, so they sum to the block's.
 """
 
 from __future__ import annotations
@@ -299,6 +300,12 @@ class Gemma3Adapter(FamilyAdapter):
         )
 
     # ------------------------------------------------------------------ modules
+    def attention_output_module(self, layer: int) -> torch.nn.Module:
+        """The post-attention norm of decoder layer ``layer``: Gemma 3 norms the attention output
+        (``o_proj``'s) before the residual add, so this module's output is the attention's
+        contribution to the residual."""
+        return self._layer(layer).post_attention_layernorm
+
     def mlp_module(self, layer: int) -> torch.nn.Module:
         """The post-feedforward norm of decoder layer ``layer``: Gemma 3 norms the MLP's output
         before the residual add, so this module's output is the MLP's contribution to the residual."""
