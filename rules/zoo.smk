@@ -21,6 +21,8 @@ rule zoo_vocabulary:
     conda:
         "../envs/vrp.yaml"
     params:
+        # the configured models' families: only theirs give the tokenizer special tokens and
+        # template words, so a family the run leaves out does not shift its word ids
         families=sorted({m["family"] for m in config["models"].values()}),
         post_prompts=tiny_post_prompts(),
     script:

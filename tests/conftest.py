@@ -107,13 +107,6 @@ def demo_workdir(tmp_path_factory) -> Path:
     return workdir
 
 
-# Families whose decoder norms the attention output before the residual add (Gemma 3's
-# post_attention_layernorm). The extraction's attn_logit reads the attention module's own output,
-# so its direct logit contributions do not sum to the logit for them: a known gap the tests keep
-# visible (they assert it), to be dropped when the extraction reads the attention's residual
-# contribution.
-ATTENTION_OUTPUT_NORMED = frozenset({"gemma3"})
-
 # The real tokenizers of the paper-shapes run: resources/tokenizers/<name>/tokenizer.json.
 PAPER_SHAPES_TOKENIZERS = ("llama2", "qwen3", "gemma3")
 

@@ -60,12 +60,9 @@ def image_token_embeddings(adapter, pixels: np.ndarray):
         hook.remove()
     mask = adapter.image_token_mask(batch)[0]
     projector_rows = captured[0].reshape(-1, captured[0].shape[-1])
-    order = getattr(adapter, "image_embedding_order", None)
-    if order is not None:
-        raster = torch.empty_like(projector_rows)
-        raster[order(batch)] = projector_rows
-        projector_rows = raster
-    return out.hidden_states[0][0][mask], projector_rows, adapter.patch_grids(batch)[0]
+    raster = torch.empty_like(projector_rows)
+    raster[adapter.image_embedding_order(batch)] = projector_rows
+    return out.hidden_states[0][0][mask], raster, adapter.patch_grids(batch)[0]
 
 
 def changed_rows(a: torch.Tensor, b: torch.Tensor) -> list[int]:

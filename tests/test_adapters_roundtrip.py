@@ -13,6 +13,7 @@ from vrp.zoo.tokenizer import (
     SPECIAL_TOKENS,
     build_word_tokenizer,
     questions_tokenizer,
+    special_tokens,
     template_words,
 )
 
@@ -81,6 +82,28 @@ def test_questions_tokenizer_covers_questions_answers_and_templates():
     assert vocab == build_word_tokenizer(["Is there a kite ?", "yes"], template_words()).get_vocab()
     assert {"kite", "yes", "ASSISTANT", "en", "user"} <= set(vocab)
     assert "en" not in questions_tokenizer(questions, ["llava"]).get_vocab()  # PaliGemma's prefix word
+
+
+def test_a_runs_tokenizer_holds_only_its_families_tokens_at_fixed_ids():
+    """A run's tokenizer is built for its models' families: a family it leaves out adds no token,
+    so adding one to the package leaves the ids of a run without it as they were."""
+    questions = pd.DataFrame({"question": ["Is there a kite ?"], "answer": ["yes"]})
+    paper = ["qwen2vl", "llava", "paligemma"]  # any order: the ids follow FAMILIES
+    assert special_tokens(paper) == SPECIAL_TOKENS[:11]
+    vocab = questions_tokenizer(questions, paper).get_vocab()
+    assert [vocab[t] for t in SPECIAL_TOKENS[:11]] == list(range(11))
+    assert not set(SPECIAL_TOKENS[11:]) & set(vocab)  # no Gemma 3 token
+    words = sorted(set(vocab) - set(SPECIAL_TOKENS))
+    assert [vocab[w] for w in words] == list(range(11, len(vocab)))
+    tokenizer = questions_tokenizer(questions, paper)
+    ids = tokenizer("<|im_start|>user")["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(ids) == ["<bos>", "<|im_start|>", "user"]
+    # every family's tokens keep their ids whatever families follow it in FAMILIES
+    for end in range(1, len(FAMILIES) + 1):
+        assert SPECIAL_TOKENS[: len(special_tokens(FAMILIES[:end]))] == special_tokens(FAMILIES[:end])
+    assert special_tokens(["gemma3"]) == ("<bos>", "<eos>", "<pad>", "<unk>", *SPECIAL_TOKENS[11:])
+    with pytest.raises(ValueError, match="unknown model family 'lava'"):
+        special_tokens(["lava"])
 
 
 def test_build_tiny_does_not_touch_the_shared_tokenizer(tokenizer, adapters):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import ATTENTION_OUTPUT_NORMED, synthetic_eval_questions, tiny_adapter
+from conftest import synthetic_eval_questions, tiny_adapter
 from vrp.adapters import FAMILIES
 from vrp.benchmark.images import decode_images
 from vrp.extract import ExtractionSettings, Extractor, extract
@@ -73,10 +73,7 @@ def test_readouts_match_the_models_own_outputs(adapter, questions):
     correct = samples["correct"].to_numpy()
     np.testing.assert_allclose(arrays["lens_margin_pred"][correct], arrays["lens_margin"][correct], atol=1e-5)
     total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
-    if adapter.family in ATTENTION_OUTPUT_NORMED:  # the known gap (conftest): fails once fixed
-        assert not np.allclose(total, answer_logit.numpy(), rtol=1e-4, atol=1e-4)
-    else:
-        np.testing.assert_allclose(total, answer_logit.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(total, answer_logit.numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(arrays["head_logit"].sum(-1), arrays["attn_logit"], rtol=1e-4, atol=1e-5)
 
     # greedy prediction = best candidate logit; grids recorded

@@ -5,6 +5,7 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vrp.benchmark.images import decode_images
@@ -176,5 +177,17 @@ def test_every_family_brings_its_own_label_and_colour():
     assert len(set(FAMILY_LABELS.values())) == len(FAMILIES)
     for family, adapter in ADAPTERS.items():
         assert FAMILY_LABELS[family] == adapter.display_name
-        if hasattr(adapter, "display_colour"):
-            assert FAMILY_COLOURS[family] == adapter.display_colour
+        assert FAMILY_COLOURS[family] == adapter.display_colour
+
+
+def test_a_family_adapter_without_its_colour_is_refused_naming_it():
+    from vrp.adapters import FamilyAdapter
+
+    before = dict(FamilyAdapter.registry)
+    with pytest.raises(TypeError, match=r"display_colour"):
+
+        class Uncoloured(FamilyAdapter):  # a new family that declares only part of its facts
+            family = "uncoloured"
+            display_name = "Uncoloured"
+
+    assert FamilyAdapter.registry == before  # refused before it is registered

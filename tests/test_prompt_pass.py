@@ -91,8 +91,13 @@ def test_shared_prefix_extraction_equals_the_full_forward(adapter, questions):
     full, shared, errors = _worst(adapter, questions, batch)
     for column in ("prediction", "blank_prediction", "prediction_token_id", "answer_token_id"):
         assert shared[column].tolist() == full[column].tolist(), column
-    for column in ("confidence", "p_answer", "entropy", "margin_top2"):
+    for column in ("confidence", "p_answer"):
         np.testing.assert_allclose(shared[column], full[column], rtol=RELATIVE_TOLERANCE, atol=1e-7)
+    # entropy (nats) and the top-2 margin (logits) against the batch's largest, as the arrays below:
+    # a peaked row's entropy near 0 moves by ~1e-6 under the passes' float32 noise in the logits
+    for column in ("entropy", "margin_top2"):
+        error = _relative_error(shared[column].to_numpy(), full[column].to_numpy())
+        assert error <= RELATIVE_TOLERANCE, (column, error)
     assert shared[["grid_rows", "grid_cols"]].equals(full[["grid_rows", "grid_cols"]])
     # every array the analyses read: hidden states, attention per layer and head, lens margins,
     # direct logit contributions, the visual tokens' update norms (from the prefix pass)

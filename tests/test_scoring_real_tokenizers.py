@@ -19,7 +19,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ATTENTION_OUTPUT_NORMED
 from real_tokenizers import family_tokenizer
 from vrp import scoring
 from vrp.adapters import FAMILIES, get_adapter_class
@@ -308,9 +307,6 @@ def test_extractor_reads_the_best_forms_first_token(adapter):
     np.testing.assert_allclose(arrays["lens_margin"][:, -1], (token - others).numpy(), atol=1e-4)
     assert samples["generation_checked"].all()
     total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
-    if adapter.family in ATTENTION_OUTPUT_NORMED:  # the known gap (conftest): fails once fixed
-        assert not np.allclose(total, token.numpy(), rtol=1e-4, atol=1e-4)
-        return
     np.testing.assert_allclose(total, token.numpy(), rtol=1e-4, atol=1e-4)
 
 

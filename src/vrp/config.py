@@ -205,19 +205,55 @@ def adapter_families() -> frozenset[str]:
 
 @functools.cache
 def tiny_defaults(family: str) -> dict:
-    """The ``tiny_defaults`` literal of a family's adapter, read from its source without importing it.
+    """The ``tiny_defaults`` of a family's adapter, read from its source without importing it.
 
     Importing an adapter imports torch and transformers (seconds); the workflow's start-up check
-    needs only the keys and their default types. tests/test_config.py checks it equals the class
+    needs only the keys and their default types. The value is a literal dict, which may unpack
+    (``**NAME``) literal dicts assigned at the top of that module or imported from another adapter
+    module (the defaults the families share). tests/test_faults.py checks it equals the class
     attribute.
     """
-    tree = ast.parse((ADAPTERS_DIR / f"{family}.py").read_text())
-    for node in ast.walk(tree):
+    module = f"{family}.py"
+    for node in ast.walk(_adapter_tree(module)):
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "tiny_defaults":
-            return ast.literal_eval(node.value)
+            return _adapter_literal(node.value, module)
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "tiny_defaults" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise LookupError(f"no tiny_defaults literal in {ADAPTERS_DIR / f'{family}.py'}")
+            return _adapter_literal(node.value, module)
+    raise LookupError(f"no tiny_defaults literal in {ADAPTERS_DIR / module}")
+
+
+@functools.cache
+def _adapter_tree(module: str) -> ast.Module:
+    return ast.parse((ADAPTERS_DIR / module).read_text())
+
+
+def _adapter_literal(node: ast.expr, module: str):
+    """The value of a literal in adapter ``module``, with ``**NAME`` entries of a dict resolved."""
+    if not isinstance(node, ast.Dict):
+        return ast.literal_eval(node)
+    value = {}
+    for key, item in zip(node.keys, node.values):
+        if key is None:
+            if not isinstance(item, ast.Name):
+                raise LookupError(f"{ADAPTERS_DIR / module}: only **NAME may be unpacked in a tiny_defaults literal")
+            value.update(_adapter_name(item.id, module))
+        else:
+            value[ast.literal_eval(key)] = _adapter_literal(item, module)
+    return value
+
+
+def _adapter_name(name: str, module: str):
+    """The literal bound to ``name`` at the top of adapter ``module``, or in the adapter module it
+    is imported from (``from vrp.adapters.<module> import name``)."""
+    for node in _adapter_tree(module).body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+            return _adapter_literal(node.value, module)
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return _adapter_literal(node.value, module)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vrp.adapters."):
+            if any((alias.asname or alias.name) == name and alias.name == name for alias in node.names):
+                return _adapter_name(name, node.module.rsplit(".", 1)[1] + ".py")
+    raise LookupError(f"{ADAPTERS_DIR / module}: {name} is neither a literal there nor imported from an adapter module")
 
 
 def _tiny_problems(name: str, family: str, section: dict) -> list[str]:

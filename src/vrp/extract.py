@@ -106,7 +106,7 @@ from vrp.scoring import (
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 2
 # Bump when a change to this module changes what a shard holds: old shards are then redone.
-EXTRACTION_VERSION = 3
+EXTRACTION_VERSION = 4
 # Stored as float16 (see the module docstring): per-head maps dominate the shards' size.
 FLOAT16_ARRAYS = frozenset({"head_attention"})
 
@@ -188,6 +188,10 @@ class _LastTokenRecorder(_HookSet):
         self.attn_map: dict[int, torch.Tensor] = {}
         self.head_map: dict[int, torch.Tensor] = {}
         self.head_z: dict[int, torch.Tensor] = {}
+        # layers whose attention output is normed before the residual add: the norm's gain, and
+        # per row the factor it multiplies its input by (gain / rms) at the last prompt token
+        self.output_gain: dict[int, torch.Tensor] = {}
+        self.head_scale: dict[int, torch.Tensor] = {}
         self.mlp_out: dict[int, torch.Tensor] = {}
         self.handles: list = []
 
@@ -202,6 +206,10 @@ class _LastTokenRecorder(_HookSet):
             self.handles.append(layer.register_forward_hook(self._layer_hook(index), with_kwargs=True))
             attention = self.adapter.attention_module(index)
             self.handles.append(attention.register_forward_hook(self._attention_hook(index)))
+            output = self.adapter.attention_output_module(index)
+            if output is not attention:
+                self.output_gain[index] = _rms_gain(output, self.adapter.hidden_size)
+                self.handles.append(output.register_forward_hook(self._attention_output_hook(index)))
             self.handles.append(self.adapter.mlp_module(index).register_forward_hook(self._mlp_hook(index)))
             if self.per_head:
                 projection = self.adapter.output_projection(index)
@@ -226,12 +234,25 @@ class _LastTokenRecorder(_HookSet):
                 raise RuntimeError(
                     "attention weights are None: load the model with attn_implementation='eager'"
                 )
-            self.attn_out[index] = self._last(attn_output).detach().float()
+            if index not in self.output_gain:  # else the norm after it gives the contribution
+                self.attn_out[index] = self._last(attn_output).detach().float()
             last_row = self._last(weights.transpose(1, 2)).detach().float()  # (B, H, K): the only row kept
             per_head = _gather_image_columns(last_row, self.image_mask)  # (B, H, S_max)
             self.attn_map[index] = per_head.mean(dim=1)
             if self.per_head:
                 self.head_map[index] = per_head
+
+        return hook
+
+    def _attention_output_hook(self, index):
+        """The norm the attention output passes before the residual add: its output is the
+        attention's contribution; at this row's scale it multiplies its input by gain / rms."""
+
+        def hook(module, args, output):
+            attn_output = self._last(args[0]).detach().float()
+            rms = attn_output.pow(2).mean(-1, keepdim=True).add(_rms_eps(module)).sqrt()
+            self.head_scale[index] = self.output_gain[index] / rms  # (B, d)
+            self.attn_out[index] = self._last(output).detach().float()
 
         return hook
 
@@ -275,6 +296,20 @@ class _PrefixUpdateRecorder(_HookSet):
             self.update_norm[index] = _image_update_norm(resid_in, resid_out, self.image_mask)
 
         return hook
+
+
+def _rms_eps(norm: torch.nn.Module) -> float:
+    """The epsilon an RMSNorm adds to the mean square (``eps`` or ``variance_epsilon``)."""
+    return float(getattr(norm, "eps", getattr(norm, "variance_epsilon", 1e-6)))
+
+
+def _rms_gain(norm: torch.nn.Module, size: int) -> torch.Tensor:
+    """(size,) float32: the elementwise gain of RMSNorm ``norm`` (its output for a ones vector,
+    whose rms is sqrt(1 + eps), rescaled by that rms)."""
+    device = next(norm.parameters()).device
+    with torch.no_grad():
+        out = norm(torch.ones(size, device=device, dtype=torch.float32)).float()
+    return out * (1.0 + _rms_eps(norm)) ** 0.5
 
 
 def _gather_image_columns(rows: torch.Tensor, image_mask: torch.Tensor) -> torch.Tensor:
@@ -489,7 +524,8 @@ class Extractor:
         if self.settings.per_head:
             arrays["head_attention"] = _stack_layers(rec.head_map)
             arrays["head_logit"] = torch.stack(
-                [contribution(self._head_outputs(i, rec.head_z[i])) for i in range(layers)], dim=1
+                [contribution(self._head_outputs(i, rec.head_z[i], rec.head_scale.get(i))) for i in range(layers)],
+                dim=1,
             )
         predicted_ids = torch.tensor(samples["prediction_token_id"].to_numpy(), device=device)
         lens_logits = self._lens_logits(resid)  # one lm_head pass serves both margins
@@ -553,16 +589,22 @@ class Extractor:
             record["kernel_agreement"] = float(agree.mean())
         return record
 
-    def _head_outputs(self, layer: int, z: torch.Tensor) -> torch.Tensor:
-        """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention output."""
+    def _head_outputs(self, layer: int, z: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention contribution.
+
+        ``scale`` (B, d): the factor of the norm the family applies to the attention output before
+        the residual add, at each row's own rms (RMSNorm is linear there), so the heads' shares
+        sum to the normed output; None where the output is added as it is.
+        """
         projection = self.adapter.output_projection(layer)
         heads = self.adapter.num_heads
         z = z.view(z.shape[0], heads, -1)  # (B, H, hd)
         weight = projection.weight.float().view(projection.out_features, heads, -1)  # (d, H, hd)
-        return torch.einsum("bhk,dhk->bhd", z, weight)
+        shares = torch.einsum("bhk,dhk->bhd", z, weight)
+        return shares if scale is None else shares * scale[:, None, :]
 
     def _norm_eps(self) -> float:
-        return float(getattr(self.final_norm, "eps", getattr(self.final_norm, "variance_epsilon", 1e-6)))
+        return _rms_eps(self.final_norm)
 
 
 def _stack_layers(values: dict[int, torch.Tensor]) -> torch.Tensor:

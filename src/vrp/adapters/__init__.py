@@ -18,8 +18,8 @@ from vrp.adapters.paligemma import PaliGemmaAdapter
 from vrp.adapters.qwen2vl import Qwen2VLAdapter
 from vrp.adapters.qwen25vl import Qwen25VLAdapter
 
-# Order matters: figure colours fall back by position, and the zoo tokenizer's special-token ids
-# follow it (new families go last, so the earlier special tokens keep their ids).
+# Order matters: the zoo tokenizer's special-token ids follow it (new families go last, so the
+# earlier special tokens keep their ids).
 FAMILIES: tuple[str, ...] = ("llava", "paligemma", "qwen2vl", "qwen25vl", "gemma3")
 ADAPTERS: dict[str, type[FamilyAdapter]] = {
     LlavaAdapter.family: LlavaAdapter,

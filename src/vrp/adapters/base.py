@@ -41,16 +41,38 @@ _DTYPES = {
     "bfloat16": torch.bfloat16,
 }
 
+# The tiny-build keys and defaults every family shares (a family's ``tiny_defaults`` extends them;
+# literals only: vrp.config reads them from the source without importing torch).
+TINY_DEFAULTS: dict[str, Any] = {
+    "image_size": 64,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "vision_hidden_size": 64,
+    "vision_num_hidden_layers": 2,
+    "vision_num_attention_heads": 4,
+    "initializer_range": 0.08,
+    "max_position_embeddings": 2048,
+}
+# ... and those of a fixed-patch ViT tower (CLIP, SigLIP: FamilyAdapter._tiny_vision_config)
+TINY_VIT_DEFAULTS: dict[str, Any] = {**TINY_DEFAULTS, "vision_intermediate_size": 128}
+
 
 class FamilyAdapter(abc.ABC):
     """Wraps a loaded model + processor of one family behind the project-wide interface."""
 
     family: ClassVar[str]
     display_name: ClassVar[str]  # the family's name in figure legends and titles
-    model_type: ClassVar[str]  # the checkpoint config's ``model_type`` for this family
+    display_colour: ClassVar[str]  # the family's colour in every figure (one per family)
     model_class: ClassVar[type]
+    # the checkpoint config's ``model_type`` for this family: its model class's config's, set
+    # when the subclass is defined
+    model_type: ClassVar[str]
     processor_class: ClassVar[type]
-    default_prompt_template: ClassVar[str]
+    # The question as it is (a chat-template family's user turn); families with a plain-text
+    # prompt format set their own.
+    default_prompt_template: ClassVar[str] = "{question}"
     # What separates the prompt text from the answer text when the answer is appended
     # (LLaVA's "ASSISTANT: yes" has a space; PaliGemma's and Qwen's prompts end in a newline).
     answer_separator: ClassVar[str] = ""
@@ -63,8 +85,9 @@ class FamilyAdapter(abc.ABC):
     # Placeholder / turn tokens the family's processor and chat template need as whole special
     # tokens of the vocabulary (the zoo's word-level tokenizer registers them, vrp.zoo.tokenizer).
     special_tokens: ClassVar[tuple[str, ...]] = ()
-    # Attribute of a decoder layer's attention module that maps the heads back to the residual.
-    output_projection_name: ClassVar[str]
+    # Attribute of a decoder layer's attention module that maps the heads back to the residual
+    # (Llama's, Gemma's and Qwen's attention modules all call it o_proj).
+    output_projection_name: ClassVar[str] = "o_proj"
     # Whether the KV cache of the prompt's prefix through the image span may be computed once per
     # image and reused by every question about it (vrp.prompt_pass): true where no prefix token
     # attends to the question (causal decoders); the note says why, for the docs and manifests.
@@ -74,9 +97,26 @@ class FamilyAdapter(abc.ABC):
     # imports them all), so this module never imports the package that imports it.
     registry: ClassVar[dict[str, type[FamilyAdapter]]] = {}
 
+    # What every family adapter declares (a subclass of another family's adapter may inherit them).
+    _declared: ClassVar[tuple[str, ...]] = (
+        "display_name",
+        "display_colour",
+        "model_class",
+        "processor_class",
+        "tiny_defaults",
+    )
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "model_class" in cls.__dict__:
+            cls.model_type = cls.model_class.config_class.model_type
         if "family" in cls.__dict__:
+            missing = [name for name in cls._declared if not hasattr(cls, name)]
+            if missing:
+                raise TypeError(
+                    f"{cls.__name__} (family {cls.family!r}) does not set {missing}: set them as "
+                    "class attributes (FamilyAdapter lists what each means)"
+                )
             FamilyAdapter.registry[cls.family] = cls
 
     def __init__(self, model: torch.nn.Module, processor: Any, prompt_template: str | None = None):
@@ -196,6 +236,60 @@ class FamilyAdapter(abc.ABC):
         raise NotImplementedError(f"{cls.family}: no recipe for its released tokenizer")
 
     @classmethod
+    def _tiny_text_config(cls, tokenizer: PreTrainedTokenizerBase, settings: dict) -> dict[str, Any]:
+        """The decoder settings every family's tiny text config takes from the settings and tokenizer."""
+        return {
+            "vocab_size": len(tokenizer),
+            "hidden_size": settings["hidden_size"],
+            "intermediate_size": settings["intermediate_size"],
+            "num_hidden_layers": settings["num_hidden_layers"],
+            "num_attention_heads": settings["num_attention_heads"],
+            "num_key_value_heads": settings["num_key_value_heads"],
+            "max_position_embeddings": settings["max_position_embeddings"],
+            "initializer_range": settings["initializer_range"],
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
+
+    @classmethod
+    def _tiny_vision_config(cls, settings: dict) -> dict[str, Any]:
+        """The tiny vision tower's config settings: here a fixed-patch ViT's (CLIP, SigLIP; the
+        keys of :data:`TINY_VIT_DEFAULTS`); families with another tower override this."""
+        image_size, patch = settings["image_size"], settings["patch_size"]
+        if image_size % patch:
+            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch}")
+        tower = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+        return {
+            **{key: settings[f"vision_{key}"] for key in tower},
+            "image_size": image_size,
+            "patch_size": patch,
+            "initializer_range": settings["initializer_range"],
+        }
+
+    @staticmethod
+    def _check_release_ids(
+        tokenizer: PreTrainedTokenizerBase, expected: dict[str, int], vocabulary: str, release: str, fix: str
+    ) -> None:
+        """Refuse a tokenizer whose ``vocabulary`` special tokens are not at ``release``'s ids
+        (``expected``, token -> id); ``fix`` says which tokenizer to use instead."""
+        found = {t: tokenizer.convert_tokens_to_ids(t) for t in expected}
+        if found != expected:
+            raise ValueError(
+                f"this tokenizer's {vocabulary} special-token ids {found} differ from {release}'s {expected}; {fix}"
+            )
+
+    @classmethod
+    def _require_special_tokens(cls, tokenizer: PreTrainedTokenizerBase) -> None:
+        """Refuse a tokenizer without the family's :attr:`special_tokens` as whole tokens."""
+        ids = tokenizer.convert_tokens_to_ids
+        missing = [t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id]
+        if missing:
+            raise ValueError(
+                f"the tokenizer lacks {cls.display_name}'s special tokens {missing}; build it with vrp.zoo.tokenizer"
+            )
+
+    @classmethod
     def _tiny_settings(cls, config: dict) -> dict[str, Any]:
         unknown = sorted(set(config) - set(cls.tiny_defaults))
         if unknown:
@@ -230,6 +324,13 @@ class FamilyAdapter(abc.ABC):
     @abc.abstractmethod
     def build_prompt(self, question: str) -> str:
         """The full prompt text for one question, with this family's image placeholder."""
+
+    def _user_turn_prompt(self, question: str) -> str:
+        """The processor's chat template on one user turn of [image, template text], with the
+        generation prompt (the chat-template families' prompt)."""
+        text = self.prompt_template.replace("{question}", question)
+        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     def _generation_context(self) -> str:
         """The text right before the model's first answer token (prompt as the tokenizer sees it)."""
@@ -374,13 +475,20 @@ class FamilyAdapter(abc.ABC):
                 )
         return grids
 
-    @abc.abstractmethod
     def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
-        """Per-row grids from the batch's own tensors (pixel_values shape or image_grid_thw)."""
+        """Per-row grids from the batch's own tensors: here a fixed-patch ViT's, one LM token per
+        patch of the pixel array (families that merge or pool patches override this)."""
+        pixel_values = inputs["pixel_values"]
+        patch = int(self.model.config.vision_config.patch_size)
+        height, width = pixel_values.shape[-2:]
+        return [(height // patch, width // patch)] * pixel_values.shape[0]
 
-    @abc.abstractmethod
     def expected_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        """The (rows, cols) grid this processor gives an image of PIL size (width, height)."""
+        """The (rows, cols) grid this processor gives an image of PIL size (width, height): here a
+        fixed-patch ViT's, one token per patch of the processed view."""
+        view = self._processed_view(*image_size)
+        patch = int(self.model.config.vision_config.patch_size)
+        return view.view_height // patch, view.view_width // patch
 
     def cell_boxes(self, image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
         """(rows, cols, 4) int boxes ``(x0, y0, x1, y1)`` in original-image pixels, one per LM image token.
@@ -404,6 +512,17 @@ class FamilyAdapter(abc.ABC):
     @abc.abstractmethod
     def _processed_view(self, width: int, height: int) -> "ProcessedView":
         """How the processor maps an image of this size onto the pixels the vision tower sees."""
+
+    def _fixed_size(self, width: int, height: int) -> tuple[int, int]:
+        """(height, width) the image processor resizes an image to when it resizes to a fixed
+        ``size`` (or not at all); another kind of ``size`` is refused."""
+        ip = self.processor.image_processor
+        size = dict(ip.size)
+        if not ip.do_resize:
+            return height, width
+        if size.get("height") and size.get("width"):
+            return size["height"], size["width"]
+        raise NotImplementedError(f"{self.display_name} geometry: image processor size {size} is not supported")
 
     # ------------------------------------------------------------------ answer scoring
     def answer_spacings(self) -> tuple[str, ...]:
@@ -594,6 +713,15 @@ class FamilyAdapter(abc.ABC):
             )
         return projection
 
+    def attention_output_module(self, layer: int) -> torch.nn.Module:
+        """The module whose output is decoder layer ``layer``'s attention contribution to the residual.
+
+        The attention module itself where its output is added as it is; a family that norms that
+        output before the add returns the norm (an RMSNorm taking the attention output as its
+        input: at the sample's own scale it is linear, so vrp.extract splits it over the heads).
+        """
+        return self.attention_module(layer)
+
     def mlp_module(self, layer: int) -> torch.nn.Module:
         """The MLP of decoder layer ``layer``; its output is the MLP's contribution to the residual."""
         return _child_by_suffix(self._layer(layer), "MLP", self.family)
@@ -613,6 +741,14 @@ class FamilyAdapter(abc.ABC):
     @abc.abstractmethod
     def image_embedding_module(self) -> torch.nn.Module:
         """The projector/merger whose output rows are the LM's image-token embeddings."""
+
+    def image_embedding_order(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(total image tokens,) long: for each row of :meth:`image_embedding_module`'s output
+        (flattened over the batch), the index of the LM image token it becomes, counting the
+        batch's image tokens in sequence order. The projector's rows are already in that
+        (raster) order here; a tower that permutes its patches overrides this."""
+        total = int(self.image_token_mask(inputs).sum())
+        return torch.arange(total, device=inputs["input_ids"].device)
 
     def input_embeddings(self) -> torch.nn.Module:
         """The LM's token embedding table (before image features are scattered in)."""
@@ -678,6 +814,12 @@ class ProcessedView:
         self.crop_left, self.crop_top = crop_left, crop_top
         self.pad_x, self.pad_y = pad_x, pad_y
 
+    @classmethod
+    def stretched(cls, width: int, height: int, new_height: int, new_width: int) -> "ProcessedView":
+        """The whole image resized to ``new_width`` x ``new_height`` (no pad, no crop)."""
+        scale_x, scale_y = new_width / width, new_height / height
+        return cls(width, height, scale_x, scale_y, view_width=new_width, view_height=new_height)
+
     def cell_boxes(self, grid: tuple[int, int]) -> np.ndarray:
         rows, cols = grid
         if self.view_height % rows or self.view_width % cols:
@@ -696,23 +838,6 @@ class ProcessedView:
         boxes[..., 2] = xs[None, 1:]
         boxes[..., 3] = ys[1:, None]
         return boxes
-
-
-def tiny_text_config(tokenizer: PreTrainedTokenizerBase, settings: dict) -> dict[str, Any]:
-    """The decoder settings every family's tiny text config takes from the settings and tokenizer."""
-    return {
-        "vocab_size": len(tokenizer),
-        "hidden_size": settings["hidden_size"],
-        "intermediate_size": settings["intermediate_size"],
-        "num_hidden_layers": settings["num_hidden_layers"],
-        "num_attention_heads": settings["num_attention_heads"],
-        "num_key_value_heads": settings["num_key_value_heads"],
-        "max_position_embeddings": settings["max_position_embeddings"],
-        "initializer_range": settings["initializer_range"],
-        "pad_token_id": tokenizer.pad_token_id,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
 
 
 def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:

@@ -20,11 +20,12 @@ question. This holds as long as the suffix carries no image tokens (a cached suf
 ``token_type_ids``, i.e. causally).
 
 Module roles: each decoder sub-block's output is normed before the residual add (sandwich norms).
-:meth:`Gemma3Adapter.mlp_module` is therefore the post-feedforward norm, whose output is the MLP's
-contribution to the residual (what ``mlp_out``, the neuron probes and the ablations read). The
-attention module's output (``o_proj``) still passes through ``post_attention_layernorm`` before the
-residual, so the attention-side direct logit contributions (``attn_logit``, ``head_logit``) are of
-the pre-norm attention output, not the residual contribution.
+:meth:`Gemma3Adapter.attention_output_module` and :meth:`Gemma3Adapter.mlp_module` are therefore the
+post-attention and post-feedforward norms, whose outputs are the two sub-blocks' contributions to the
+residual (what ``attn_logit`` and ``head_logit`` read, and ``mlp_out``, the neuron probes and the
+ablations);
+the per-head contributions are the heads' ``o_proj`` shares through the post-attention norm at the
+sample's own scale, so they sum to the block's.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from transformers import (
 )
 from transformers.models.gemma3.modeling_gemma3 import Gemma3MultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
+from vrp.adapters.base import TINY_VIT_DEFAULTS, FamilyAdapter, ProcessedView, unique_module
 
 BOI, IMAGE_SOFT, EOI = "<start_of_image>", "<image_soft_token>", "<end_of_image>"
 START_TURN, END_TURN = "<start_of_turn>", "<end_of_turn>"
@@ -77,24 +78,28 @@ CHAT_TEMPLATE = (
 )
 
 
+def _name_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
+    """Name the multimodal tokens as Gemma3Processor reads them (``tokenizer.boi_token``, ...)
+    where the tokenizer does not yet."""
+    if any(getattr(tokenizer, name, None) != token for name, token in NAMED_TOKENS.items()):
+        tokenizer._set_model_specific_special_tokens(dict(NAMED_TOKENS))
+
+
 class PanAndScanError(NotImplementedError):
     """Gemma 3's pan-and-scan crops are on; their image spans are not mapped to pixels."""
 
 
 class Gemma3Adapter(FamilyAdapter):
-    """Adapter for ``Gemma3ForConditionalGeneration`` checkpoints (e.g. google/gemma-3-4b-it)."""
+    """Adapter for ``Gemma3ForConditionalGeneration`` checkpoints (e.g. google/gemma-3-4b-it): a
+    chat-template prompt, a fixed grid of pooled SigLIP patches, norms on each sub-block's output."""
 
     family: ClassVar[str] = "gemma3"
     display_name: ClassVar[str] = "Gemma 3"
     display_colour: ClassVar[str] = "#ff7f0e"
-    model_type: ClassVar[str] = "gemma3"
     model_class: ClassVar[type] = Gemma3ForConditionalGeneration
     # Gemma3Processor has no video processor, so it needs no torchvision; the image processor is
     # the PIL backend where torchvision is missing (AutoImageProcessor picks it).
     processor_class: ClassVar[type] = Gemma3Processor
-    # The user turn's text; the chat template supplies the turn markers and the image.
-    default_prompt_template: ClassVar[str] = "{question}"
-    answer_separator: ClassVar[str] = ""
     shares_prefix: ClassVar[bool] = True
     prefix_sharing_note: ClassVar[str] = (
         "image tokens attend bidirectionally only among themselves and text is causal, so the "
@@ -103,28 +108,17 @@ class Gemma3Adapter(FamilyAdapter):
     )
     # the image placeholder, the soft image token, the end-of-image marker and the turn markers
     special_tokens: ClassVar[tuple[str, ...]] = (BOI, IMAGE_SOFT, EOI, START_TURN, END_TURN)
-    output_projection_name: ClassVar[str] = "o_proj"  # Gemma3Attention.o_proj
     # answer tokens are text: token type 0 (causal)
     _per_token_answer_values: ClassVar[dict[str, int]] = {"token_type_ids": 0}
     tiny_defaults: ClassVar[dict[str, Any]] = {
-        "image_size": 64,
+        **TINY_VIT_DEFAULTS,
         "patch_size": 4,  # 16 x 16 patches ...
         "tokens_per_side": 8,  # ... pooled 2 x 2: 64 LM tokens of 8 px (the release: 64 -> 16)
-        "hidden_size": 128,
-        "intermediate_size": 256,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
         "num_key_value_heads": 2,
         "head_dim": 32,
         # every n-th decoder layer global, the others sliding-window (the release: 6, window 1024)
         "sliding_window_pattern": 2,
         "sliding_window": 512,
-        "vision_hidden_size": 64,
-        "vision_intermediate_size": 128,
-        "vision_num_hidden_layers": 2,
-        "vision_num_attention_heads": 4,
-        "initializer_range": 0.08,
-        "max_position_embeddings": 2048,
     }
 
     def __init__(self, model: torch.nn.Module, processor: Any, prompt_template: str | None = None):
@@ -146,22 +140,14 @@ class Gemma3Adapter(FamilyAdapter):
         # the instruction-tuned release keeps <eos> as the tokenizer's eos (its generation config
         # also stops at <end_of_turn>, as the tiny build's does); a tokenizer.json may say otherwise
         tokenizer.add_special_tokens({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"})
-        found = {t: tokenizer.convert_tokens_to_ids(t) for t in RELEASE_SPECIAL_IDS}
-        if found != RELEASE_SPECIAL_IDS:
-            raise ValueError(
-                f"this tokenizer's Gemma special-token ids {found} differ from Gemma 3's "
-                f"{RELEASE_SPECIAL_IDS}; use the Gemma 3 tokenizer.json"
-            )
-        if any(getattr(tokenizer, name, None) != token for name, token in NAMED_TOKENS.items()):
-            tokenizer._set_model_specific_special_tokens(dict(NAMED_TOKENS))
+        cls._check_release_ids(tokenizer, RELEASE_SPECIAL_IDS, "Gemma", "Gemma 3", "use the Gemma 3 tokenizer.json")
+        _name_tokens(tokenizer)
         if not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = CHAT_TEMPLATE
         return tokenizer
 
     def build_prompt(self, question: str) -> str:
-        text = self.prompt_template.replace("{question}", question)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = self._user_turn_prompt(question)
         # the template writes <bos> and so does the tokenizer when the processor encodes the text:
         # keep the tokenizer's (as for PaliGemma), not two
         bos = self.tokenizer.bos_token
@@ -186,23 +172,16 @@ class Gemma3Adapter(FamilyAdapter):
     # ------------------------------------------------------------------ tiny build
     @classmethod
     def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+        vision = cls._tiny_vision_config(s)
         image_size, patch, side = s["image_size"], s["patch_size"], s["tokens_per_side"]
-        if image_size % patch:
-            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch}")
         if (image_size // patch) % side:
             raise ValueError(
                 f"the {image_size // patch} patches per side (image_size / patch_size) must be a "
                 f"multiple of tokens_per_side {side}: the projector average-pools whole blocks"
             )
+        cls._require_special_tokens(tokenizer)
         ids = tokenizer.convert_tokens_to_ids
-        missing = [t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id]
-        if missing:
-            raise ValueError(
-                f"the tokenizer lacks Gemma 3's special tokens {missing}; build it with vrp.zoo.tokenizer"
-            )
-        if any(getattr(tokenizer, name, None) != token for name, token in NAMED_TOKENS.items()):
-            # the zoo's word-level tokenizer has the tokens but not their names
-            tokenizer._set_model_specific_special_tokens(dict(NAMED_TOKENS))
+        _name_tokens(tokenizer)  # the zoo's word-level tokenizer has the tokens but not their names
         image_processor = Gemma3ImageProcessorPil(
             size={"height": image_size, "width": image_size}, do_pan_and_scan=False
         )
@@ -213,18 +192,10 @@ class Gemma3Adapter(FamilyAdapter):
             chat_template=getattr(tokenizer, "chat_template", None) or CHAT_TEMPLATE,
             image_seq_length=side * side,
         )
-        vision_config = SiglipVisionConfig(
-            hidden_size=s["vision_hidden_size"],
-            intermediate_size=s["vision_intermediate_size"],
-            num_hidden_layers=s["vision_num_hidden_layers"],
-            num_attention_heads=s["vision_num_attention_heads"],
-            image_size=image_size,
-            patch_size=patch,
-            vision_use_head=False,  # Gemma 3 reads the last hidden state, not the pooling head
-            initializer_range=s["initializer_range"],
-        )
+        # Gemma 3 reads the last hidden state, not the pooling head
+        vision_config = SiglipVisionConfig(**vision, vision_use_head=False)
         layers, pattern = s["num_hidden_layers"], s["sliding_window_pattern"]
-        text = tiny_text_config(tokenizer, s)
+        text = cls._tiny_text_config(tokenizer, s)
         # generation stops at the end of the model's turn as well (the release: eos [1, 106])
         text["eos_token_id"] = [tokenizer.eos_token_id, ids(END_TURN)]
         text_config = Gemma3TextConfig(
@@ -280,25 +251,22 @@ class Gemma3Adapter(FamilyAdapter):
 
     def _processed_view(self, width: int, height: int) -> ProcessedView:
         self._check_no_pan_and_scan()
-        ip = self.processor.image_processor
-        size = dict(ip.size)
-        if not ip.do_resize:
-            new_h, new_w = height, width
-        elif size.get("height") and size.get("width"):
-            new_h, new_w = size["height"], size["width"]
-        else:
-            raise NotImplementedError(f"Gemma 3 geometry: image processor size {size} is not supported")
+        new_h, new_w = self._fixed_size(width, height)
         side = int(self.model.config.vision_config.image_size)
         if (new_h, new_w) != (side, side):
             raise NotImplementedError(
                 f"Gemma 3 geometry: the processor gives {new_w}x{new_h} pixels, the vision tower "
                 f"takes {side}x{side}"
             )
-        return ProcessedView(
-            width, height, scale_x=new_w / width, scale_y=new_h / height, view_width=new_w, view_height=new_h
-        )
+        return ProcessedView.stretched(width, height, new_h, new_w)
 
     # ------------------------------------------------------------------ modules
+    def attention_output_module(self, layer: int) -> torch.nn.Module:
+        """The post-attention norm of decoder layer ``layer``: Gemma 3 norms the attention output
+        (``o_proj``'s) before the residual add, so this module's output is the attention's
+        contribution to the residual."""
+        return self._layer(layer).post_attention_layernorm
+
     def mlp_module(self, layer: int) -> torch.nn.Module:
         """The post-feedforward norm of decoder layer ``layer``: Gemma 3 norms the MLP's output
         before the residual add, so this module's output is the MLP's contribution to the residual."""

@@ -26,40 +26,32 @@ from transformers import (
 from transformers.image_transforms import get_resize_output_image_size
 from transformers.models.llava.modeling_llava import LlavaMultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
+from vrp.adapters.base import TINY_VIT_DEFAULTS, FamilyAdapter, ProcessedView, unique_module
 
 
 class LlavaAdapter(FamilyAdapter):
-    """Adapter for ``LlavaForConditionalGeneration`` checkpoints (e.g. llava-hf/llava-1.5-7b-hf)."""
+    """Adapter for ``LlavaForConditionalGeneration`` checkpoints (e.g. llava-hf/llava-1.5-7b-hf):
+    LLaVA-1.5's plain-text prompt, one image token per CLIP patch of the center crop."""
 
     family: ClassVar[str] = "llava"
     display_name: ClassVar[str] = "LLaVA"
-    model_type: ClassVar[str] = "llava"
+    display_colour: ClassVar[str] = "#1f77b4"
     model_class: ClassVar[type] = LlavaForConditionalGeneration
     processor_class: ClassVar[type] = LlavaProcessor
+    special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
     # "{image}" is replaced by the processor's own placeholder token ("<image>" for llava-hf).
     default_prompt_template: ClassVar[str] = "USER: {image}\n{question}\nASSISTANT:"
     answer_separator: ClassVar[str] = " "
-    special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
-    output_projection_name: ClassVar[str] = "o_proj"  # LlamaAttention.o_proj
     shares_prefix: ClassVar[bool] = True
     prefix_sharing_note: ClassVar[str] = "causal decoder: no prefix token attends to the question"
+    # image_size is both the shortest-edge resize and the square center crop
     tiny_defaults: ClassVar[dict[str, Any]] = {
-        "image_size": 64,  # shortest-edge resize and square center crop
+        **TINY_VIT_DEFAULTS,
         "patch_size": 8,
-        "hidden_size": 128,
-        "intermediate_size": 256,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
         "num_key_value_heads": 4,
-        "vision_hidden_size": 64,
-        "vision_intermediate_size": 128,
         "vision_num_hidden_layers": 3,
-        "vision_num_attention_heads": 4,
         # None: the penultimate vision layer (-2) as in LLaVA-1.5, or -1 when the tower has < 2 layers
         "vision_feature_layer": None,
-        "initializer_range": 0.08,
-        "max_position_embeddings": 2048,
     }
 
     def _check_template(self, template: str) -> None:
@@ -93,8 +85,7 @@ class LlavaAdapter(FamilyAdapter):
     @classmethod
     def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
         image_size, patch = s["image_size"], s["patch_size"]
-        if image_size % patch:
-            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch}")
+        vision = cls._tiny_vision_config(s)  # checks the patch size
         vision_layers = s["vision_num_hidden_layers"]
         if vision_layers < 1:
             # transformers 5 records CLIP hidden_states per encoder layer, so a tower without layers
@@ -117,17 +108,8 @@ class LlavaAdapter(FamilyAdapter):
             num_additional_image_tokens=1,  # CLIP's CLS, counted then dropped by "default"
             image_token="<image>",
         )
-        vision_config = CLIPVisionConfig(
-            hidden_size=s["vision_hidden_size"],
-            intermediate_size=s["vision_intermediate_size"],
-            num_hidden_layers=vision_layers,
-            num_attention_heads=s["vision_num_attention_heads"],
-            image_size=image_size,
-            patch_size=patch,
-            projection_dim=s["vision_hidden_size"],
-            initializer_range=s["initializer_range"],
-        )
-        text_config = LlamaConfig(**tiny_text_config(tokenizer, s), tie_word_embeddings=True)
+        vision_config = CLIPVisionConfig(**vision, projection_dim=s["vision_hidden_size"])
+        text_config = LlamaConfig(**cls._tiny_text_config(tokenizer, s), tie_word_embeddings=True)
         config = LlavaConfig(
             vision_config=vision_config,
             text_config=text_config,
@@ -141,17 +123,6 @@ class LlavaAdapter(FamilyAdapter):
         return LlavaForConditionalGeneration(config), processor
 
     # ------------------------------------------------------------------ geometry
-    def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
-        pixel_values = inputs["pixel_values"]
-        patch = int(self.model.config.vision_config.patch_size)
-        height, width = pixel_values.shape[-2:]
-        return [(height // patch, width // patch)] * pixel_values.shape[0]
-
-    def expected_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        view = self._processed_view(*image_size)
-        patch = int(self.model.config.vision_config.patch_size)
-        return view.view_height // patch, view.view_width // patch
-
     def _processed_view(self, width: int, height: int) -> ProcessedView:
         ip = self.processor.image_processor
         pad_x = pad_y = 0
@@ -164,18 +135,14 @@ class LlavaAdapter(FamilyAdapter):
         else:
             width_p, height_p = width, height
         size = dict(ip.size)
-        if not ip.do_resize:
-            new_h, new_w = height_p, width_p
-        elif size.get("shortest_edge") and not size.get("longest_edge"):
+        if ip.do_resize and size.get("shortest_edge") and not size.get("longest_edge"):
             # the library's own rule (int() truncation of the long side), on a zero-cost dummy
             dummy = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (3, height_p, width_p))
             new_h, new_w = get_resize_output_image_size(
                 dummy, size=size["shortest_edge"], default_to_square=False, input_data_format="channels_first"
             )
-        elif size.get("height") and size.get("width"):
-            new_h, new_w = size["height"], size["width"]
         else:
-            raise NotImplementedError(f"LLaVA geometry: image processor size {size} is not supported")
+            new_h, new_w = self._fixed_size(width_p, height_p)
         if ip.do_center_crop:
             crop_h, crop_w = ip.crop_size["height"], ip.crop_size["width"]
             if crop_h > new_h or crop_w > new_w:

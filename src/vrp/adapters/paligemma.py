@@ -24,7 +24,7 @@ from transformers import (
 )
 from transformers.models.paligemma.modeling_paligemma import PaliGemmaMultiModalProjector
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
+from vrp.adapters.base import TINY_VIT_DEFAULTS, FamilyAdapter, ProcessedView, unique_module
 
 # PaliGemma's detection and segmentation vocabulary, in the release's order
 LOCATION_AND_SEGMENT_TOKENS: tuple[str, ...] = tuple(
@@ -33,39 +33,27 @@ LOCATION_AND_SEGMENT_TOKENS: tuple[str, ...] = tuple(
 
 
 class PaliGemmaAdapter(FamilyAdapter):
-    """Adapter for ``PaliGemmaForConditionalGeneration`` checkpoints (e.g. google/paligemma-3b-mix-224)."""
+    """Adapter for ``PaliGemmaForConditionalGeneration`` checkpoints (e.g. google/paligemma-3b-mix-224):
+    a task-prefix prompt whose image and text attend to each other both ways (a prefix LM)."""
 
     family: ClassVar[str] = "paligemma"
     display_name: ClassVar[str] = "PaliGemma"
-    model_type: ClassVar[str] = "paligemma"
+    display_colour: ClassVar[str] = "#d62728"
     model_class: ClassVar[type] = PaliGemmaForConditionalGeneration
     processor_class: ClassVar[type] = PaliGemmaProcessor
     # The mix checkpoints' task prefix; the processor adds <bos> after the image and a final "\n".
     default_prompt_template: ClassVar[str] = "answer en {question}"
-    answer_separator: ClassVar[str] = ""
     special_tokens: ClassVar[tuple[str, ...]] = ("<image>",)
-    output_projection_name: ClassVar[str] = "o_proj"  # GemmaAttention.o_proj
-    shares_prefix: ClassVar[bool] = False
     prefix_sharing_note: ClassVar[str] = (
         "prefix-LM: image and prompt tokens attend to each other bidirectionally, so the image "
         "tokens' states depend on the question; every prompt is one full forward"
     )
     _per_token_answer_values: ClassVar[dict[str, int]] = {"token_type_ids": 1}
     tiny_defaults: ClassVar[dict[str, Any]] = {
-        "image_size": 64,
+        **TINY_VIT_DEFAULTS,
         "patch_size": 8,
-        "hidden_size": 128,
-        "intermediate_size": 256,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
         "num_key_value_heads": 1,  # Gemma-2B's multi-query attention
         "head_dim": 32,
-        "vision_hidden_size": 64,
-        "vision_intermediate_size": 128,
-        "vision_num_hidden_layers": 2,
-        "vision_num_attention_heads": 4,
-        "initializer_range": 0.08,
-        "max_position_embeddings": 2048,
     }
 
     @classmethod
@@ -107,26 +95,16 @@ class PaliGemmaAdapter(FamilyAdapter):
     # ------------------------------------------------------------------ tiny build
     @classmethod
     def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+        vision = cls._tiny_vision_config(s)
         image_size, patch = s["image_size"], s["patch_size"]
-        if image_size % patch:
-            raise ValueError(f"image_size {image_size} must be a multiple of patch_size {patch}")
         image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
         image_processor.image_seq_length = (image_size // patch) ** 2  # PaliGemmaProcessor requires it
         # The processor adds <loc>/<seg> tokens to the tokenizer, so size the model after building it.
         processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
         vocab_size = len(processor.tokenizer)
-        vision_config = SiglipVisionConfig(
-            hidden_size=s["vision_hidden_size"],
-            intermediate_size=s["vision_intermediate_size"],
-            num_hidden_layers=s["vision_num_hidden_layers"],
-            num_attention_heads=s["vision_num_attention_heads"],
-            image_size=image_size,
-            patch_size=patch,
-            vision_use_head=False,  # the pooling head is unused by PaliGemma
-            initializer_range=s["initializer_range"],
-        )
+        vision_config = SiglipVisionConfig(**vision, vision_use_head=False)  # the pooling head is unused
         text_config = GemmaConfig(
-            **tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"]
+            **cls._tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"]
         )
         config = PaliGemmaConfig(
             vision_config=vision_config,
@@ -140,33 +118,12 @@ class PaliGemmaAdapter(FamilyAdapter):
         return PaliGemmaForConditionalGeneration(config), processor
 
     # ------------------------------------------------------------------ geometry
-    def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
-        pixel_values = inputs["pixel_values"]
-        patch = int(self.model.config.vision_config.patch_size)
-        height, width = pixel_values.shape[-2:]
-        return [(height // patch, width // patch)] * pixel_values.shape[0]
-
-    def expected_grid(self, image_size: tuple[int, int]) -> tuple[int, int]:
-        view = self._processed_view(*image_size)
-        patch = int(self.model.config.vision_config.patch_size)
-        return view.view_height // patch, view.view_width // patch
-
     def _processed_view(self, width: int, height: int) -> ProcessedView:
-        ip = self.processor.image_processor
-        size = dict(ip.size)
-        if getattr(ip, "do_center_crop", False):
+        if getattr(self.processor.image_processor, "do_center_crop", False):
             raise NotImplementedError(
                 "PaliGemma geometry: a center-cropping SigLIP processor is not supported"
             )
-        if not ip.do_resize:
-            new_h, new_w = height, width
-        elif size.get("height") and size.get("width"):
-            new_h, new_w = size["height"], size["width"]
-        else:
-            raise NotImplementedError(f"PaliGemma geometry: image processor size {size} is not supported")
-        return ProcessedView(
-            width, height, scale_x=new_w / width, scale_y=new_h / height, view_width=new_w, view_height=new_h
-        )
+        return ProcessedView.stretched(width, height, *self._fixed_size(width, height))
 
     # ------------------------------------------------------------------ modules
     def image_embedding_module(self) -> torch.nn.Module:

@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import torch
 from transformers import (
     PreTrainedTokenizerBase,
-    Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
     Qwen2VLImageProcessorPil,
     Qwen2VLProcessor,
@@ -23,7 +22,7 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 from transformers.models.qwen2_vl.modeling_qwen2_vl import PatchMerger
 
-from vrp.adapters.base import FamilyAdapter, ProcessedView, tiny_text_config, unique_module
+from vrp.adapters.base import TINY_DEFAULTS, FamilyAdapter, ProcessedView, unique_module
 
 # Qwen2-VL-*-Instruct's special tokens and their ids (its tokenizer.json)
 RELEASE_SPECIAL_IDS: dict[str, int] = {
@@ -34,6 +33,17 @@ RELEASE_SPECIAL_IDS: dict[str, int] = {
     "<|vision_end|>": 151653,
     "<|image_pad|>": 151655,
     "<|video_pad|>": 151656,
+}
+
+# The tiny-build keys of the Qwen-VL families (their image processor and M-RoPE decoder)
+QWEN_TINY_DEFAULTS: dict[str, Any] = {
+    **TINY_DEFAULTS,  # image_size: max_pixels = image_size**2 unless given
+    "patch_size": 4,
+    "merge_size": 2,  # 4-px patches merged 2x2: one LM token per 8-px cell
+    "min_pixels": None,  # None: (2 * patch_size * merge_size) ** 2, like the released 56*56
+    "max_pixels": None,  # None: image_size ** 2
+    "num_key_value_heads": 2,
+    "mrope_section": None,  # None: head_dim/2 split as in the release ([16, 24, 24] for head_dim 128)
 }
 
 # Same shape as the released Qwen2-VL template for one user turn of [image, text] (without its
@@ -63,16 +73,14 @@ class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
 
 
 class Qwen2VLAdapter(FamilyAdapter):
-    """Adapter for ``Qwen2VLForConditionalGeneration`` checkpoints (e.g. Qwen/Qwen2-VL-2B-Instruct)."""
+    """Adapter for ``Qwen2VLForConditionalGeneration`` checkpoints (e.g. Qwen/Qwen2-VL-2B-Instruct):
+    a chat-template prompt, a dynamic grid of merged patches, M-RoPE positions."""
 
     family: ClassVar[str] = "qwen2vl"
     display_name: ClassVar[str] = "Qwen2-VL"
-    model_type: ClassVar[str] = "qwen2_vl"
+    display_colour: ClassVar[str] = "#2ca02c"
     model_class: ClassVar[type] = Qwen2VLForConditionalGeneration
     processor_class: ClassVar[type] = Qwen2VLImageOnlyProcessor
-    # The user turn's text; the chat template supplies the turn markers and the image.
-    default_prompt_template: ClassVar[str] = "{question}"
-    answer_separator: ClassVar[str] = ""
     # the image placeholder, its video twin, the vision span markers and the chat-turn markers
     special_tokens: ClassVar[tuple[str, ...]] = (
         "<|image_pad|>",
@@ -82,32 +90,15 @@ class Qwen2VLAdapter(FamilyAdapter):
         "<|im_start|>",
         "<|im_end|>",
     )
-    output_projection_name: ClassVar[str] = "o_proj"  # Qwen2VLAttention.o_proj
     shares_prefix: ClassVar[bool] = True
     prefix_sharing_note: ClassVar[str] = (
         "causal decoder: no prefix token attends to the question; suffix positions continue the "
         "prefix's M-RoPE positions (get_rope_index), not its length"
     )
     _per_token_answer_values: ClassVar[dict[str, int]] = {"mm_token_type_ids": 0}
-    tiny_defaults: ClassVar[dict[str, Any]] = {
-        "image_size": 64,  # max_pixels = image_size**2 unless given
-        "patch_size": 4,
-        "merge_size": 2,  # 4-px patches merged 2x2: one LM token per 8-px cell
-        "min_pixels": None,  # None: (2 * patch_size * merge_size) ** 2, like the released 56*56
-        "max_pixels": None,  # None: image_size ** 2
-        "hidden_size": 128,
-        "intermediate_size": 256,
-        "num_hidden_layers": 4,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "mrope_section": None,  # None: head_dim/2 split as in the release ([16, 24, 24] for head_dim 128)
-        "vision_hidden_size": 64,
-        "vision_mlp_ratio": 2,
-        "vision_num_hidden_layers": 2,
-        "vision_num_attention_heads": 4,
-        "initializer_range": 0.08,
-        "max_position_embeddings": 2048,
-    }
+    tiny_defaults: ClassVar[dict[str, Any]] = {**QWEN_TINY_DEFAULTS, "vision_mlp_ratio": 2}
+    # settings that must be whole merged blocks (patch_size * merge_size pixels)
+    _tiny_block_multiples: ClassVar[tuple[str, ...]] = ("image_size",)
 
     @classmethod
     def template_words(cls) -> list[str]:
@@ -120,18 +111,13 @@ class Qwen2VLAdapter(FamilyAdapter):
         tokenizer = copy.deepcopy(raw)
         tokenizer.add_bos_token = False
         tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
-        found = {t: tokenizer.convert_tokens_to_ids(t) for t in RELEASE_SPECIAL_IDS}
-        if found != RELEASE_SPECIAL_IDS:
-            raise ValueError(
-                f"this tokenizer's Qwen special-token ids {found} differ from Qwen2-VL's "
-                f"{RELEASE_SPECIAL_IDS}; use a Qwen2 / Qwen2.5 / Qwen3 tokenizer.json"
-            )
+        cls._check_release_ids(
+            tokenizer, RELEASE_SPECIAL_IDS, "Qwen", "Qwen2-VL", "use a Qwen2 / Qwen2.5 / Qwen3 tokenizer.json"
+        )
         return tokenizer
 
     def build_prompt(self, question: str) -> str:
-        text = self.prompt_template.replace("{question}", question)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self._user_turn_prompt(question)
 
     def next_positions(self, inputs):
         """M-RoPE: image tokens share compressed positions, so the next text position is not the
@@ -155,67 +141,52 @@ class Qwen2VLAdapter(FamilyAdapter):
     # ------------------------------------------------------------------ tiny build
     @classmethod
     def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
-        patch, merge = s["patch_size"], s["merge_size"]
-        factor = patch * merge
-        if s["image_size"] % factor:
-            raise ValueError(
-                f"image_size {s['image_size']} must be a multiple of patch_size*merge_size = {factor}"
-            )
+        factor = s["patch_size"] * s["merge_size"]
+        for key in cls._tiny_block_multiples:
+            if s[key] % factor:
+                raise ValueError(f"{key} {s[key]} must be a multiple of patch_size*merge_size = {factor}")
         min_pixels = s["min_pixels"] if s["min_pixels"] is not None else (2 * factor) ** 2
         max_pixels = s["max_pixels"] if s["max_pixels"] is not None else s["image_size"] ** 2
-        hidden, heads = s["hidden_size"], s["num_attention_heads"]
-        head_dim = hidden // heads
+        head_dim = s["hidden_size"] // s["num_attention_heads"]
         mrope_section = s["mrope_section"] or _default_mrope_section(head_dim)
         if sum(mrope_section) != head_dim // 2:
             raise ValueError(f"mrope_section {mrope_section} must sum to head_dim/2 = {head_dim // 2}")
+        vision_config = cls._tiny_vision_config(s)
 
         tokenizer.add_bos_token = False  # Qwen prompts start at <|im_start|>, with no BOS
         image_processor = Qwen2VLImageProcessorPil(
-            patch_size=patch,
-            merge_size=merge,
+            patch_size=s["patch_size"],
+            merge_size=s["merge_size"],
             temporal_patch_size=2,
             size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
         )
-        processor = Qwen2VLImageOnlyProcessor(
+        processor = cls.processor_class(
             image_processor=image_processor, tokenizer=tokenizer, chat_template=TINY_CHAT_TEMPLATE
         )
+        cls._require_special_tokens(tokenizer)
         ids = tokenizer.convert_tokens_to_ids
-        missing = [
-            t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id
-        ]
-        if missing:
-            raise ValueError(
-                f"the tokenizer lacks Qwen2-VL's special tokens {missing}; build it with vrp.zoo.tokenizer"
-            )
-        config = Qwen2VLConfig(
-            text_config=dict(
-                **tiny_text_config(tokenizer, s),
-                rope_parameters={
-                    "rope_type": "default",
-                    "rope_theta": 10000.0,
-                    "mrope_section": list(mrope_section),
-                },
-                tie_word_embeddings=True,
-            ),
-            vision_config=dict(
-                depth=s["vision_num_hidden_layers"],
-                embed_dim=s["vision_hidden_size"],
-                hidden_size=hidden,  # the merger's output width = the LM's
-                num_heads=s["vision_num_attention_heads"],
-                mlp_ratio=s["vision_mlp_ratio"],
-                patch_size=patch,
-                spatial_merge_size=merge,
-                temporal_patch_size=2,
-                in_channels=3,
-                initializer_range=s["initializer_range"],
-            ),
+        rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section)}
+        config = cls.model_class.config_class(
+            text_config=dict(**cls._tiny_text_config(tokenizer, s), rope_parameters=rope, tie_word_embeddings=True),
+            vision_config=vision_config,
             image_token_id=ids("<|image_pad|>"),
             video_token_id=ids("<|video_pad|>"),
             vision_start_token_id=ids("<|vision_start|>"),
             vision_end_token_id=ids("<|vision_end|>"),
             tie_word_embeddings=True,
         )
-        return Qwen2VLForConditionalGeneration(config), processor
+        return cls.model_class(config), processor
+
+    @classmethod
+    def _tiny_vision_config(cls, s: dict) -> dict[str, Any]:
+        """The vision tower's config: the patch and merge geometry, and the tower's own shape."""
+        return dict(
+            depth=s["vision_num_hidden_layers"],
+            embed_dim=s["vision_hidden_size"],
+            hidden_size=s["hidden_size"],  # the merger's output width = the LM's
+            mlp_ratio=s["vision_mlp_ratio"],
+            **_tiny_patch_geometry(s),
+        )
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -250,15 +221,24 @@ class Qwen2VLAdapter(FamilyAdapter):
         return new_h // block, new_w // block
 
     def _processed_view(self, width: int, height: int) -> ProcessedView:
-        new_h, new_w = self._resized(width, height)
-        return ProcessedView(
-            width, height, scale_x=new_w / width, scale_y=new_h / height, view_width=new_w, view_height=new_h
-        )
+        return ProcessedView.stretched(width, height, *self._resized(width, height))
 
     # ------------------------------------------------------------------ modules
     def image_embedding_module(self) -> torch.nn.Module:
         """The patch merger; its output is (total tokens of the batch, hidden), rows in batch then raster order."""
         return unique_module(self.model, PatchMerger, self.family)
+
+
+def _tiny_patch_geometry(s: dict) -> dict[str, Any]:
+    """The vision config keys both Qwen-VL towers share: heads, patching, merging, init."""
+    return dict(
+        num_heads=s["vision_num_attention_heads"],
+        patch_size=s["patch_size"],
+        spatial_merge_size=s["merge_size"],
+        temporal_patch_size=2,
+        in_channels=3,
+        initializer_range=s["initializer_range"],
+    )
 
 
 def _default_mrope_section(head_dim: int) -> list[int]:

@@ -10,27 +10,11 @@ matplotlib.use("Agg")  # workflow jobs have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vrp.adapters import ADAPTERS, FAMILIES  # noqa: E402
+from vrp.adapters import ADAPTERS  # noqa: E402
 from vrp.io import atomic_path  # noqa: E402
 
-# Colours of the adapters that do not declare a display_colour yet, by their position in
-# FAMILIES (the first three families'); an adapter's own display_colour wins.
-_POSITIONAL_COLOURS = ("#1f77b4", "#d62728", "#2ca02c")
-
-
-def _family_colour(position: int, family: str) -> str:
-    colour = getattr(ADAPTERS[family], "display_colour", None)
-    if colour:
-        return colour
-    if position < len(_POSITIONAL_COLOURS):
-        return _POSITIONAL_COLOURS[position]
-    raise ValueError(
-        f"family {family!r} has no figure colour: set display_colour on {ADAPTERS[family].__name__}"
-    )
-
-
-# one colour and one label per family, both from the adapters
-FAMILY_COLOURS = {family: _family_colour(i, family) for i, family in enumerate(FAMILIES)}
+# one colour and one label per family, both declared by the family's adapter
+FAMILY_COLOURS = {family: adapter.display_colour for family, adapter in ADAPTERS.items()}
 FAMILY_LABELS = {family: adapter.display_name for family, adapter in ADAPTERS.items()}
 
 

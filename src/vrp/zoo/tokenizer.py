@@ -1,13 +1,16 @@
-"""An offline word-level tokenizer shared by the three tiny model families.
+"""An offline word-level tokenizer shared by the tiny model families.
 
 The Hub is out of reach, so the tiny zoo cannot download a real sentencepiece/BPE tokenizer.
 A word-level tokenizer over the benchmark's own words is enough for a synthetic question set,
 and it is a real ``PreTrainedTokenizerFast`` that every real processor class accepts
 (docs/method.md, "The tiny zoo").
 
-Ids are deterministic: the special tokens first, in :data:`SPECIAL_TOKENS` order, then the
-sorted words. Everyone builds ONE tokenizer from all texts plus :func:`template_words` and hands
-it to each family's ``build_tiny``.
+Ids are deterministic: the special tokens first (bos, eos, pad, unk, then the placeholder / turn
+tokens of the families it is built for, in ``FAMILIES`` order), then the sorted words. A run builds
+ONE tokenizer for its models' families from all texts plus :func:`template_words` and hands it to
+each family's ``build_tiny``; the families a run does not configure add nothing, so adding a
+family to the package leaves the ids (and the tiny models trained on them) of a run without it
+unchanged.
 """
 
 from __future__ import annotations
@@ -20,12 +23,27 @@ from transformers import PreTrainedTokenizerFast
 from vrp.adapters import ADAPTERS, FAMILIES, get_adapter_class
 
 BOS, EOS, PAD, UNK = "<bos>", "<eos>", "<pad>", "<unk>"
-# Every family's placeholder / turn tokens (FamilyAdapter.special_tokens), in family order without
-# repeats; they are registered as special tokens, so they are matched whole before pre-tokenisation.
-MULTIMODAL_TOKENS: tuple[str, ...] = tuple(
-    dict.fromkeys(token for adapter in ADAPTERS.values() for token in adapter.special_tokens)
-)
-SPECIAL_TOKENS: tuple[str, ...] = (BOS, EOS, PAD, UNK, *MULTIMODAL_TOKENS)
+
+
+def multimodal_tokens(families: Iterable[str] = FAMILIES) -> tuple[str, ...]:
+    """The placeholder / turn tokens of ``families`` (FamilyAdapter.special_tokens), in FAMILIES
+    order without repeats (so a family's tokens keep their ids whichever families follow it);
+    they are registered as special tokens, so they are matched whole before pre-tokenisation."""
+    chosen = {get_adapter_class(family).family for family in families}  # unknown names fail here
+    return tuple(
+        dict.fromkeys(token for family in FAMILIES if family in chosen for token in ADAPTERS[family].special_tokens)
+    )
+
+
+def special_tokens(families: Iterable[str] = FAMILIES) -> tuple[str, ...]:
+    """The tokens a tokenizer for ``families`` starts with, at ids 0, 1, ...: bos, eos, pad, unk,
+    then :func:`multimodal_tokens`."""
+    return (BOS, EOS, PAD, UNK, *multimodal_tokens(families))
+
+
+# Every family's (the default of the functions below)
+MULTIMODAL_TOKENS: tuple[str, ...] = multimodal_tokens()
+SPECIAL_TOKENS: tuple[str, ...] = special_tokens()
 
 
 def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
@@ -37,10 +55,12 @@ def template_words(families: Iterable[str] = FAMILIES) -> list[str]:
 def questions_tokenizer(
     questions, families: Iterable[str] = FAMILIES, extra_words: Iterable[str] = ()
 ) -> PreTrainedTokenizerFast:
-    """The zoo tokenizer of a question table: every word of its questions and answers, plus the
-    prompt-template words of ``families`` and ``extra_words`` (e.g. a post-prompt instruction)."""
+    """The zoo tokenizer of a question table for ``families``: their special tokens, every word of
+    the questions and answers, the families' prompt-template words and ``extra_words`` (e.g. a
+    post-prompt instruction)."""
+    families = tuple(families)
     texts = [*questions["question"], *questions["answer"]]
-    return build_word_tokenizer(texts, extra_words=[*template_words(families), *extra_words])
+    return build_word_tokenizer(texts, extra_words=[*template_words(families), *extra_words], families=families)
 
 
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -59,13 +79,18 @@ def split_words(text: str) -> list[str]:
     return [piece for piece, _ in word_pre_tokenizer().pre_tokenize_str(text)]
 
 
-def build_word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) -> PreTrainedTokenizerFast:
-    """Build a word-level tokenizer whose vocabulary is every word of ``texts`` plus ``extra_words``.
+def build_word_tokenizer(
+    texts: Iterable[str], extra_words: Iterable[str] = (), families: Iterable[str] = FAMILIES
+) -> PreTrainedTokenizerFast:
+    """Build a word-level tokenizer whose vocabulary is the special tokens of ``families`` and every
+    word of ``texts`` plus ``extra_words``.
 
     ``texts`` are split with the tokenizer's own pre-tokenizer, so every word of every text is
     in the vocabulary; ``extra_words`` are added as given (split the same way, so "ASSISTANT:"
     contributes "ASSISTANT" and ":"). Out-of-vocabulary words map to ``<unk>``.
     """
+    families = tuple(families)
+    specials = special_tokens(families)
     words: set[str] = set()
     for text in texts:
         if not isinstance(text, str):
@@ -73,8 +98,8 @@ def build_word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) 
         words.update(split_words(text))
     for word in extra_words:
         words.update(split_words(word))
-    words -= set(SPECIAL_TOKENS)
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    words -= set(specials)
+    vocab = {token: i for i, token in enumerate(specials)}
     for word in sorted(words):
         vocab[word] = len(vocab)
 
@@ -92,5 +117,5 @@ def build_word_tokenizer(texts: Iterable[str], extra_words: Iterable[str] = ()) 
     )
     # Registering them as special makes them match whole and survive skip_special_tokens logic;
     # they are already in the vocabulary, so their ids do not change.
-    tokenizer.add_special_tokens({"additional_special_tokens": list(MULTIMODAL_TOKENS)})
+    tokenizer.add_special_tokens({"additional_special_tokens": list(multimodal_tokens(families))})
     return tokenizer
