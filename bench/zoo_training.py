@@ -1,6 +1,6 @@
 """Benchmark: where one tiny-zoo training step spends its CPU time (one thread, as the train jobs run).
 
-Builds each family's tiny model as ``train_tiny_model`` does (the demo config's tiny settings, the
+Builds each family's tiny model as the ``zoo_train`` rule does (the demo config's tiny settings, the
 workflow's word-level tokenizer) and times, per step, with ``time.process_time``:
 
 * ``batch``: drawing the rows and ``adapter.encode_for_training`` (the processor's resize /
