@@ -44,16 +44,30 @@ def before(adapter, questions: pd.DataFrame, settings, seed: int) -> pd.DataFram
         inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
         length = inputs["input_ids"].shape[1]
         for sample in range(settings.k_max):
-            torch.manual_seed(int(np.random.SeedSequence([seed, batch_index, sample]).generate_state(1)[0]))
+            torch.manual_seed(
+                int(np.random.SeedSequence([seed, batch_index, sample]).generate_state(1)[0])
+            )
             with torch.no_grad():
                 output = adapter.model.generate(
-                    **inputs, do_sample=True, temperature=settings.temperature, top_p=settings.top_p,
-                    top_k=settings.top_k, repetition_penalty=1.0, max_new_tokens=settings.max_new_tokens,
+                    **inputs,
+                    do_sample=True,
+                    temperature=settings.temperature,
+                    top_p=settings.top_p,
+                    top_k=settings.top_k,
+                    repetition_penalty=1.0,
+                    max_new_tokens=settings.max_new_tokens,
                     pad_token_id=tokenizer.pad_token_id,
                 )
             texts = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
-            parts.append(pd.DataFrame({"question_id": batch["question_id"].to_numpy(), "sample": sample,
-                                       "normalized": [stats.normalize_answer(t.strip()) for t in texts]}))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "question_id": batch["question_id"].to_numpy(),
+                        "sample": sample,
+                        "normalized": [stats.normalize_answer(t.strip()) for t in texts],
+                    }
+                )
+            )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -82,11 +96,16 @@ def homogeneity(a: pd.DataFrame, b: pd.DataFrame, tasks: pd.Series) -> dict[str,
     for task in sorted(tasks.unique()):
         ids = set(tasks.index[tasks == task])
         table = pd.concat(
-            [s[s["question_id"].isin(ids)]["normalized"].value_counts().rename(name) for name, s in (("a", a), ("b", b))],
+            [
+                s[s["question_id"].isin(ids)]["normalized"].value_counts().rename(name)
+                for name, s in (("a", a), ("b", b))
+            ],
             axis=1,
         ).fillna(0)
         table = table[table.sum(axis=1) >= 5]  # the test's expected counts need a few per cell
-        out[task] = float(chi2_contingency(table.to_numpy().T)[1]) if len(table) > 1 else float("nan")
+        out[task] = (
+            float(chi2_contingency(table.to_numpy().T)[1]) if len(table) > 1 else float("nan")
+        )
     return out
 
 
@@ -111,22 +130,36 @@ def main() -> None:
     from vrp.zoo.tokenizer import questions_tokenizer
 
     torch.set_num_threads(1)
-    table = generate_split(SyntheticBenchmarkConfig(n_train_images=1, n_eval_images=args.n // 17 + 2), "eval")
+    table = generate_split(
+        SyntheticBenchmarkConfig(n_train_images=1, n_eval_images=args.n // 17 + 2), "eval"
+    )
     table = table[table["task"] != "caption"]
     keep = table["image_id"].drop_duplicates().head(max(1, args.n // 17))
     questions = table[table["image_id"].isin(keep)].reset_index(drop=True)
     # a random-init zoo-geometry model with a sharpened output layer, so the answers are a
     # distribution over a few words rather than uniform over the vocabulary
-    adapter = get_adapter_class(args.family).build_tiny(questions_tokenizer(questions), {"num_hidden_layers": 4}, seed=0)
+    adapter = get_adapter_class(args.family).build_tiny(
+        questions_tokenizer(questions), {"num_hidden_layers": 4}, seed=0
+    )
     with torch.no_grad():
         adapter.lm_head().weight.mul_(4.0)
-    settings = ConsistencySettings(k_max=args.k, temperature=0.7, top_p=0.9, top_k=0, max_new_tokens=3,
-                                   batch_size=args.batch_size, decode_rows=256, seed=0)
+    settings = ConsistencySettings(
+        k_max=args.k,
+        temperature=0.7,
+        top_p=0.9,
+        top_k=0,
+        max_new_tokens=3,
+        batch_size=args.batch_size,
+        decode_rows=256,
+        seed=0,
+    )
     n_samples = len(questions) * args.k
 
     old, old_wall, old_cpu = timed(lambda: before(adapter, questions, settings, seed=0))
     old_again, _, _ = timed(lambda: before(adapter, questions, settings, seed=1))
-    new, new_wall, new_cpu = timed(lambda: sample_answers(adapter, questions, settings, progress=False))
+    new, new_wall, new_cpu = timed(
+        lambda: sample_answers(adapter, questions, settings, progress=False)
+    )
     head = questions.head(args.reference_questions)
     reference = sample_answers_reference(adapter, head, settings)
     same = new[new["question_id"].isin(set(head["question_id"]))].reset_index(drop=True)
@@ -136,13 +169,25 @@ def main() -> None:
         "family": args.family,
         "questions": len(questions),
         "k": args.k,
-        "before": {"wall_s": round(old_wall, 2), "cpu_s": round(old_cpu, 2), "samples_per_cpu_s": round(n_samples / old_cpu, 1)},
-        "after": {"wall_s": round(new_wall, 2), "cpu_s": round(new_cpu, 2), "samples_per_cpu_s": round(n_samples / new_cpu, 1)},
+        "before": {
+            "wall_s": round(old_wall, 2),
+            "cpu_s": round(old_cpu, 2),
+            "samples_per_cpu_s": round(n_samples / old_cpu, 1),
+        },
+        "after": {
+            "wall_s": round(new_wall, 2),
+            "cpu_s": round(new_cpu, 2),
+            "samples_per_cpu_s": round(n_samples / new_cpu, 1),
+        },
         "speed_up_cpu": round(old_cpu / new_cpu, 1),
         "mean_tv_after_vs_before": round(mean_tv(distributions(new), distributions(old)), 4),
-        "mean_tv_before_seed0_vs_seed1": round(mean_tv(distributions(old_again), distributions(old)), 4),
+        "mean_tv_before_seed0_vs_seed1": round(
+            mean_tv(distributions(old_again), distributions(old)), 4
+        ),
         "chi2_p_after_vs_before": {k: round(v, 3) for k, v in homogeneity(new, old, tasks).items()},
-        "chi2_p_before_seed0_vs_seed1": {k: round(v, 3) for k, v in homogeneity(old_again, old, tasks).items()},
+        "chi2_p_before_seed0_vs_seed1": {
+            k: round(v, 3) for k, v in homogeneity(old_again, old, tasks).items()
+        },
         "after_equals_reference_draw_by_draw": bool(same["text"].equals(reference["text"])),
         "reference_questions": len(head),
     }

@@ -66,8 +66,13 @@ def run_pattern(args) -> dict:
             inputs = adapter.encode([image], [question])
             with torch.no_grad():
                 out = adapter.model.generate(
-                    **inputs, max_new_tokens=args.max_new_tokens, do_sample=False, output_logits=True,
-                    output_attentions=True, output_hidden_states=True, return_dict_in_generate=True,
+                    **inputs,
+                    max_new_tokens=args.max_new_tokens,
+                    do_sample=False,
+                    output_logits=True,
+                    output_attentions=True,
+                    output_hidden_states=True,
+                    return_dict_in_generate=True,
                 )
             kept.append(out)
             return out.logits[0]  # first generated position's logits (1, V)
@@ -80,16 +85,23 @@ def run_pattern(args) -> dict:
                 generate(Image.new("RGB", image.size, BLANK_GREY), row["question"])
             # the same answer rule as vrp: the best-scoring candidate answer of the question's task
             # (first-token forms only: the naive pattern keeps no cache to score continuations)
-            scores = score_answers(adapter, index, [row["task"]], torch.log_softmax(logits.float(), -1))
-            answers.append(readouts(logits, scores, [row["task"]], [row["answer"]], index)["prediction"][0])
+            scores = score_answers(
+                adapter, index, [row["task"]], torch.log_softmax(logits.float(), -1)
+            )
+            answers.append(
+                readouts(logits, scores, [row["task"]], [row["answer"]], index)["prediction"][0]
+            )
         for out in kept:
             for group in (out.attentions, out.hidden_states):
                 for step in group:
                     retained += sum(t.numel() * t.element_size() for t in step)
     else:
         settings = ExtractionSettings(
-            batch_size=args.batch_size, shard_size=args.batch_size, per_head=True,
-            generation_fraction=0.0, prefix_sharing=args.pattern == "shared",
+            batch_size=args.batch_size,
+            shard_size=args.batch_size,
+            per_head=True,
+            generation_fraction=0.0,
+            prefix_sharing=args.pattern == "shared",
         )
         extractor = Extractor(adapter, candidates, settings)
         by_row = {}
@@ -125,32 +137,54 @@ def build_model(args) -> None:
 
     folder = Path(args.workdir)
     folder.mkdir(parents=True, exist_ok=True)
-    questions = generate_split(SyntheticBenchmarkConfig(n_train_images=1, n_eval_images=max(2, args.n // 17 + 1)), "eval")
+    questions = generate_split(
+        SyntheticBenchmarkConfig(n_train_images=1, n_eval_images=max(2, args.n // 17 + 1)), "eval"
+    )
     questions.to_parquet(folder / "eval.parquet", index=False)
     tiny = {"num_hidden_layers": 4}
     if args.geometry == "paper":
         if args.family != "llava":
-            raise SystemExit("--geometry paper builds a LLaVA (336 px, 14-px patches); pass --family llava")
+            raise SystemExit(
+                "--geometry paper builds a LLaVA (336 px, 14-px patches); pass --family llava"
+            )
         tiny.update(image_size=336, patch_size=14)
-    adapter = get_adapter_class(args.family).build_tiny(questions_tokenizer(questions), tiny, seed=0)
+    adapter = get_adapter_class(args.family).build_tiny(
+        questions_tokenizer(questions), tiny, seed=0
+    )
     adapter.save(folder / "checkpoint")
     args.checkpoint, args.questions = str(folder / "checkpoint"), str(folder / "eval.parquet")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", help="a saved model; none: build a random-init one (--geometry)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--checkpoint", help="a saved model; none: build a random-init one (--geometry)"
+    )
     parser.add_argument("--family", required=True)
     parser.add_argument("--questions", help="the checkpoint's question table (eval.parquet)")
-    parser.add_argument("--workdir", default="bench/out/extraction", help="where a built model is saved")
+    parser.add_argument(
+        "--workdir", default="bench/out/extraction", help="where a built model is saved"
+    )
     parser.add_argument("--n", type=int, default=400)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--max-new-tokens", type=int, default=2, help="naive pattern: answer word + eos")
-    parser.add_argument("--no-blank", dest="blank", action="store_false",
-                        help="naive pattern: skip the blank-image generate (vrp always runs its blank pass)")
-    parser.add_argument("--geometry", choices=["zoo", "paper"], default="zoo",
-                        help="without --checkpoint: zoo (64 px) or paper (a LLaVA at 336 px / 14-px patches)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, default=2, help="naive pattern: answer word + eos"
+    )
+    parser.add_argument(
+        "--no-blank",
+        dest="blank",
+        action="store_false",
+        help="naive pattern: skip the blank-image generate (vrp always runs its blank pass)",
+    )
+    parser.add_argument(
+        "--geometry",
+        choices=["zoo", "paper"],
+        default="zoo",
+        help="without --checkpoint: zoo (64 px) or paper (a LLaVA at 336 px / 14-px patches)",
+    )
     parser.add_argument("--pattern", choices=PATTERNS)
     args = parser.parse_args()
     if args.pattern:
@@ -161,21 +195,27 @@ def main() -> None:
     results = {}
     for pattern in PATTERNS:
         cmd = [sys.executable, __file__, *_forwarded(args), "--pattern", pattern]
-        results[pattern] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        results[pattern] = json.loads(
+            subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+        )
     naive = results["naive"]
     answers = {p: r.pop("answers") for p, r in results.items()}
     print(json.dumps(results, indent=2))
     for pattern in ("full", "shared"):
         ours = results[pattern]
         agree = sum(a == b for a, b in zip(answers["naive"], answers[pattern])) / naive["n"]
-        print(f"{pattern}: speed-up {ours['samples_per_s'] / naive['samples_per_s']:.1f}x samples/s; "
-              f"peak RSS increase {ours['peak_rss_increase_mb']} MB vs naive {naive['peak_rss_increase_mb']} MB "
-              f"(ratio {ours['peak_rss_increase_mb'] / max(naive['peak_rss_increase_mb'], 1e-9):.3f}); "
-              f"retained {ours['retained_mb']} MB vs {naive['retained_mb']} MB "
-              f"(ratio {ours['retained_mb'] / naive['retained_mb']:.4f}); same first answer as naive {agree:.1%}")
+        print(
+            f"{pattern}: speed-up {ours['samples_per_s'] / naive['samples_per_s']:.1f}x samples/s; "
+            f"peak RSS increase {ours['peak_rss_increase_mb']} MB vs naive {naive['peak_rss_increase_mb']} MB "
+            f"(ratio {ours['peak_rss_increase_mb'] / max(naive['peak_rss_increase_mb'], 1e-9):.3f}); "
+            f"retained {ours['retained_mb']} MB vs {naive['retained_mb']} MB "
+            f"(ratio {ours['retained_mb'] / naive['retained_mb']:.4f}); same first answer as naive {agree:.1%}"
+        )
     same = answers["full"] == answers["shared"]
-    print(f"shared vs full: {results['shared']['samples_per_s'] / results['full']['samples_per_s']:.1f}x samples/s, "
-          f"identical answers: {same}")
+    print(
+        f"shared vs full: {results['shared']['samples_per_s'] / results['full']['samples_per_s']:.1f}x samples/s, "
+        f"identical answers: {same}"
+    )
 
 
 PATTERNS = ("naive", "full", "shared")
@@ -183,9 +223,23 @@ PATTERNS = ("naive", "full", "shared")
 
 def _forwarded(args) -> list[str]:
     """The options a pattern's subprocess needs (the built model's paths included)."""
-    return ["--checkpoint", args.checkpoint, "--family", args.family, "--questions", args.questions,
-            "--n", str(args.n), "--batch-size", str(args.batch_size), "--threads", str(args.threads),
-            "--max-new-tokens", str(args.max_new_tokens), *([] if args.blank else ["--no-blank"])]
+    return [
+        "--checkpoint",
+        args.checkpoint,
+        "--family",
+        args.family,
+        "--questions",
+        args.questions,
+        "--n",
+        str(args.n),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        *([] if args.blank else ["--no-blank"]),
+    ]
 
 
 if __name__ == "__main__":

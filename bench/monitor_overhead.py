@@ -96,7 +96,12 @@ def main() -> None:
     def plain():
         # the same answering path as the monitor (a full pass), without the probe hook
         return score_batch(
-            adapter, monitor.index, images, texts, tasks, [monitor.candidates[t][0] for t in tasks],
+            adapter,
+            monitor.index,
+            images,
+            texts,
+            tasks,
+            [monitor.candidates[t][0] for t in tasks],
             share_prefix=False,
         )
 

@@ -44,8 +44,16 @@ def write_shards(folder: Path, n: int, layers: int, d: int, shard_size: int) -> 
         np.save(path, rng.standard_normal((rows, layers, d), dtype=np.float32))
         shards.append(str(path.relative_to(folder)))
         sizes.append(path.stat().st_size)
-    manifest = {"arrays": {"hidden": {"shape": [n, layers, d], "dtype": "float32", "shards": shards,
-                                      "bytes": sizes}}}
+    manifest = {
+        "arrays": {
+            "hidden": {
+                "shape": [n, layers, d],
+                "dtype": "float32",
+                "shards": shards,
+                "bytes": sizes,
+            }
+        }
+    }
     write_json(manifest, folder / "manifest.json")
     return folder / "manifest.json"
 
@@ -61,12 +69,18 @@ def layer_loop(manifest: str, mode: str) -> dict:
         x = np.asarray(hidden[:, layer, :], dtype=np.float64)  # what layer_probes hands each fit
         z = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-12)
         checksum += float(x[:, :8].sum()) + float(z[:, 0] @ z[:, 1])
-    return {"mode": mode, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "seconds": time.perf_counter() - start, "checksum": checksum}
+    return {
+        "mode": mode,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "seconds": time.perf_counter() - start,
+        "checksum": checksum,
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dir", default="/tmp/vrp-probe-bench")
     parser.add_argument("--n", type=int, default=9000)
     parser.add_argument("--layers", type=int, default=33)
@@ -82,15 +96,23 @@ def main() -> None:
     start = time.perf_counter()
     manifest = write_shards(folder, args.n, args.layers, args.d, args.shard_size)
     size = sum(p.stat().st_size for p in folder.rglob("*.npy"))
-    print(f"wrote {size / 1e9:.2f} GB of shards ({args.n} x {args.layers} x {args.d} float32) "
-          f"in {time.perf_counter() - start:.0f} s")
+    print(
+        f"wrote {size / 1e9:.2f} GB of shards ({args.n} x {args.layers} x {args.d} float32) "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
     results = []
     for mode in ("after", "before"):
-        out = subprocess.run([sys.executable, __file__, "--run", str(manifest), mode], capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--run", str(manifest), mode],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results.append(json.loads(out.stdout))
         print(json.dumps(results[-1]))
-    assert abs(results[0]["checksum"] - results[1]["checksum"]) < 1e-6 * max(1.0, abs(results[0]["checksum"]))
+    assert abs(results[0]["checksum"] - results[1]["checksum"]) < 1e-6 * max(
+        1.0, abs(results[0]["checksum"])
+    )
     print("| read | peak RSS (MB) | time (s) |\n|---|---|---|")
     for r in results:
         print(f"| {r['mode']} | {r['peak_rss_mb']:.0f} | {r['seconds']:.1f} |")

@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 
 
-def bench_model(name: str, model: dict, train, tokenizer, steps: int, warmup: int, seed: int) -> dict:
+def bench_model(
+    name: str, model: dict, train, tokenizer, steps: int, warmup: int, seed: int
+) -> dict:
     import torch
 
     from vrp.adapters import get_adapter_class
@@ -38,7 +40,9 @@ def bench_model(name: str, model: dict, train, tokenizer, steps: int, warmup: in
 
     config = TrainConfig.from_dict(dict(model["train"]))
     start = time.process_time()
-    adapter = get_adapter_class(model["family"]).build_tiny(tokenizer, dict(model["tiny"]), seed=seed)
+    adapter = get_adapter_class(model["family"]).build_tiny(
+        tokenizer, dict(model["tiny"]), seed=seed
+    )
     adapter.post_prompt = ""
     build_s = time.process_time() - start
     start = time.process_time()
@@ -95,8 +99,12 @@ def bench_model(name: str, model: dict, train, tokenizer, steps: int, warmup: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="config/config.yaml", help="workflow config (models, seed)")
-    parser.add_argument("--model", nargs="+", help="model names of the config (default: every tiny model)")
+    parser.add_argument(
+        "--config", default="config/config.yaml", help="workflow config (models, seed)"
+    )
+    parser.add_argument(
+        "--model", nargs="+", help="model names of the config (default: every tiny model)"
+    )
     parser.add_argument("--train", default="results/data/synthetic/train.parquet")
     parser.add_argument("--tokenizer", default="results/zoo/tokenizer")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
@@ -112,10 +120,14 @@ def main() -> None:
     torch.set_num_threads(1)  # runtime.threads of the train jobs
     for path in (args.train, args.tokenizer):
         if not Path(path).exists():
-            raise SystemExit(f"{path} does not exist; build it first: .venv/bin/snakemake --cores 1 "
-                             f"{args.train} {args.tokenizer}")
+            raise SystemExit(
+                f"{path} does not exist; build it first: .venv/bin/snakemake --cores 1 "
+                f"{args.train} {args.tokenizer}"
+            )
     # schema-defaulted, as the workflow sees it (batch size, lr, ... where the config names none)
-    config = load_config(args.config, Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
+    config = load_config(
+        args.config, Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml"
+    )
     models = {name: m for name, m in config["models"].items() if m["source"] == "tiny"}
     names = args.model or sorted(models)
     unknown = sorted(set(names) - set(models))
@@ -124,7 +136,9 @@ def main() -> None:
     train = read_questions(args.train)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     for name in names:
-        result = bench_model(name, models[name], train, tokenizer, args.steps, args.warmup, config["seed"])
+        result = bench_model(
+            name, models[name], train, tokenizer, args.steps, args.warmup, config["seed"]
+        )
         print(json.dumps(result), flush=True)
 
 

@@ -8,4 +8,5 @@ bash scripts/fetch_tokenizers.sh
 .venv/bin/snakefmt --check Snakefile rules/
 .venv/bin/snakemake --lint --cores 1
 .venv/bin/ruff check src tests workflow bench
+.venv/bin/ruff format --check src tests workflow bench
 .venv/bin/pytest "$@"

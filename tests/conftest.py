@@ -33,8 +33,16 @@ def load_config(path) -> dict:
 
 def snakemake_command(workdir: Path, *args: str) -> list[str]:
     """The command line that runs the repository's workflow in ``workdir`` with ``args``."""
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
-            *args]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
 
 
 def run_snakemake(workdir: Path, *args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
@@ -69,7 +77,9 @@ def tiny_adapter(family: str, tokenizer, num_hidden_layers: int, seed: int):
     from vrp.adapters import get_adapter_class
 
     torch.set_num_threads(1)
-    return get_adapter_class(family).build_tiny(tokenizer, {"num_hidden_layers": num_hidden_layers}, seed=seed)
+    return get_adapter_class(family).build_tiny(
+        tokenizer, {"num_hidden_layers": num_hidden_layers}, seed=seed
+    )
 
 
 def tiny_adapters(tokenizer, num_hidden_layers: int, seed: int) -> dict:

@@ -27,7 +27,9 @@ from vrp.benchmark.paper_fixtures import POPE_CARD, POPE_SCHEMA
 # images
 
 
-def encode_image(size: tuple[int, int], colour: tuple[int, int, int], fmt: str = "JPEG", boxes=()) -> bytes:
+def encode_image(
+    size: tuple[int, int], colour: tuple[int, int, int], fmt: str = "JPEG", boxes=()
+) -> bytes:
     """A small solid image, with outlined ``[x, y, w, h]`` boxes, encoded as ``fmt``."""
     image = Image.new("RGB", size, colour)
     draw = ImageDraw.Draw(image)
@@ -65,7 +67,10 @@ def pope_rows(setting: str) -> list[dict]:
                 "question": question,
                 "answer": answer,
                 "image_source": source,
-                "image": {"bytes": encode_image(size, colour, fmt), "path": f"{source}.{fmt.lower()}"},
+                "image": {
+                    "bytes": encode_image(size, colour, fmt),
+                    "path": f"{source}.{fmt.lower()}",
+                },
                 "category": setting,
             }
         )
@@ -87,7 +92,9 @@ def write_pope_repo(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "README.md").write_text(POPE_CARD)
     settings = ("adversarial", "popular", "random")
-    write_pope_parquet([r for s in settings for r in pope_rows(s)], root / "data" / "test-00000-of-00001.parquet")
+    write_pope_parquet(
+        [r for s in settings for r in pope_rows(s)], root / "data" / "test-00000-of-00001.parquet"
+    )
     for setting in settings:
         write_pope_parquet(pope_rows(setting), root / "Full" / f"{setting}-00000-of-00001.parquet")
     return root
@@ -155,7 +162,11 @@ COCO_EXPECTED = {
     ("counting", 104, 88): ("How many teddy bears are there?", "1", "teddy bear"),
     ("spatial", 101, 0): ("Is the cat to the left of the dog?", "yes", "cat"),
     ("spatial", 103, 0): ("Is the umbrella to the left of the kite?", "yes", "umbrella"),
-    ("spatial", 104, 0): ("Is the dining table to the left of the teddy bear?", "yes", "dining table"),
+    ("spatial", 104, 0): (
+        "Is the dining table to the left of the teddy bear?",
+        "yes",
+        "dining table",
+    ),
     ("object_id", 101, 0): ("What is the object in the top left?", "person", "person"),
     ("object_id", 101, 3): ("What is the object in the bottom right?", "dog", "dog"),
     ("object_id", 102, 1): ("What is the object in the top right?", "person", "person"),
@@ -164,7 +175,11 @@ COCO_EXPECTED = {
     ("object_id", 103, 2): ("What is the object in the bottom left?", "umbrella", "umbrella"),
     ("object_id", 103, 3): ("What is the object in the bottom right?", "kite", "kite"),
     ("object_id", 104, 1): ("What is the object in the top right?", "teddy bear", "teddy bear"),
-    ("object_id", 104, 2): ("What is the object in the bottom left?", "dining table", "dining table"),
+    ("object_id", 104, 2): (
+        "What is the object in the bottom left?",
+        "dining table",
+        "dining table",
+    ),
 }
 
 
@@ -186,8 +201,16 @@ def coco_instances() -> dict:
         }
         for index, (image_id, category_id, bbox, iscrowd) in enumerate(COCO_ANNOTATIONS)
     ]
-    categories = [{"id": cid, "name": name, "supercategory": "thing"} for cid, name in COCO_CATEGORIES.items()]
-    return {"info": {}, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
+    categories = [
+        {"id": cid, "name": name, "supercategory": "thing"} for cid, name in COCO_CATEGORIES.items()
+    ]
+    return {
+        "info": {},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 def write_coco_fixture(root: Path) -> dict[str, Path]:
@@ -200,5 +223,7 @@ def write_coco_fixture(root: Path) -> dict[str, Path]:
     for image_id, size in COCO_SIZES.items():
         boxes = [bbox for img, _, bbox, _ in COCO_ANNOTATIONS if img == image_id]
         colour = (image_id % 7 * 30, 120, 90)
-        (image_dir / f"COCO_val2014_{image_id:012d}.jpg").write_bytes(encode_image(size, colour, "JPEG", boxes))
+        (image_dir / f"COCO_val2014_{image_id:012d}.jpg").write_bytes(
+            encode_image(size, colour, "JPEG", boxes)
+        )
     return {"annotations": annotations_path, "image_dir": image_dir}

@@ -52,7 +52,9 @@ def image_token_embeddings(adapter, pixels: np.ndarray):
     """
     batch = adapter.encode([Image.fromarray(pixels)], [QUESTION])
     captured = []
-    hook = adapter.image_embedding_module().register_forward_hook(lambda m, i, o: captured.append(o.detach()))
+    hook = adapter.image_embedding_module().register_forward_hook(
+        lambda m, i, o: captured.append(o.detach())
+    )
     try:
         with torch.no_grad():
             out = adapter.model(**batch, output_hidden_states=True)
@@ -132,7 +134,9 @@ def test_last_hidden_state_is_already_normed(tokenizer, family):
         adapter.decoder_layers()[-1].register_forward_hook(
             lambda m, i, o: captured.__setitem__("last_layer", o)
         ),
-        adapter.final_norm().register_forward_hook(lambda m, i, o: captured.__setitem__("normed", o)),
+        adapter.final_norm().register_forward_hook(
+            lambda m, i, o: captured.__setitem__("normed", o)
+        ),
     ]
     try:
         with torch.no_grad():

@@ -87,7 +87,9 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def coco_sized_image():
-    return Image.fromarray(np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8))
+    return Image.fromarray(
+        np.random.default_rng(0).integers(0, 256, size=(480, 640, 3), dtype=np.uint8)
+    )
 
 
 @pytest.mark.parametrize("family", sorted(PAPER_CONFIGS))
@@ -131,13 +133,17 @@ def brightest_token(adapter, image: Image.Image, grid: tuple[int, int]) -> tuple
         brightness = pixels.reshape(-1, per_token * pixels.shape[-1]).mean(dim=1)
     else:
         patch = pixels.shape[-1] // grid[1]
-        brightness = torch.nn.functional.avg_pool2d(pixels.mean(dim=1, keepdim=True), patch).flatten()
+        brightness = torch.nn.functional.avg_pool2d(
+            pixels.mean(dim=1, keepdim=True), patch
+        ).flatten()
     assert brightness.numel() == grid[0] * grid[1]
     k = int(brightness.argmax())
     return k // grid[1], k % grid[1]
 
 
-def probe_cells(adapter, size: tuple[int, int], grid: tuple[int, int], cells: list[tuple[int, int]]) -> None:
+def probe_cells(
+    adapter, size: tuple[int, int], grid: tuple[int, int], cells: list[tuple[int, int]]
+) -> None:
     """A white blob at the centre of cell_boxes[r, c] on a grey image lands in token (r, c)."""
     boxes = adapter.cell_boxes(size, grid)
     for r, c in cells:
@@ -147,7 +153,12 @@ def probe_cells(adapter, size: tuple[int, int], grid: tuple[int, int], cells: li
         # padding is not brighter than the image
         canvas = np.empty((size[1], size[0], 3), dtype=np.uint8)
         canvas[:] = (122, 116, 104)
-        cx, cy, rx, ry = (x0 + x1) // 2, (y0 + y1) // 2, max(1, (x1 - x0) // 6), max(1, (y1 - y0) // 6)
+        cx, cy, rx, ry = (
+            (x0 + x1) // 2,
+            (y0 + y1) // 2,
+            max(1, (x1 - x0) // 6),
+            max(1, (y1 - y0) // 6),
+        )
         canvas[cy - ry : cy + ry, cx - rx : cx + rx] = 255
         assert brightest_token(adapter, Image.fromarray(canvas), grid) == (r, c)
 
@@ -203,5 +214,7 @@ def test_release_shaped_build_on_the_real_tokenizer(coco_sized_image, family):
     n_tokens = EXPECTED[family][1]
     first = ids.index(image_id)
     assert ids[:first] == before_image
-    assert ids[first : first + n_tokens] == [image_id] * n_tokens and ids.count(image_id) == n_tokens
+    assert (
+        ids[first : first + n_tokens] == [image_id] * n_tokens and ids.count(image_id) == n_tokens
+    )
     assert ids[first + n_tokens : first + n_tokens + len(after_image)] == after_image

@@ -27,7 +27,9 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def image():
-    return Image.fromarray(np.random.default_rng(3).integers(0, 256, size=(64, 64, 3), dtype=np.uint8))
+    return Image.fromarray(
+        np.random.default_rng(3).integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+    )
 
 
 def prefix_states(adapter, image, question):

@@ -71,7 +71,13 @@ def test_gemma3_keeps_its_multimodal_tokens_at_the_release_ids(release):
     tok = release["gemma3"]
     assert len(tok) == GEMMA_SIZE  # nothing added: the Gemma 3 vocabulary is the release's
     assert tok.convert_tokens_to_ids(
-        ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_turn>", "<end_of_turn>"]
+        [
+            "<start_of_image>",
+            "<end_of_image>",
+            "<image_soft_token>",
+            "<start_of_turn>",
+            "<end_of_turn>",
+        ]
     ) == [255999, 256000, 262144, 105, 106]
     # the names Gemma3Processor reads, and one whole token each
     assert (tok.boi_token, tok.image_token, tok.eoi_token) == (

@@ -39,25 +39,54 @@ def tokenizer():
 @pytest.fixture(scope="module")
 def images():
     rng = np.random.default_rng(0)
-    return [Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)) for _ in range(2)]
+    return [
+        Image.fromarray(rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)) for _ in range(2)
+    ]
 
 
 @pytest.fixture(scope="module")
 def adapters(tokenizer):
-    return {family: get_adapter_class(family).build_tiny(tokenizer, {}, seed=0) for family in FAMILIES}
+    return {
+        family: get_adapter_class(family).build_tiny(tokenizer, {}, seed=0) for family in FAMILIES
+    }
 
 
 def test_word_tokenizer_ids_are_deterministic(tokenizer):
     vocab = tokenizer.get_vocab()
     assert [vocab[t] for t in SPECIAL_TOKENS] == list(range(len(SPECIAL_TOKENS)))
     # the adapters' special tokens, collected in family order: a change here moves every token id
-    assert SPECIAL_TOKENS == ("<bos>", "<eos>", "<pad>", "<unk>", "<image>", "<|image_pad|>", "<|video_pad|>",
-                              "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|im_end|>",
-                              "<start_of_image>", "<image_soft_token>", "<end_of_image>", "<start_of_turn>",
-                              "<end_of_turn>")
+    assert SPECIAL_TOKENS == (
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        "<unk>",
+        "<image>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<start_of_image>",
+        "<image_soft_token>",
+        "<end_of_image>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+    )
     words = sorted(set(vocab) - set(SPECIAL_TOKENS))
     assert [vocab[w] for w in words] == list(range(len(SPECIAL_TOKENS), len(vocab)))
-    assert {"ASSISTANT", ":", "USER", "answer", "en", "user", "assistant", "model", "?", "kite"} <= set(words)
+    assert {
+        "ASSISTANT",
+        ":",
+        "USER",
+        "answer",
+        "en",
+        "user",
+        "assistant",
+        "model",
+        "?",
+        "kite",
+    } <= set(words)
     rebuilt = build_word_tokenizer(reversed(TEXTS), reversed(template_words()))
     assert rebuilt.get_vocab() == vocab
     ids = tokenizer("USER: <image>\nIs there a kite ?\nASSISTANT:")["input_ids"]
@@ -81,7 +110,9 @@ def test_questions_tokenizer_covers_questions_answers_and_templates():
     vocab = questions_tokenizer(questions).get_vocab()
     assert vocab == build_word_tokenizer(["Is there a kite ?", "yes"], template_words()).get_vocab()
     assert {"kite", "yes", "ASSISTANT", "en", "user"} <= set(vocab)
-    assert "en" not in questions_tokenizer(questions, ["llava"]).get_vocab()  # PaliGemma's prefix word
+    assert (
+        "en" not in questions_tokenizer(questions, ["llava"]).get_vocab()
+    )  # PaliGemma's prefix word
 
 
 def test_a_runs_tokenizer_holds_only_its_families_tokens_at_fixed_ids():
@@ -100,7 +131,9 @@ def test_a_runs_tokenizer_holds_only_its_families_tokens_at_fixed_ids():
     assert tokenizer.convert_ids_to_tokens(ids) == ["<bos>", "<|im_start|>", "user"]
     # every family's tokens keep their ids whatever families follow it in FAMILIES
     for end in range(1, len(FAMILIES) + 1):
-        assert SPECIAL_TOKENS[: len(special_tokens(FAMILIES[:end]))] == special_tokens(FAMILIES[:end])
+        assert SPECIAL_TOKENS[: len(special_tokens(FAMILIES[:end]))] == special_tokens(
+            FAMILIES[:end]
+        )
     assert special_tokens(["gemma3"]) == ("<bos>", "<eos>", "<pad>", "<unk>", *SPECIAL_TOKENS[11:])
     with pytest.raises(ValueError, match="unknown model family 'lava'"):
         special_tokens(["lava"])
@@ -221,9 +254,9 @@ def test_training_batch_labels_only_answer_and_eos(adapters, images, family):
         assert labelled.tolist() == list(range(prompt_length, prompt_length + len(answer_ids)))
         assert batch["labels"][row, labelled].tolist() == answer_ids
         assert batch["input_ids"][row, labelled].tolist() == answer_ids
-        assert batch["attention_mask"][row].tolist() == [1] * (prompt_length + len(answer_ids)) + [0] * (
-            batch["input_ids"].shape[1] - prompt_length - len(answer_ids)
-        )
+        assert batch["attention_mask"][row].tolist() == [1] * (prompt_length + len(answer_ids)) + [
+            0
+        ] * (batch["input_ids"].shape[1] - prompt_length - len(answer_ids))
     # right padding: the longest row ends at the last column
     assert batch["attention_mask"][1, -1] == 1 and batch["attention_mask"][0, -1] == 0
     if family == "paligemma":
@@ -253,7 +286,9 @@ def test_training_forward_and_backward(tokenizer, images, family):
         )
     else:
         assert without_grad == []
-    assert all(torch.isfinite(p.grad).all() for p in adapter.model.parameters() if p.grad is not None)
+    assert all(
+        torch.isfinite(p.grad).all() for p in adapter.model.parameters() if p.grad is not None
+    )
     assert all(p.grad.abs().sum() > 0 for p in adapter.image_embedding_module().parameters())
 
 
@@ -278,18 +313,24 @@ def test_paligemma_suffix_is_causal(adapters, images):
     with torch.no_grad():
         attentions = adapter.model(**batch, output_attentions=True).attentions
     first, last = int(answer[0]), int(answer[-1])
-    assert float(attentions[0][0, :, first, last].sum()) == 0.0  # the first answer token cannot see ahead
+    assert (
+        float(attentions[0][0, :, first, last].sum()) == 0.0
+    )  # the first answer token cannot see ahead
     assert float(attentions[0][0, :, last, first].sum()) > 0.0
 
 
 def test_unknown_family_lists_the_families():
-    with pytest.raises(ValueError, match=r"unknown model family 'blip2'.*'llava', 'paligemma', 'qwen2vl'"):
+    with pytest.raises(
+        ValueError, match=r"unknown model family 'blip2'.*'llava', 'paligemma', 'qwen2vl'"
+    ):
         get_adapter_class("blip2")
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_unknown_tiny_key_is_named(tokenizer, family):
-    with pytest.raises(ValueError, match=r"unknown tiny-model config key\(s\) \['hiden_size'\].*known keys"):
+    with pytest.raises(
+        ValueError, match=r"unknown tiny-model config key\(s\) \['hiden_size'\].*known keys"
+    ):
         get_adapter_class(family).build_tiny(tokenizer, {"hiden_size": 64}, seed=0)
 
 
@@ -301,7 +342,8 @@ def test_llava_without_vision_layers_explains_the_alternative(tokenizer):
 def test_loading_the_wrong_family_names_both(adapters, tmp_path):
     adapters["paligemma"].save(tmp_path)
     with pytest.raises(
-        ValueError, match=r"model_type 'paligemma'.*family 'llava'.*models\.<name>\.family.*'paligemma'"
+        ValueError,
+        match=r"model_type 'paligemma'.*family 'llava'.*models\.<name>\.family.*'paligemma'",
     ):
         load_adapter("llava", tmp_path)
 

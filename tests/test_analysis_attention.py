@@ -17,19 +17,25 @@ def blobs(rows, cols, corners, size=3):
     """A map with tiny background and equal square blobs of side ``size`` at the given corners."""
     grid = np.full((rows, cols), 1e-6)
     for r, c in corners:
-        grid[r:r + size, c:c + size] = 1.0
+        grid[r : r + size, c : c + size] = 1.0
     return grid
 
 
 def samples_for(n, rows=12, cols=12, correct=None, image_ids=None):
     correct = np.zeros(n, dtype=bool) if correct is None else np.asarray(correct, dtype=bool)
-    return pd.DataFrame({
-        "question_id": [f"q{i:03d}" for i in range(n)],
-        "image_id": image_ids if image_ids is not None else [f"img{i:03d}" for i in range(n)],
-        "task": "presence", "answer": "yes", "prediction": np.where(correct, "yes", "no"),
-        "correct": correct, "confidence": np.linspace(0.5, 0.9, n),
-        "grid_rows": rows, "grid_cols": cols,
-    })
+    return pd.DataFrame(
+        {
+            "question_id": [f"q{i:03d}" for i in range(n)],
+            "image_id": image_ids if image_ids is not None else [f"img{i:03d}" for i in range(n)],
+            "task": "presence",
+            "answer": "yes",
+            "prediction": np.where(correct, "yes", "no"),
+            "correct": correct,
+            "confidence": np.linspace(0.5, 0.9, n),
+            "grid_rows": rows,
+            "grid_cols": cols,
+        }
+    )
 
 
 def as_attention(maps, n_layers=1):
@@ -51,16 +57,20 @@ def test_entropy_of_uniform_is_log_s_and_of_one_hot_is_zero():
     assert table["hs"].iloc[1] == pytest.approx(0.0, abs=1e-7)
     assert table["ck"].tolist() == [0, 0]  # uniform keeps every patch: one component
     assert np.nansum(maps, axis=1) == pytest.approx([1.0, 1.0])
-    normalised, _ = T.attention_statistics(samples_for(2), as_attention([uniform, one_hot]), (0, 0),
-                                           entropy_normalized=True)
+    normalised, _ = T.attention_statistics(
+        samples_for(2), as_attention([uniform, one_hot]), (0, 0), entropy_normalized=True
+    )
     assert normalised["hs"].tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
 
 
-@pytest.mark.parametrize("corners,components,dbscan", [
-    ([(1, 1)], 0, 1),
-    ([(1, 1), (1, 7)], 1, 2),
-    ([(1, 1), (1, 7), (7, 4)], 2, 3),
-])
+@pytest.mark.parametrize(
+    "corners,components,dbscan",
+    [
+        ([(1, 1)], 0, 1),
+        ([(1, 1), (1, 7)], 1, 2),
+        ([(1, 1), (1, 7), (7, 4)], 2, 3),
+    ],
+)
 def test_cluster_count_of_hand_drawn_blobs(corners, components, dbscan):
     # 4x4 blobs: each holds more than a tenth of the 144 patches, so the DBSCAN top decile is the blobs
     maps = as_attention([blobs(12, 12, corners, size=4)])
@@ -77,8 +87,12 @@ def test_diagonal_blobs_join_only_under_8_connectivity():
     grid = np.full((6, 6), 1e-6)
     grid[1, 1] = grid[2, 2] = 1.0  # two patches touching at a corner hold all the mass
     eight, _ = T.attention_statistics(samples_for(1, 6, 6), as_attention([grid]), (0, 0))
-    four, _ = T.attention_statistics(samples_for(1, 6, 6), as_attention([grid]), (0, 0),
-                                     ck_components={"connectivity": 4, "mass": 0.9})
+    four, _ = T.attention_statistics(
+        samples_for(1, 6, 6),
+        as_attention([grid]),
+        (0, 0),
+        ck_components={"connectivity": 4, "mass": 0.9},
+    )
     assert eight["ck"].iloc[0] == 0
     assert four["ck"].iloc[0] == 1
 
@@ -122,7 +136,9 @@ def test_layer_span_errors_name_the_config_key():
     with pytest.raises(ValueError, match=r"attention.layer_range.llava = \[16, 32\].*0..31"):
         T.resolve_layer_span([16, 32], 32, what="attention.layer_range.llava")
     with pytest.raises(ValueError, match="ck_method"):
-        T.attention_statistics(samples_for(1), as_attention([np.ones((12, 12))]), (0, 0), ck_method="kmeans")
+        T.attention_statistics(
+            samples_for(1), as_attention([np.ones((12, 12))]), (0, 0), ck_method="kmeans"
+        )
     with pytest.raises(ValueError, match="same extraction"):
         T.attention_statistics(samples_for(2), as_attention([np.ones((12, 12))]), (0, 0))
 
@@ -135,7 +151,9 @@ def test_layer_entropy_table_deltas():
     first = table[table["question_id"] == "q000"]
     assert first["entropy"].to_numpy() == pytest.approx([math.log(16), 0.0, math.log(16)], abs=1e-6)
     assert np.isnan(first["delta_entropy"].iloc[0])
-    assert first["delta_entropy"].iloc[1:].to_numpy() == pytest.approx([-math.log(16), math.log(16)], abs=1e-6)
+    assert first["delta_entropy"].iloc[1:].to_numpy() == pytest.approx(
+        [-math.log(16), math.log(16)], abs=1e-6
+    )
     assert first["delta_entropy_normalized"].iloc[1] == pytest.approx(-1.0, abs=1e-6)
 
 
@@ -147,11 +165,19 @@ def _stats_frame(seed=0, n=120):
     frames = []
     for model, shift in (("llava", 0.0), ("paligemma", 0.8)):
         correct = rng.random(n) < 0.5
-        frames.append(pd.DataFrame({
-            "model": model, "family": model, "dataset": "synthetic",
-            "ck": rng.integers(0, 3, n), "hs": rng.normal(3.0, 0.4, n) + shift * correct,
-            "correct": correct, "image_id": [f"img{i // 4}" for i in range(n)],
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "model": model,
+                    "family": model,
+                    "dataset": "synthetic",
+                    "ck": rng.integers(0, 3, n),
+                    "hs": rng.normal(3.0, 0.4, n) + shift * correct,
+                    "correct": correct,
+                    "image_id": [f"img{i // 4}" for i in range(n)],
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -159,13 +185,21 @@ def test_correlation_table_matches_scipy_and_hand_computed_fisher_z():
     frame = _stats_frame()
     table = T.correlation_table(frame, n_boot=300, seed=1)
     assert table[["model", "metric"]].values.tolist() == [
-        ["llava", "C_k"], ["llava", "H_s"], ["paligemma", "C_k"], ["paligemma", "H_s"],
-        ["pooled", "C_k"], ["pooled", "H_s"], ["pooled_stacked", "C_k"], ["pooled_stacked", "H_s"]]
+        ["llava", "C_k"],
+        ["llava", "H_s"],
+        ["paligemma", "C_k"],
+        ["paligemma", "H_s"],
+        ["pooled", "C_k"],
+        ["pooled", "H_s"],
+        ["pooled_stacked", "C_k"],
+        ["pooled_stacked", "H_s"],
+    ]
     for (model, metric), row in table.set_index(["model", "metric"]).iterrows():
         column = "ck" if metric == "C_k" else "hs"
         if model == "pooled":  # within-model: Pearson r of per-model-centred values
             centred = frame[[column, "correct"]].astype(float) - frame.groupby("model")[
-                [column, "correct"]].transform("mean").astype(float)
+                [column, "correct"]
+            ].transform("mean").astype(float)
             want = stats.pearsonr(centred[column], centred["correct"]).statistic
             assert row["r"] == pytest.approx(want, abs=1e-12)
             assert row["pooling"] == T.POOLING_WITHIN
@@ -177,8 +211,12 @@ def test_correlation_table_matches_scipy_and_hand_computed_fisher_z():
         assert row["p"] == pytest.approx(expected.pvalue, rel=1e-9)
         n = len(part)
         z = math.atanh(expected.statistic)
-        assert row["fisher_lo"] == pytest.approx(math.tanh(z - 1.959963984540054 / math.sqrt(n - 3)), abs=1e-12)
-        assert row["fisher_hi"] == pytest.approx(math.tanh(z + 1.959963984540054 / math.sqrt(n - 3)), abs=1e-12)
+        assert row["fisher_lo"] == pytest.approx(
+            math.tanh(z - 1.959963984540054 / math.sqrt(n - 3)), abs=1e-12
+        )
+        assert row["fisher_hi"] == pytest.approx(
+            math.tanh(z + 1.959963984540054 / math.sqrt(n - 3)), abs=1e-12
+        )
         assert row["lo_image"] < row["r"] < row["hi_image"]
         # the headline is the image-clustered interval; the question-level one is Fisher-z
         assert (row["lo"], row["hi"]) == (row["lo_image"], row["hi_image"])
@@ -186,7 +224,9 @@ def test_correlation_table_matches_scipy_and_hand_computed_fisher_z():
         assert row["ci_method"].startswith("cluster bootstrap by image")
         assert row["n"] == n and row["n_correct"] == int(part["correct"].sum())
     # the paper's pooled numbers: r = 0.001 at n = 3,090 gives [-0.034, 0.036]
-    lo, hi = (math.tanh(math.atanh(0.001) + s * 1.959963984540054 / math.sqrt(3087)) for s in (-1, 1))
+    lo, hi = (
+        math.tanh(math.atanh(0.001) + s * 1.959963984540054 / math.sqrt(3087)) for s in (-1, 1)
+    )
     assert (round(lo, 3), round(hi, 3)) == (-0.034, 0.036)
     # paligemma's entropy was built to rise with correctness: a clearly positive R_pb
     assert table.set_index(["model", "metric"]).loc[("paligemma", "H_s"), "r"] > 0.5
@@ -259,8 +299,9 @@ def test_nested_top_heads_equal_in_sample_when_every_fold_picks_the_same_heads()
     logit[:, 0, 0] = 5.0 + rng.random(n)  # head 0 first in every fold
     logit[:, 0, 1] = 2.0 + rng.random(n)
     logit[:, 0, 2] = 0.1
-    samples = samples_for(n, rows, rows, correct=np.arange(n) % 2 == 0,
-                          image_ids=[f"img{i // 3}" for i in range(n)])
+    samples = samples_for(
+        n, rows, rows, correct=np.arange(n) % 2 == 0, image_ids=[f"img{i // 3}" for i in range(n)]
+    )
     samples["confidence"] = rng.uniform(0.2, 0.9, n)
     ranking = T.rank_heads(logit)
     in_sample = T.top_heads_r2(samples, logit, head_maps, ranking, ks=[1, 2])
@@ -284,7 +325,10 @@ def test_nested_top_heads_equal_in_sample_when_every_fold_picks_the_same_heads()
 
 def test_read_head_maps_gathers_slices_across_shards(tmp_path):
     rng = np.random.default_rng(0)
-    shards = [rng.random((3, 2, 4, 6)).astype(np.float32), rng.random((2, 2, 4, 5)).astype(np.float32)]
+    shards = [
+        rng.random((3, 2, 4, 6)).astype(np.float32),
+        rng.random((2, 2, 4, 5)).astype(np.float32),
+    ]
     names = []
     for k, shard in enumerate(shards):
         (tmp_path / f"{k}").mkdir()
@@ -316,7 +360,11 @@ def _feature_frame(n=90, informative=True, seed=0):
 def test_stress_test_learns_an_informative_feature_and_not_noise():
     informative = T.stress_test(_feature_frame(), n_splits=3, seed=0, n_boot=100)
     noise = T.stress_test(_feature_frame(informative=False), n_splits=3, seed=0, n_boot=100)
-    assert informative["status"] == "ok" and informative["accuracy"] > 0.9 and informative["auroc"] > 0.95
+    assert (
+        informative["status"] == "ok"
+        and informative["accuracy"] > 0.9
+        and informative["auroc"] > 0.95
+    )
     assert noise["auroc"] < 0.75
     assert informative["n"] == 90 and informative["n_images"] == 30
 
@@ -330,20 +378,43 @@ def test_stress_test_reports_why_it_is_skipped():
 
 def test_table1_collects_accuracy_r2_max_and_stress():
     heads = pd.DataFrame({"k": [1, 3, 5], "r2": [0.01, 0.08, 0.02]})
-    stress = {"accuracy": 0.53, "auroc": 0.51, "lo": 0.45, "hi": 0.57, "majority_accuracy": 0.6, "status": "ok"}
-    table = T.table1([{"model": "llava", "family": "llava", "dataset": "synthetic",
-                       "samples": samples_for(4, correct=[1, 1, 1, 0]), "top_heads": heads, "stress": stress}])
+    stress = {
+        "accuracy": 0.53,
+        "auroc": 0.51,
+        "lo": 0.45,
+        "hi": 0.57,
+        "majority_accuracy": 0.6,
+        "status": "ok",
+    }
+    table = T.table1(
+        [
+            {
+                "model": "llava",
+                "family": "llava",
+                "dataset": "synthetic",
+                "samples": samples_for(4, correct=[1, 1, 1, 0]),
+                "top_heads": heads,
+                "stress": stress,
+            }
+        ]
+    )
     row = table.iloc[0]
     assert row["accuracy"] == 0.75 and row["topk_r2_max"] == 0.08 and row["topk_best_k"] == 3
     assert row["topk_r2_k5"] == 0.02 and row["stress_accuracy"] == 0.53
 
 
 def test_case_study_rule_and_its_relaxation():
-    frame = pd.DataFrame({
-        "model": ["a"] * 10 + ["b"] * 10, "dataset": "d", "question_id": [f"q{i}" for i in range(20)],
-        "hs": list(np.linspace(1, 2, 10)) * 2, "ck": [0] * 20, "correct": [False] * 20,
-        "confidence": [0.5] * 20,
-    })
+    frame = pd.DataFrame(
+        {
+            "model": ["a"] * 10 + ["b"] * 10,
+            "dataset": "d",
+            "question_id": [f"q{i}" for i in range(20)],
+            "hs": list(np.linspace(1, 2, 10)) * 2,
+            "ck": [0] * 20,
+            "correct": [False] * 20,
+            "confidence": [0.5] * 20,
+        }
+    )
     frame.loc[1, "confidence"] = 0.99  # confident but not in the lowest decile (hs rank 2)
     frame.loc[10, "confidence"] = 0.7  # model b's sharpest map
     case = T.select_case_study(frame, entropy_quantile=0.1)
@@ -352,7 +423,9 @@ def test_case_study_rule_and_its_relaxation():
     frame.loc[3, "ck"] = 0
     assert T.select_case_study(frame)["question_id"] == "q3"  # tier 1: C_k = 0 only
     frame["ck"] = 1
-    assert T.select_case_study(frame)["question_id"] == "q1"  # tier 2: the most confident wrong answer
+    assert (
+        T.select_case_study(frame)["question_id"] == "q1"
+    )  # tier 2: the most confident wrong answer
     frame["correct"] = True
     assert T.select_case_study(frame)["tier"] == 3
 
@@ -368,8 +441,10 @@ def test_dynamics_peaks_and_mlp_share():
     mlp = np.array([[1.0, -3.0, 1.0], [1.0, 1.0, -1.0]])
     attn = np.array([[1.0, 1.0, 0.0], [-1.0, 0.0, 2.0]])
     assert D.mlp_share(mlp, attn, (1, 2)) == pytest.approx(6.0 / 9.0)
-    row = D.dynamics_row({"lens_margin": margin, "lens_margin_blank": blank, "mlp_logit": mlp,
-                          "attn_logit": attn}, D.default_answer_layers(3))
+    row = D.dynamics_row(
+        {"lens_margin": margin, "lens_margin_blank": blank, "mlp_logit": mlp, "attn_logit": attn},
+        D.default_answer_layers(3),
+    )
     assert (row["answer_first"], row["answer_last"]) == (2, 2)
     assert row["mlp_share"] == pytest.approx(2.0 / 4.0)
     assert row["mlp_share_all_layers"] == pytest.approx(8.0 / 13.0)
@@ -383,14 +458,20 @@ def test_layer_curves_match_scipy_t_intervals():
     values = rng.normal(size=(30, 4))
     values[0, 3] = np.nan
     correct = np.arange(30) < 10
-    with pytest.raises(D.NonFiniteError, match=r"values holds 1 NaN/inf value\(s\) in sample row\(s\) \[0\]"):
+    with pytest.raises(
+        D.NonFiniteError, match=r"values holds 1 NaN/inf value\(s\) in sample row\(s\) \[0\]"
+    ):
         D.layer_curves(values, correct)
-    curves = D.layer_curves(values, correct, allow_nan=True)  # e.g. ΔH_s, undefined for some samples
+    curves = D.layer_curves(
+        values, correct, allow_nan=True
+    )  # e.g. ΔH_s, undefined for some samples
     assert set(curves["group"]) == {"all", "correct", "incorrect"}
     row = curves[(curves["group"] == "correct") & (curves["layer"] == 3)].iloc[0]
     finite = values[:10, 3][1:]
     lo, hi = stats.t.interval(0.95, len(finite) - 1, loc=finite.mean(), scale=stats.sem(finite))
-    assert (row["n"], row["mean"], row["lo"], row["hi"]) == pytest.approx((9, finite.mean(), lo, hi))
+    assert (row["n"], row["mean"], row["lo"], row["hi"]) == pytest.approx(
+        (9, finite.mean(), lo, hi)
+    )
     assert row["depth"] == 1.0
 
 
@@ -410,13 +491,20 @@ def test_heatmap_paints_each_cell_over_its_pixels():
 
 def test_figures_have_labelled_axes_and_family_colours():
     curves = D.layer_curves(np.random.default_rng(0).normal(size=(20, 5)), np.arange(20) < 8)
-    curves = pd.concat([curves.assign(model="llava", family="llava"),
-                        curves.assign(model="qwen2vl", family="qwen2vl")])
+    curves = pd.concat(
+        [
+            curves.assign(model="llava", family="llava"),
+            curves.assign(model="qwen2vl", family="qwen2vl"),
+        ]
+    )
     fig = F.figure_margin_by_layer(curves)
     axes = fig.axes
     assert len(axes) == 2 and axes[0].get_ylabel() and axes[1].get_xlabel() == "decoder layer l"
     assert axes[0].lines[0].get_color() == F.FAMILY_COLOURS["llava"]
-    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["correct (n=8)", "incorrect (n=12)"]
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == [
+        "correct (n=8)",
+        "incorrect (n=12)",
+    ]
     fig3 = F.figure_entropy_dynamics(curves[curves["group"] == "all"])
     assert [t.get_text() for t in fig3.axes[0].get_legend().get_texts()] == ["LLaVA", "Qwen2-VL"]
     assert F.model_label("llava13b", "llava") == "llava13b (LLaVA)"

@@ -13,13 +13,17 @@ from vrp.analysis.causal_tables import compare_by_subset, masking_table, paired_
 
 def _predictions(correct, predictions=None, tasks=None, images=None):
     n = len(correct)
-    return pd.DataFrame({
-        "question_id": [f"q{i}" for i in range(n)],
-        "image_id": images or [f"img{i // 2}" for i in range(n)],
-        "task": tasks or ["presence"] * n,
-        "prediction": predictions if predictions is not None else ["yes" if c else "no" for c in correct],
-        "correct": correct,
-    })
+    return pd.DataFrame(
+        {
+            "question_id": [f"q{i}" for i in range(n)],
+            "image_id": images or [f"img{i // 2}" for i in range(n)],
+            "task": tasks or ["presence"] * n,
+            "prediction": predictions
+            if predictions is not None
+            else ["yes" if c else "no" for c in correct],
+            "correct": correct,
+        }
+    )
 
 
 def test_mcnemar_and_ttest_equal_statsmodels_and_scipy_on_a_hand_made_table():
@@ -29,13 +33,23 @@ def test_mcnemar_and_ttest_equal_statsmodels_and_scipy_on_a_hand_made_table():
     result = paired_comparison(_predictions(ref), _predictions(new), n_boot=200)
     expected = mcnemar(np.array([[5, 7], [1, 3]]), exact=True).pvalue
     assert result["mcnemar_p"] == pytest.approx(expected, abs=0)
-    assert result["mcnemar_p"] == pytest.approx(2 * (1 + 8) / 2**8)  # 2 * P(X <= 1), X ~ Bin(8, 1/2)
+    assert result["mcnemar_p"] == pytest.approx(
+        2 * (1 + 8) / 2**8
+    )  # 2 * P(X <= 1), X ~ Bin(8, 1/2)
     assert (result["mcnemar_b"], result["mcnemar_c"]) == (7, 1)
     t = stats.ttest_rel(ref, new)
-    assert result["ttest_t"] == pytest.approx(t.statistic) and result["ttest_p"] == pytest.approx(t.pvalue)
+    assert result["ttest_t"] == pytest.approx(t.statistic) and result["ttest_p"] == pytest.approx(
+        t.pvalue
+    )
     assert result["n"] == 16 and result["drop_pp"] == pytest.approx(100 * 6 / 16)
-    assert (result["right_to_wrong"], result["wrong_to_right"], result["answers_changed"]) == (7, 1, 8)
-    assert result["acc_reference"] == pytest.approx(75.0) and result["acc_changed"] == pytest.approx(37.5)
+    assert (result["right_to_wrong"], result["wrong_to_right"], result["answers_changed"]) == (
+        7,
+        1,
+        8,
+    )
+    assert result["acc_reference"] == pytest.approx(75.0) and result[
+        "acc_changed"
+    ] == pytest.approx(37.5)
     assert result["drop_lo"] <= result["drop_pp"] <= result["drop_hi"]
     # the headline paired test is McNemar clustered by image (two questions per image here):
     # d_g per image = (0, 0, 1, 2, 2, 2, -1, 0) -> X² = 6² / 14
@@ -53,7 +67,9 @@ def test_mcnemar_and_ttest_equal_statsmodels_and_scipy_on_a_hand_made_table():
     question = paired_comparison(_predictions(ref), _predictions(new), n_boot=200, unit="question")
     assert question["paired_p"] == question["mcnemar_p"]
     assert (question["acc_reference_lo"], question["acc_reference_hi"]) == (
-        question["acc_reference_lo_question"], question["acc_reference_hi_question"])
+        question["acc_reference_lo_question"],
+        question["acc_reference_hi_question"],
+    )
 
 
 def test_clustered_drop_interval_is_wider_when_images_share_outcomes():
@@ -75,7 +91,9 @@ def test_paired_comparison_counts_changed_answers_without_a_correctness_flip():
     ref = _predictions([False, False], predictions=["1", "2"])
     new = _predictions([False, False], predictions=["3", "2"])
     result = paired_comparison(ref, new, n_boot=50)
-    assert result["answers_changed"] == 1 and result["right_to_wrong"] == result["wrong_to_right"] == 0
+    assert (
+        result["answers_changed"] == 1 and result["right_to_wrong"] == result["wrong_to_right"] == 0
+    )
 
 
 def test_paired_comparison_refuses_different_questions():
@@ -85,7 +103,9 @@ def test_paired_comparison_refuses_different_questions():
 
 def test_compare_by_subset_gives_all_then_each_task():
     tasks = ["presence", "presence", "object_id", "object_id"]
-    rows = compare_by_subset(_predictions([1, 1, 1, 1], tasks=tasks), _predictions([1, 1, 0, 1], tasks=tasks), n_boot=50)
+    rows = compare_by_subset(
+        _predictions([1, 1, 1, 1], tasks=tasks), _predictions([1, 1, 0, 1], tasks=tasks), n_boot=50
+    )
     assert [r["subset"] for r in rows] == ["all", "object_id", "presence"]
     assert [r["drop_pp"] for r in rows] == [25.0, 50.0, 0.0]
 
@@ -94,8 +114,12 @@ def test_masking_table_contrasts():
     base = _predictions([1, 1, 1, 1])
     base["task"] = ["presence", "presence", "counting", "counting"]
     runs = []
-    for condition, seed, correct in [("high", -1, [0, 0, 0, 1]), ("low", -1, [1, 1, 1, 1]),
-                                     ("random", 0, [1, 0, 1, 1]), ("random", 1, [1, 1, 1, 1])]:
+    for condition, seed, correct in [
+        ("high", -1, [0, 0, 0, 1]),
+        ("low", -1, [1, 1, 1, 1]),
+        ("random", 0, [1, 0, 1, 1]),
+        ("random", 1, [1, 1, 1, 1]),
+    ]:
         runs.append(
             _predictions(correct).assign(
                 condition=condition, seed=seed, p=0.3, n_masked=[19, 19, 4, 4]
@@ -126,19 +150,37 @@ def test_per_model_tables_label_each_models_table_and_refuse_runs_without_a_base
 
     base = _predictions([1, 1, 1, 1])
     runs = [
-        pd.concat([_predictions(high).assign(condition="high"), _predictions([1, 1, 1, 1]).assign(condition="low")])
-        .assign(seed=-1, p=p, n_masked=3, model=model, dataset="d")
-        for model, p, high in (("m2", 0.5, [0, 0, 1, 1]), ("m1", 0.5, [1, 1, 1, 0]), ("m1", 0.2, [1, 1, 1, 1]))
+        pd.concat(
+            [
+                _predictions(high).assign(condition="high"),
+                _predictions([1, 1, 1, 1]).assign(condition="low"),
+            ]
+        ).assign(seed=-1, p=p, n_masked=3, model=model, dataset="d")
+        for model, p, high in (
+            ("m2", 0.5, [0, 0, 1, 1]),
+            ("m1", 0.5, [1, 1, 1, 0]),
+            ("m1", 0.2, [1, 1, 1, 1]),
+        )
     ]
     inputs = SimpleNamespace(
         baselines=[write(m, base.assign(model=m, dataset="d")) for m in ("m2", "m1")],
         runs=[write(f"run{i}", run) for i, run in enumerate(runs)],
     )
-    table = per_model_tables(inputs, masking_table, {"m1": "fam1", "m2": "fam2"}, by=["p"], n_boot=20)
+    table = per_model_tables(
+        inputs, masking_table, {"m1": "fam1", "m2": "fam2"}, by=["p"], n_boot=20
+    )
     assert list(table.columns[:3]) == ["model", "family", "dataset"]
     full_vs_high = table[(table["contrast"] == "full_vs_high") & (table["subset"] == "all")]
     assert full_vs_high[["model", "family", "p", "drop_pp"]].values.tolist() == [
-        ["m1", "fam1", 0.2, 0.0], ["m1", "fam1", 0.5, 25.0], ["m2", "fam2", 0.5, 50.0]]
+        ["m1", "fam1", 0.2, 0.0],
+        ["m1", "fam1", 0.5, 25.0],
+        ["m2", "fam2", 0.5, 50.0],
+    ]
     with pytest.raises(ValueError, match=r"\('m2', 'd'\)\] have no baseline predictions"):
-        per_model_tables(SimpleNamespace(baselines=inputs.baselines[1:], runs=inputs.runs), masking_table,
-                         {"m1": "fam1", "m2": "fam2"}, by=["p"], n_boot=20)
+        per_model_tables(
+            SimpleNamespace(baselines=inputs.baselines[1:], runs=inputs.runs),
+            masking_table,
+            {"m1": "fam1", "m2": "fam2"},
+            by=["p"],
+            n_boot=20,
+        )

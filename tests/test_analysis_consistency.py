@@ -12,22 +12,35 @@ from vrp.stats import normalize_answer
 
 
 def _long(answers: dict[str, list[str]]) -> pd.DataFrame:
-    rows = [{"question_id": q, "sample": s, "text": text, "normalized": normalize_answer(text)}
-            for q, texts in answers.items() for s, text in enumerate(texts)]
+    rows = [
+        {"question_id": q, "sample": s, "text": text, "normalized": normalize_answer(text)}
+        for q, texts in answers.items()
+        for s, text in enumerate(texts)
+    ]
     return pd.DataFrame(rows)
 
 
 def _greedy(question_ids, answers, correct) -> pd.DataFrame:
-    return pd.DataFrame({"question_id": question_ids, "image_id": [f"i{q}" for q in question_ids],
-                         "task": "presence", "pope_setting": "random", "answer": answers, "correct": correct})
+    return pd.DataFrame(
+        {
+            "question_id": question_ids,
+            "image_id": [f"i{q}" for q in question_ids],
+            "task": "presence",
+            "pope_setting": "random",
+            "answer": answers,
+            "correct": correct,
+        }
+    )
 
 
 def test_first_k_samples_give_known_shares_and_majorities():
-    samples = _long({
-        "a": ["Yes.", "yes", "no", "no"],     # k=2: yes 2/2; k=4: tie 2/2, first seen (yes) wins
-        "b": ["no", "No!", "no", "yes"],      # k=2: no 1.0; k=4: no 0.75
-        "c": ["two", "three", "2", "three"],  # k=4: three 0.5
-    })
+    samples = _long(
+        {
+            "a": ["Yes.", "yes", "no", "no"],  # k=2: yes 2/2; k=4: tie 2/2, first seen (yes) wins
+            "b": ["no", "No!", "no", "yes"],  # k=2: no 1.0; k=4: no 0.75
+            "c": ["two", "three", "2", "three"],  # k=4: three 0.5
+        }
+    )
     greedy = _greedy(["c", "a", "b"], ["three", "yes", "yes"], [True, True, False])
     k2 = C.consistency_scores(samples, greedy, 2)
     assert k2["question_id"].tolist() == ["c", "a", "b"]  # the greedy table's order
@@ -63,8 +76,13 @@ def test_summary_equals_sklearn_scipy_and_statsmodels():
     assert everything["lo"] < everything["auroc"] < everything["hi"]
     assert everything["r_pb"] == pytest.approx(scipy_stats.pointbiserialr(correct, share).statistic)
     full = share == 1
-    lo, hi = proportion_confint(int(correct[full].sum()), int(full.sum()), alpha=0.05, method="wilson")
-    assert (everything["n_sc1"], everything["n_sc1_correct"]) == (int(full.sum()), int(correct[full].sum()))
+    lo, hi = proportion_confint(
+        int(correct[full].sum()), int(full.sum()), alpha=0.05, method="wilson"
+    )
+    assert (everything["n_sc1"], everything["n_sc1_correct"]) == (
+        int(full.sum()),
+        int(correct[full].sum()),
+    )
     assert everything["precision_at_sc1"] == correct[full].mean()
     assert (everything["precision_lo_question"], everything["precision_hi_question"]) == (lo, hi)
     assert (
@@ -79,12 +97,16 @@ def test_summary_equals_sklearn_scipy_and_statsmodels():
     assert everything["r_pb_ci_method"].startswith("cluster bootstrap by image")
     assert everything["cost"] == "10x" and everything["k"] == k
     assert everything["greedy_accuracy"] == correct.mean()
-    assert everything["majority_accuracy"] == np.mean(agree >= k / 2)  # ties keep the first answer, "yes"
+    assert everything["majority_accuracy"] == np.mean(
+        agree >= k / 2
+    )  # ties keep the first answer, "yes"
     assert set(summary["pope_setting"]) == {"", "random", "all"}
 
 
 def test_constant_agreement_gives_nan_correlation_not_an_error():
     answers = {f"q{i}": ["no"] * 3 for i in range(6)}
-    scores = C.consistency_scores(_long(answers), _greedy(list(answers), ["no"] * 6, [True, False] * 3), 3)
+    scores = C.consistency_scores(
+        _long(answers), _greedy(list(answers), ["no"] * 6, [True, False] * 3), 3
+    )
     row = C.consistency_summary(scores, 3, n_boot=20).iloc[0]
     assert np.isnan(row["r_pb"]) and row["auroc"] == 0.5 and row["precision_at_sc1"] == 0.5

@@ -9,7 +9,9 @@ from sklearn.model_selection import StratifiedKFold
 from vrp import stats
 from vrp.analysis import probes as P
 
-FAST = P.ProbeSettings(C=0.1, l1_C=0.1, mlp_hidden=16, mlp_max_iter=200, n_splits=5, n_boot=200, seed=0)
+FAST = P.ProbeSettings(
+    C=0.1, l1_C=0.1, mlp_hidden=16, mlp_max_iter=200, n_splits=5, n_boot=200, seed=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +51,22 @@ def test_grouped_split_removes_the_image_leak():
     groups = np.repeat(np.arange(n_images), per_image)
     y = rng.permutation(np.arange(n_images) % 2)[groups]
     X = rng.normal(size=(n_images, d))[groups] + 0.3 * rng.normal(size=(len(groups), d))
-    grouped = stats.probe_auroc(X, y, groups, FAST.logistic(), folds=P.probe_folds(y, groups, FAST),
-                                n_boot=100, in_sample=False)
+    grouped = stats.probe_auroc(
+        X,
+        y,
+        groups,
+        FAST.logistic(),
+        folds=P.probe_folds(y, groups, FAST),
+        n_boot=100,
+        in_sample=False,
+    )
     leaky_folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
-    leaky = stats.probe_auroc(X, y, groups, FAST.logistic(), folds=leaky_folds, n_boot=100, in_sample=False)
-    assert leaky["auroc"] > 0.95  # question-level split: siblings of a test question were trained on
+    leaky = stats.probe_auroc(
+        X, y, groups, FAST.logistic(), folds=leaky_folds, n_boot=100, in_sample=False
+    )
+    assert (
+        leaky["auroc"] > 0.95
+    )  # question-level split: siblings of a test question were trained on
     assert abs(grouped["auroc"] - 0.5) < 0.1
 
 
@@ -76,7 +89,9 @@ def test_planted_signal_found_at_its_layer_and_shuffled_labels_at_chance(planted
     assert peak["auroc"] == logistic.loc[1, "auroc"] and peak["probe"] == "logistic"
 
     shuffled = np.random.default_rng(7).permutation(y)
-    null = P.layer_probes(hidden[:, 1:3], mlp_out[:, 1:2], shuffled, groups, FAST)  # its layer 0 = planted
+    null = P.layer_probes(
+        hidden[:, 1:3], mlp_out[:, 1:2], shuffled, groups, FAST
+    )  # its layer 0 = planted
     null_logistic = null[(null["probe"] == "logistic") & (null["layer"] == 0)].iloc[0]
     assert abs(null_logistic["auroc"] - 0.5) < 0.1
     # the in-sample AUROC is optimistic on noise, which is why it is only a labelled side column
@@ -94,7 +109,14 @@ def test_layer_probes_in_worker_processes_give_the_same_table(planted):
 def test_neuron_ranking_puts_the_planted_channel_first(planted):
     _, mlp_out, y, _ = planted
     ranking = P.neuron_ranking(mlp_out, y, l1_C=0.1, seed=0)
-    assert list(ranking.columns) == ["layer", "channel", "weight", "abs_weight", "rank", "delta_act"]
+    assert list(ranking.columns) == [
+        "layer",
+        "channel",
+        "weight",
+        "abs_weight",
+        "rank",
+        "delta_act",
+    ]
     assert len(ranking) == 3 * 24
     layer1 = ranking[ranking["layer"] == 1].set_index("rank")
     assert layer1.loc[0, "channel"] == 5 and layer1.loc[0, "weight"] > 0
@@ -110,13 +132,21 @@ def _samples(y, groups, rng):
     tasks = np.array(["presence", "counting", "spatial", "object_id"])[np.arange(n) % 4]
     pope = np.array(["random", "popular", "adversarial"])[(np.arange(n) // 4) % 3]
     settings = np.where(tasks == "presence", pope, "")
-    return pd.DataFrame({
-        "question_id": [f"q{i}" for i in range(n)], "image_id": [f"img{g}" for g in groups], "task": tasks,
-        "pope_setting": settings, "answer": "yes", "correct": y.astype(bool),
-        "confidence": np.clip(0.5 + 0.3 * (y - 0.5) + 0.2 * rng.random(n), 0, 1),
-        "entropy": rng.random(n), "margin_top2": rng.normal(size=n) + y,
-        "grid_rows": 2, "grid_cols": 2,
-    })
+    return pd.DataFrame(
+        {
+            "question_id": [f"q{i}" for i in range(n)],
+            "image_id": [f"img{g}" for g in groups],
+            "task": tasks,
+            "pope_setting": settings,
+            "answer": "yes",
+            "correct": y.astype(bool),
+            "confidence": np.clip(0.5 + 0.3 * (y - 0.5) + 0.2 * rng.random(n), 0, 1),
+            "entropy": rng.random(n),
+            "margin_top2": rng.normal(size=n) + y,
+            "grid_rows": 2,
+            "grid_cols": 2,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -125,26 +155,38 @@ def scored(planted):
     rng = np.random.default_rng(3)
     samples = _samples(y, groups, rng)
     arrays = _arrays(planted, rng, margin_signal=1.0)
-    settings = P.ProbeSettings(mlp_hidden=8, mlp_max_iter=20, n_splits=5, n_boot=100, last_k_layers=2)
+    settings = P.ProbeSettings(
+        mlp_hidden=8, mlp_max_iter=20, n_splits=5, n_boot=100, last_k_layers=2
+    )
     attention_stats = _attention_stats(samples, rng)
-    scores = P.reliability_scores(samples, arrays, peak_layer=1, settings=settings,
-                                  attention_stats=attention_stats)
+    scores = P.reliability_scores(
+        samples, arrays, peak_layer=1, settings=settings, attention_stats=attention_stats
+    )
     return scores, samples, attention_stats
 
 
 def _arrays(planted, rng, margin_signal: float) -> dict:
     """The extraction arrays of the planted questions; the logit-lens margin carries ``margin_signal`` x y."""
     hidden, mlp_out, y, _ = planted
-    return {"hidden": hidden, "mlp_out": mlp_out, "image_attention": rng.random((len(y), 3, 4)),
-            "lens_margin": rng.normal(size=(len(y), 4)) + margin_signal * y[:, None],
-            "lens_margin_pred": rng.normal(size=(len(y), 4))}
+    return {
+        "hidden": hidden,
+        "mlp_out": mlp_out,
+        "image_attention": rng.random((len(y), 3, 4)),
+        "lens_margin": rng.normal(size=(len(y), 4)) + margin_signal * y[:, None],
+        "lens_margin_pred": rng.normal(size=(len(y), 4)),
+    }
 
 
 def _attention_stats(samples, rng):
     """Stand-in for the attention stage's stats.parquet: question ids with H_s and C_k."""
     n = len(samples)
-    return pd.DataFrame({"question_id": samples["question_id"], "hs": rng.random(n) * np.log(4),
-                         "ck": rng.integers(0, 3, n)})
+    return pd.DataFrame(
+        {
+            "question_id": samples["question_id"],
+            "hs": rng.random(n) * np.log(4),
+            "ck": rng.integers(0, 3, n),
+        }
+    )
 
 
 def test_reliability_scores_read_hs_and_ck_from_the_attention_stage(scored):
@@ -167,7 +209,7 @@ def test_reliability_scores_refuse_misaligned_attention_stats(planted):
 
 def test_reliability_scores_columns_signs_and_held_out_probes(scored):
     scores, samples, _ = scored
-    assert list(scores.columns[-len(P.READOUTS):]) == list(P.READOUTS)
+    assert list(scores.columns[-len(P.READOUTS) :]) == list(P.READOUTS)
     assert (scores["question_id"] == samples["question_id"]).all()
     np.testing.assert_array_equal(scores["logit_entropy"], -samples["entropy"])
     np.testing.assert_array_equal(scores["cluster_count"], -scores["ck"])
@@ -200,10 +242,21 @@ def test_readout_aurocs_equal_sklearn_per_subset(scored):
     scores, _, _ = scored
     table = P.readout_aurocs(scores, ["probe_peak", "output_confidence"], n_boot=100)
     subsets = {(t, s) for t, s in zip(table["task"], table["pope_setting"])}
-    assert subsets == {("all", ""), ("counting", ""), ("object_id", ""), ("spatial", ""), ("presence", "random"),
-                       ("presence", "popular"), ("presence", "adversarial"), ("presence", "all")}
-    row = table[(table["task"] == "presence") & (table["pope_setting"] == "adversarial")
-                & (table["method"] == "output_confidence")].iloc[0]
+    assert subsets == {
+        ("all", ""),
+        ("counting", ""),
+        ("object_id", ""),
+        ("spatial", ""),
+        ("presence", "random"),
+        ("presence", "popular"),
+        ("presence", "adversarial"),
+        ("presence", "all"),
+    }
+    row = table[
+        (table["task"] == "presence")
+        & (table["pope_setting"] == "adversarial")
+        & (table["method"] == "output_confidence")
+    ].iloc[0]
     part = scores[(scores["task"] == "presence") & (scores["pope_setting"] == "adversarial")]
     assert row["auroc"] == roc_auc_score(part["correct"], part["output_confidence"])
     assert row["n"] == len(part) and row["lo"] <= row["auroc"] <= row["hi"]
@@ -216,7 +269,9 @@ def test_one_class_subset_gives_nan_not_an_error():
     assert np.isnan(out["auroc"]) and (out["n"], out["n_pos"], out["n_images"]) == (5, 5, 3)
     assert np.isnan(out["lo"]) and out["ci_method"].startswith("cluster bootstrap by image")
     with pytest.raises(ValueError, match="both correct and incorrect"):
-        P.layer_probes(np.zeros((6, 2, 3)), np.zeros((6, 1, 3)), np.ones(6, dtype=int), np.arange(6))
+        P.layer_probes(
+            np.zeros((6, 2, 3)), np.zeros((6, 1, 3)), np.ones(6, dtype=int), np.arange(6)
+        )
 
 
 def test_table3_and_method_table(scored):
@@ -231,8 +286,9 @@ def test_table3_and_method_table(scored):
     assert (
         spatial["probe_layers_nested"] == "1;1;1;1;1"
     )  # every training fold finds the planted layer
-    assert spatial["probe_in_sample_layer_auroc"] == roc_auc_score(part["correct"],
-                                                                 part["probe_peak_in_sample_layer"])
+    assert spatial["probe_in_sample_layer_auroc"] == roc_auc_score(
+        part["correct"], part["probe_peak_in_sample_layer"]
+    )
     assert spatial["probe_lo_image"] <= spatial["probe_auroc"] <= spatial["probe_hi_image"]
     assert (spatial["probe_lo"], spatial["probe_hi"]) == (
         spatial["probe_lo_image"],
@@ -254,11 +310,20 @@ def test_table3_and_method_table(scored):
             "ci_method": "cluster bootstrap by image (percentile, 100 resamples)",
         }
     )
-    table = P.method_table({("llava", "synthetic"): scores}, peaks, consistency, P.TABLE7_METHODS,
-                           subsets=[("all", ""), ("presence", "adversarial")], n_boot=100, last_k_layers=5)
+    table = P.method_table(
+        {("llava", "synthetic"): scores},
+        peaks,
+        consistency,
+        P.TABLE7_METHODS,
+        subsets=[("all", ""), ("presence", "adversarial")],
+        n_boot=100,
+        last_k_layers=5,
+    )
     assert table["method"].tolist()[: len(P.TABLE7_METHODS)] == list(P.TABLE7_METHODS)
     sc = table[table["method"] == "self_consistency"]
-    assert len(sc) == 1 and sc["cost"].item() == "10x" and sc["auroc"].item() == 0.8  # spatial not requested
+    assert (
+        len(sc) == 1 and sc["cost"].item() == "10x" and sc["auroc"].item() == 0.8
+    )  # spatial not requested
     combined = table[table["method"] == "probe_last_k"].iloc[0]
     assert combined["label"] == "Combined (last 3 layers)"  # clamped to the model's 3 layers
     assert table.loc[table["method"] == "margin_only", "note"].str.contains("ground-truth").all()

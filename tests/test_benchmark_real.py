@@ -74,9 +74,15 @@ def test_load_pope_rows_order_and_schema(pope_repo):
     assert first["object"] == "dining table"
     assert first["task"] == "presence" and first["pope_setting"] == "random"
     assert table.loc[table["question_id"] == "pope-adversarial-2", "object"].item() == "fork"
-    assert table.loc[table["question_id"] == "pope-popular-2", "question"].item() == "Is there an chair in the image?"
+    assert (
+        table.loc[table["question_id"] == "pope-popular-2", "question"].item()
+        == "Is there an chair in the image?"
+    )
     # "a  dog" (double space) parses and is normalised
-    assert table.loc[table["question_id"] == "pope-random-3", "question"].item() == "Is there a dog in the image?"
+    assert (
+        table.loc[table["question_id"] == "pope-random-3", "question"].item()
+        == "Is there a dog in the image?"
+    )
     assert table["answer"].value_counts().to_dict() == {"yes": 6, "no": 6}
     # embedded bytes come through unchanged: a JPEG for image 42, a PNG for 73
     assert first["image"] == pope_rows("random")[1]["image"]["bytes"]
@@ -109,13 +115,23 @@ def test_load_pope_accepts_integer_ids(tmp_path):
     path = tmp_path / "int_ids.parquet"
     frame.to_parquet(path)
     table = pope.load_pope([path])
-    assert table["question_id"].tolist() == ["pope-random-1", "pope-random-2", "pope-random-3", "pope-random-10"]
+    assert table["question_id"].tolist() == [
+        "pope-random-1",
+        "pope-random-2",
+        "pope-random-3",
+        "pope-random-10",
+    ]
     assert table["image_id"].tolist() == ["coco-42", "coco-42", "coco-73", "coco-73"]
 
 
 @pytest.mark.parametrize(
     ("source", "expected"),
-    [(42, 42), ("42", 42), ("COCO_val2014_000000000042", 42), ("COCO_val2014_000000310196.jpg", 310196)],
+    [
+        (42, 42),
+        ("42", 42),
+        ("COCO_val2014_000000000042", 42),
+        ("COCO_val2014_000000310196.jpg", 310196),
+    ],
 )
 def test_coco_image_id_formats(source, expected):
     assert pope.coco_image_id(source) == expected
@@ -129,7 +145,9 @@ def test_parse_presence_object():
 
 
 def test_load_pope_missing_column(tmp_path):
-    path = write_pope_parquet(pope_rows("random"), tmp_path / "bad.parquet", drop_columns=("category",))
+    path = write_pope_parquet(
+        pope_rows("random"), tmp_path / "bad.parquet", drop_columns=("category",)
+    )
     with pytest.raises(ValueError, match=r"lacks column\(s\) \['category'\]") as info:
         pope.load_pope([path])
     assert str(path) in str(info.value)
@@ -163,7 +181,9 @@ def test_pope_bad_arguments(tmp_path, pope_repo):
     with pytest.raises(FileNotFoundError, match="datasets.<name>.pope.local_dir"):
         pope.find_pope_parquets(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match=r"no \*\.parquet files.*datasets.<name>.pope.local_dir"):
+    with pytest.raises(
+        FileNotFoundError, match=r"no \*\.parquet files.*datasets.<name>.pope.local_dir"
+    ):
         pope.find_pope_parquets(tmp_path / "empty")
 
 
@@ -178,7 +198,9 @@ def test_card_patterns():
         "Full/random-*",
     ]
     assert pope.pope_parquet_patterns("# no yaml header") == ["*.parquet"]
-    with pytest.raises(ValueError, match=r"no config 'Mini'; available configs: \['Full', 'default'\]"):
+    with pytest.raises(
+        ValueError, match=r"no config 'Mini'; available configs: \['Full', 'default'\]"
+    ):
         pope.pope_parquet_patterns(POPE_CARD, "Mini")
 
 
@@ -189,7 +211,13 @@ def test_download_offline_raises_helpful_error(tmp_path, monkeypatch, no_network
         pope.download_pope(tmp_path / "download")
     message = str(info.value)
     assert isinstance(info.value, RuntimeError)
-    for needle in ("'lmms-lab/POPE'", "unreachable", "HF_HUB_OFFLINE", "Hub access", "`datasets.<name>.pope.local_dir`"):
+    for needle in (
+        "'lmms-lab/POPE'",
+        "unreachable",
+        "HF_HUB_OFFLINE",
+        "Hub access",
+        "`datasets.<name>.pope.local_dir`",
+    ):
         assert needle in message
     assert not list((tmp_path / "download").rglob("*.parquet"))
 
@@ -246,8 +274,12 @@ def test_download_fetches_one_config(tmp_path, monkeypatch, pope_repo, no_networ
     assert len(pope.load_pope(paths)) == 12
 
     full = pope.download_pope(tmp_path / "full", config="Full", settings=("adversarial",))
-    assert [p.relative_to(tmp_path / "full").as_posix() for p in full] == ["Full/adversarial-00000-of-00001.parquet"]
-    assert pope.load_pope(full, settings=("adversarial",))["pope_setting"].unique().tolist() == ["adversarial"]
+    assert [p.relative_to(tmp_path / "full").as_posix() for p in full] == [
+        "Full/adversarial-00000-of-00001.parquet"
+    ]
+    assert pope.load_pope(full, settings=("adversarial",))["pope_setting"].unique().tolist() == [
+        "adversarial"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -259,7 +291,9 @@ def test_download_fetches_one_config(tmp_path, monkeypatch, pope_repo, no_networ
 )
 def test_download_network_errors_become_data_unavailable(tmp_path, monkeypatch, pope_repo, error):
     _install(monkeypatch, FakeHub(pope_repo, fail_with=error))
-    with pytest.raises(pope.DataUnavailableError, match="unreachable.*datasets.<name>.pope.local_dir") as info:
+    with pytest.raises(
+        pope.DataUnavailableError, match="unreachable.*datasets.<name>.pope.local_dir"
+    ) as info:
         pope.download_pope(tmp_path / "download")
     assert info.value.__cause__ is error
     assert type(error).__name__ in str(info.value)
@@ -268,9 +302,16 @@ def test_download_network_errors_become_data_unavailable(tmp_path, monkeypatch, 
 def test_download_refused_repo(tmp_path, monkeypatch, pope_repo):
     import httpx2
 
-    response = httpx2.Response(404, request=httpx2.Request("GET", "https://huggingface.co/datasets/nobody/POPE"))
-    _install(monkeypatch, FakeHub(pope_repo, fail_with=hub_errors.RepositoryNotFoundError("404", response=response)))
-    with pytest.raises(pope.DataUnavailableError, match="refused.*'nobody/POPE'.*datasets.<name>.pope.repo_id"):
+    response = httpx2.Response(
+        404, request=httpx2.Request("GET", "https://huggingface.co/datasets/nobody/POPE")
+    )
+    _install(
+        monkeypatch,
+        FakeHub(pope_repo, fail_with=hub_errors.RepositoryNotFoundError("404", response=response)),
+    )
+    with pytest.raises(
+        pope.DataUnavailableError, match="refused.*'nobody/POPE'.*datasets.<name>.pope.repo_id"
+    ):
         pope.download_pope(tmp_path / "download", repo_id="nobody/POPE")
 
 
@@ -300,20 +341,27 @@ def test_rule_thresholds_are_parameters(coco_paths):
     _, objects = coco.load_coco_instances(coco_paths["annotations"])
     # 7 cars in image 102 become countable once max_count allows 7
     counting = coco.counting_candidates(objects, coco.CocoTaskRules(max_count=7))
-    assert counting.loc[counting["image_id"] == 102, ["category", "count"]].values.tolist() == [["car", 7]]
+    assert counting.loc[counting["image_id"] == 102, ["category", "count"]].values.tolist() == [
+        ["car", 7]
+    ]
     # with no size threshold the mouse in 104 (area 100 < 108) counts, and the tiny bird joins the big one
     relaxed = coco.counting_candidates(objects, coco.CocoTaskRules(min_area_frac=0.0))
     assert {"mouse", "bird"} <= set(relaxed["category"])
     assert relaxed.loc[relaxed["category"] == "bird", "count"].item() == 2
     # bench/kite (10 px overlap = the kite's width) pass once any overlap is allowed
     loose = coco.spatial_candidates(objects, coco.CocoTaskRules(max_x_overlap=1.0))
-    assert ["bench", "kite"] in loose.loc[loose["image_id"] == 103, ["left", "right"]].values.tolist()
+    assert ["bench", "kite"] in loose.loc[
+        loose["image_id"] == 103, ["left", "right"]
+    ].values.tolist()
     with pytest.raises(ValueError, match="margin_frac"):
         coco.CocoTaskRules(margin_frac=1.5)
 
 
 def test_plural():
-    assert [coco.plural(n) for n in ("person", "bus", "hot dog", "mouse", "wine glass", "skis", "sandwich")] == [
+    assert [
+        coco.plural(n)
+        for n in ("person", "bus", "hot dog", "mouse", "wine glass", "skis", "sandwich")
+    ] == [
         "people",
         "buses",
         "hot dogs",
@@ -339,7 +387,9 @@ def _check_against_expected(table: pd.DataFrame) -> None:
 
 @pytest.mark.filterwarnings("ignore:COCO .* only")
 def test_build_coco_tasks_all_candidates(coco_paths):
-    table = coco.build_coco_tasks(coco_paths["annotations"], coco_paths["image_dir"], 50, seed=42, max_per_image=4)
+    table = coco.build_coco_tasks(
+        coco_paths["annotations"], coco_paths["image_dir"], 50, seed=42, max_per_image=4
+    )
     validate_questions(table)
     assert sorted(table["question_id"]) == sorted(f"coco-{t}-{i}-{k}" for t, i, k in COCO_EXPECTED)
     _check_against_expected(table)
@@ -379,7 +429,9 @@ def test_build_coco_tasks_sampling_is_seeded(coco_paths):
 
 def test_build_coco_tasks_warns_when_short(coco_paths):
     with pytest.warns(UserWarning, match=r"spatial: only 3 questions .*\(asked for 5\)"):
-        table = coco.build_coco_tasks(coco_paths["annotations"], coco_paths["image_dir"], 5, seed=0, tasks=("spatial",))
+        table = coco.build_coco_tasks(
+            coco_paths["annotations"], coco_paths["image_dir"], 5, seed=0, tasks=("spatial",)
+        )
     assert len(table) == 3
 
 
@@ -394,7 +446,9 @@ def test_coco_missing_inputs_name_the_config_key(coco_paths, tmp_path):
         coco.build_coco_tasks(annotations, tmp_path / "no_images", 3, seed=0)
     missing = image_dir / "COCO_val2014_000000000103.jpg"
     missing.unlink()
-    with pytest.raises(FileNotFoundError, match=r"COCO_val2014_000000000103\.jpg.*datasets.<name>.coco.image_dir"):
+    with pytest.raises(
+        FileNotFoundError, match=r"COCO_val2014_000000000103\.jpg.*datasets.<name>.coco.image_dir"
+    ):
         coco.build_coco_tasks(annotations, image_dir, 50, seed=0, max_per_image=4)
     broken = tmp_path / "broken.json"
     content = coco_instances()
@@ -417,7 +471,12 @@ def test_coco_download_unreachable(tmp_path, no_network):
     with pytest.raises(pope.DataUnavailableError) as info:
         coco.download_coco_val2014(tmp_path, image_ids=[42], opener=unreachable)
     message = str(info.value)
-    for needle in ("annotations_trainval2014.zip", "unreachable", "`datasets.<name>.coco.annotations`", "`datasets.<name>.coco.image_dir`"):
+    for needle in (
+        "annotations_trainval2014.zip",
+        "unreachable",
+        "`datasets.<name>.coco.annotations`",
+        "`datasets.<name>.coco.image_dir`",
+    ):
         assert needle in message
     assert not list(tmp_path.rglob("*.zip"))  # no half-written archive left behind
 
@@ -449,7 +508,11 @@ class _Response(io.BytesIO):
 
     def __init__(self, data: bytes, status: int = 200, fail_after: int | None = None):
         super().__init__(data)
-        self.status, self.headers, self.fail_after = status, {"Content-Length": str(len(data))}, fail_after
+        self.status, self.headers, self.fail_after = (
+            status,
+            {"Content-Length": str(len(data))},
+            fail_after,
+        )
 
     def read(self, size=-1):
         if self.fail_after is not None and self.tell() >= self.fail_after:
@@ -481,7 +544,9 @@ def test_coco_download_resumes_and_records_checksums(tmp_path, no_network):
     with pytest.raises(pope.DataUnavailableError, match="annotations_trainval2014.zip"):
         coco.download_coco_val2014(tmp_path, image_ids=[], opener=opener)
     part = tmp_path / "downloads" / "annotations_trainval2014.zip.part"
-    assert part.stat().st_size == len(data) // 2  # kept for the next try, never under the final name
+    assert (
+        part.stat().st_size == len(data) // 2
+    )  # kept for the next try, never under the final name
     assert not (tmp_path / "annotations").exists()
 
     result = coco.download_coco_val2014(tmp_path, image_ids=[], opener=opener)
@@ -489,7 +554,9 @@ def test_coco_download_resumes_and_records_checksums(tmp_path, no_network):
     assert json.loads(result["annotations"].read_text()) == coco_instances()
     digest = hashlib.sha256(data).hexdigest()
     assert result["files"] == [{"url": url, "size": len(data), "sha256": digest}]
-    assert not part.exists() and not (tmp_path / "downloads" / "annotations_trainval2014.zip").exists()
+    assert (
+        not part.exists() and not (tmp_path / "downloads" / "annotations_trainval2014.zip").exists()
+    )
 
 
 def test_coco_download_refuses_a_checksum_mismatch(tmp_path, no_network):
@@ -497,12 +564,16 @@ def test_coco_download_refuses_a_checksum_mismatch(tmp_path, no_network):
     url = coco.coco_urls()["annotations"]
     recorded = {url: {"size": len(data), "sha256": "0" * 64}}
     with pytest.raises(pope.DataUnavailableError, match="lock file records .* sha256 0000") as info:
-        coco.download_coco_val2014(tmp_path, image_ids=[], opener=lambda r, timeout: _Response(data), expected=recorded)
+        coco.download_coco_val2014(
+            tmp_path, image_ids=[], opener=lambda r, timeout: _Response(data), expected=recorded
+        )
     assert "Delete that file and rerun" in str(info.value)
     assert not (tmp_path / "annotations").exists()
     assert (tmp_path / "downloads" / "annotations_trainval2014.zip.corrupt").is_file()
 
     good = {url: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
     (tmp_path / "downloads" / "annotations_trainval2014.zip.corrupt").unlink()
-    result = coco.download_coco_val2014(tmp_path, image_ids=[], opener=lambda r, timeout: _Response(data), expected=good)
+    result = coco.download_coco_val2014(
+        tmp_path, image_ids=[], opener=lambda r, timeout: _Response(data), expected=good
+    )
     assert result["annotations"].is_file()

@@ -41,8 +41,12 @@ def test_same_seed_gives_identical_tables_and_parquet(bench, tmp_path):
         pd.testing.assert_frame_equal(bench[split], again[split])
         write_parquet(bench[split], tmp_path / f"a-{split}.parquet")
         write_parquet(again[split], tmp_path / f"b-{split}.parquet")
-        assert (tmp_path / f"a-{split}.parquet").read_bytes() == (tmp_path / f"b-{split}.parquet").read_bytes()
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / f"a-{split}.parquet"), bench[split])
+        assert (tmp_path / f"a-{split}.parquet").read_bytes() == (
+            tmp_path / f"b-{split}.parquet"
+        ).read_bytes()
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / f"a-{split}.parquet"), bench[split]
+        )
 
 
 def test_other_seed_gives_other_images_and_scenes(bench):
@@ -78,13 +82,23 @@ def test_schema_validates_and_images_decode_to_configured_size(bench):
                 assert image.format == "PNG"
                 assert image.mode == "RGB"
                 assert image.size == (SMALL.image_size, SMALL.image_size)
-    one = syn.generate_split(syn.SyntheticBenchmarkConfig(image_size=48, n_train_images=0,
-                                                          n_eval_images=2, max_radius=7.0), "eval")
+    one = syn.generate_split(
+        syn.SyntheticBenchmarkConfig(
+            image_size=48, n_train_images=0, n_eval_images=2, max_radius=7.0
+        ),
+        "eval",
+    )
     assert Image.open(io.BytesIO(one["image"].iloc[0])).size == (48, 48)
 
 
 def test_each_image_asks_each_task(bench):
-    assert set(bench["train"]["task"]) == {"presence", "counting", "spatial", "object_id", "caption"}
+    assert set(bench["train"]["task"]) == {
+        "presence",
+        "counting",
+        "spatial",
+        "object_id",
+        "caption",
+    }
     assert set(bench["eval"]["task"]) == {"presence", "counting", "spatial", "object_id"}
     assert set(_presence(bench["eval"])["pope_setting"]) == set(POPE_SETTINGS)
     assert set(_presence(bench["train"])["pope_setting"]) == {"random"}
@@ -101,9 +115,15 @@ def test_presence_positives_present_negatives_absent_half_yes(bench, scenes):
             no = group[group["answer"] == "no"]["object"]
             assert set(yes) <= present and not set(no) & present
             assert len(yes) == len(no) == len(set(yes)) == len(set(no))
-            per_image = SMALL.pope_questions_per_image if split == "eval" else SMALL.train_presence_per_image
+            per_image = (
+                SMALL.pope_questions_per_image
+                if split == "eval"
+                else SMALL.train_presence_per_image
+            )
             assert len(yes) == min(per_image, len(present))
-            assert set(group["question"]) == {f"Is there a {o} in the image?" for o in group["object"]}
+            assert set(group["question"]) == {
+                f"Is there a {o} in the image?" for o in group["object"]
+            }
 
 
 def test_positives_identical_across_settings(bench):
@@ -118,8 +138,11 @@ def test_popular_and_adversarial_negatives_are_top_ranked_absent(bench, scenes):
     # co-occurrence = images containing both kinds.
     present_sets = {image: set(scene.present()) for image, scene in scenes["eval"].items()}
     frequency = Counter(name for present in present_sets.values() for name in present)
-    pair_counts = Counter(pair for present in present_sets.values()
-                          for pair in itertools.permutations(sorted(present), 2))
+    pair_counts = Counter(
+        pair
+        for present in present_sets.values()
+        for pair in itertools.permutations(sorted(present), 2)
+    )
     order = {name: k for k, name in enumerate(syn.OBJECTS)}
     no = _presence(bench["eval"]).query("answer == 'no'")
     n_checked = 0
@@ -129,7 +152,10 @@ def test_popular_and_adversarial_negatives_are_top_ranked_absent(bench, scenes):
         if setting == "popular":
             ranked = sorted(absent, key=lambda name: (-frequency[name], order[name]))
         elif setting == "adversarial":
-            ranked = sorted(absent, key=lambda name: (-sum(pair_counts[(p, name)] for p in present), order[name]))
+            ranked = sorted(
+                absent,
+                key=lambda name: (-sum(pair_counts[(p, name)] for p in present), order[name]),
+            )
         else:
             continue
         assert list(group["object"]) == ranked[: len(group)], (image, setting)
@@ -155,10 +181,23 @@ def test_pope_negatives_known_values():
     rng = np.random.default_rng(0)
     present = ["apple", "ball"]
     # brick and banana tie on frequency 9; brick comes first in OBJECTS.
-    assert syn.pope_negatives("popular", ["leaf"], 4, rng, frequency, counts) == ["brick", "banana", "kite", "apple"]
-    assert syn.pope_negatives("popular", ["banana"], 3, rng, frequency, counts) == ["brick", "kite", "apple"]
+    assert syn.pope_negatives("popular", ["leaf"], 4, rng, frequency, counts) == [
+        "brick",
+        "banana",
+        "kite",
+        "apple",
+    ]
+    assert syn.pope_negatives("popular", ["banana"], 3, rng, frequency, counts) == [
+        "brick",
+        "kite",
+        "apple",
+    ]
     # grape scores 4 + 1 = 5 and ties with leaf (0 + 5); leaf comes first in OBJECTS.
-    assert syn.pope_negatives("adversarial", present, 3, rng, frequency, counts) == ["leaf", "grape", "brick"]
+    assert syn.pope_negatives("adversarial", present, 3, rng, frequency, counts) == [
+        "leaf",
+        "grape",
+        "brick",
+    ]
     assert syn.pope_negatives("adversarial", ["kite"], 1, rng, frequency, counts) == ["apple"]
     random_pick = syn.pope_negatives("random", present, 3, rng, frequency, counts)
     assert len(set(random_pick)) == 3 and not set(random_pick) & set(present)
@@ -170,12 +209,28 @@ def test_pope_negatives_known_values():
 
 def test_statistics_helpers_match_hand_counts():
     scenes = [
-        syn.Scene("a", "park", (syn.SceneObject("apple", 5, 5, 4, 0), syn.SceneObject("apple", 20, 5, 4, 0),
-                                syn.SceneObject("ball", 40, 40, 4, 0))),
-        syn.Scene("b", "park", (syn.SceneObject("ball", 5, 5, 4, 0), syn.SceneObject("kite", 40, 40, 4, 0))),
+        syn.Scene(
+            "a",
+            "park",
+            (
+                syn.SceneObject("apple", 5, 5, 4, 0),
+                syn.SceneObject("apple", 20, 5, 4, 0),
+                syn.SceneObject("ball", 40, 40, 4, 0),
+            ),
+        ),
+        syn.Scene(
+            "b",
+            "park",
+            (syn.SceneObject("ball", 5, 5, 4, 0), syn.SceneObject("kite", 40, 40, 4, 0)),
+        ),
     ]
     frequency = syn.object_frequency(scenes)
-    assert frequency["apple"] == 1 and frequency["ball"] == 2 and frequency["kite"] == 1 and frequency["leaf"] == 0
+    assert (
+        frequency["apple"] == 1
+        and frequency["ball"] == 2
+        and frequency["kite"] == 1
+        and frequency["leaf"] == 0
+    )
     counts = syn.cooccurrence(scenes)
     assert counts.loc["apple", "ball"] == 1 and counts.loc["ball", "kite"] == 1
     assert counts.loc["apple", "kite"] == 0 and counts.loc["ball", "ball"] == 0
@@ -222,8 +277,11 @@ def test_object_id_answers_the_single_object_in_the_quadrant(bench, scenes):
             region = row.question.removeprefix("What is the object in the ").removesuffix("?")
             assert region in syn.REGIONS
             want_top, want_left = region.startswith("top"), region.endswith("left")
-            inside = [o for o in scenes[split][row.image_id].objects
-                      if (o.y < half) == want_top and (o.x < half) == want_left]
+            inside = [
+                o
+                for o in scenes[split][row.image_id].objects
+                if (o.y < half) == want_top and (o.x < half) == want_left
+            ]
             assert len(inside) == 1
             assert row.answer == row.object == inside[0].name
 
@@ -244,7 +302,9 @@ def test_caption_only_in_train_and_lists_present_kinds(bench, scenes):
         names = row.answer.split(" ")
         assert names == [n for n in syn.OBJECTS if n in names]  # canonical order
         assert set(names) == set(scenes["train"][row.image_id].present())
-    no_caption = syn.SyntheticBenchmarkConfig(n_train_images=3, n_eval_images=0, train_caption=False)
+    no_caption = syn.SyntheticBenchmarkConfig(
+        n_train_images=3, n_eval_images=0, train_caption=False
+    )
     assert "caption" not in set(syn.generate_split(no_caption, "train")["task"])
 
 
@@ -269,7 +329,9 @@ def test_scene_invariants(scenes):
             assert obj.radius <= obj.y <= SMALL.image_size - obj.radius
         for first, second in itertools.combinations(scene.objects, 2):
             if first.name == second.name:  # same kinds never touch, so they can be counted
-                assert np.hypot(first.x - second.x, first.y - second.y) > first.radius + second.radius
+                assert (
+                    np.hypot(first.x - second.x, first.y - second.y) > first.radius + second.radius
+                )
 
 
 def test_theme_strength_one_draws_only_favoured_kinds():
@@ -280,7 +342,9 @@ def test_theme_strength_one_draws_only_favoured_kinds():
 
 def test_rendered_colour_at_object_centre():
     # Without noise or blur, the centre pixel of the topmost object has its kind's colour (+- jitter).
-    config = syn.SyntheticBenchmarkConfig(n_train_images=0, n_eval_images=20, noise_sigma=0.0, blur_prob=0.0)
+    config = syn.SyntheticBenchmarkConfig(
+        n_train_images=0, n_eval_images=20, noise_sigma=0.0, blur_prob=0.0
+    )
     checked = 0
     for index in range(config.n_eval_images):
         scene = syn.make_scene(config, "eval", index)
@@ -289,7 +353,10 @@ def test_rendered_colour_at_object_centre():
             continue
         pixels = np.asarray(syn.render_image(config, "eval", index, scene), dtype=int)
         centre = pixels[int(top.y), int(top.x)]
-        assert np.abs(centre - np.array(syn.OBJECT_COLOURS[top.name])).max() <= config.colour_jitter + 1
+        assert (
+            np.abs(centre - np.array(syn.OBJECT_COLOURS[top.name])).max()
+            <= config.colour_jitter + 1
+        )
         checked += 1
     assert checked >= 10
 
@@ -298,8 +365,15 @@ def test_rendered_colour_at_object_centre():
 
 
 def test_config_from_dict_and_errors():
-    config = syn.SyntheticBenchmarkConfig.from_dict({"seed": 3, "n_eval_images": 10, "noise_sigma": 8})
-    assert (config.seed, config.n_eval_images, config.noise_sigma, config.image_size) == (3, 10, 8, 64)
+    config = syn.SyntheticBenchmarkConfig.from_dict(
+        {"seed": 3, "n_eval_images": 10, "noise_sigma": 8}
+    )
+    assert (config.seed, config.n_eval_images, config.noise_sigma, config.image_size) == (
+        3,
+        10,
+        8,
+        64,
+    )
     assert syn.SyntheticBenchmarkConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['n_images'\]"):
         syn.SyntheticBenchmarkConfig.from_dict({"n_images": 10})

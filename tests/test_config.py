@@ -12,7 +12,12 @@ from vrp.config import ConfigError
 REPO = Path(__file__).resolve().parents[1]
 
 
-REPO_CONFIGS = ["config/config.yaml", "config/paper.yaml", "tests/config/ci.yaml", "tests/config/paper_shapes.yaml"]
+REPO_CONFIGS = [
+    "config/config.yaml",
+    "config/paper.yaml",
+    "tests/config/ci.yaml",
+    "tests/config/paper_shapes.yaml",
+]
 
 
 @pytest.fixture
@@ -65,10 +70,14 @@ def test_the_paper_blocks_of_the_newer_families():
     config = validate_config({**yaml.safe_load(open("config/paper.yaml")), "extra_families": True})
     qwen, gemma = config["models"]["qwen25vl"], config["models"]["gemma3"]
     assert (qwen["path"], qwen["dtype"], qwen["n_params"]) == (
-        "Qwen/Qwen2.5-VL-7B-Instruct", "bfloat16", 8292166656
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "bfloat16",
+        8292166656,
     )
     assert (gemma["path"], gemma["dtype"], gemma["n_params"]) == (
-        "google/gemma-3-4b-it", "bfloat16", 4300079472
+        "google/gemma-3-4b-it",
+        "bfloat16",
+        4300079472,
     )
     assert qwen["post_prompt"] is None and gemma["post_prompt"] is None  # the datasets' (lmms-eval)
 
@@ -91,12 +100,32 @@ def test_defaults_are_filled(demo):
     "edit, key, phrase",
     [
         (lambda c: c.__setitem__("seed", "zero"), "seed", "not of type 'integer'"),
-        (lambda c: c["models"]["llava"].__setitem__("family", "lava"), "models.llava.family", "is not one of"),
-        (lambda c: c["models"]["llava"].pop("family"), "models.llava", "'family' is a required property"),
-        (lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3), "models.llava.train", "unknown key"),
-        (lambda c: c["models"]["llava"]["train"].__setitem__("lr", "fast"), "models.llava.train.lr", "not of type"),
+        (
+            lambda c: c["models"]["llava"].__setitem__("family", "lava"),
+            "models.llava.family",
+            "is not one of",
+        ),
+        (
+            lambda c: c["models"]["llava"].pop("family"),
+            "models.llava",
+            "'family' is a required property",
+        ),
+        (
+            lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3),
+            "models.llava.train",
+            "unknown key",
+        ),
+        (
+            lambda c: c["models"]["llava"]["train"].__setitem__("lr", "fast"),
+            "models.llava.train.lr",
+            "not of type",
+        ),
         (lambda c: c.pop("models"), "<top level>", "'models' is a required property"),
-        (lambda c: c["datasets"]["synthetic"].__setitem__("source", "web"), "datasets.synthetic.source", "is not one of"),
+        (
+            lambda c: c["datasets"]["synthetic"].__setitem__("source", "web"),
+            "datasets.synthetic.source",
+            "is not one of",
+        ),
     ],
 )
 def test_bad_config_names_the_key(demo, edit, key, phrase):
@@ -119,7 +148,9 @@ def test_cross_key_checks(demo):
         validate_config(bad)
     bad = copy.deepcopy(demo)
     bad["models"]["llava"]["source"] = "random"
-    with pytest.raises(ConfigError, match=r"models.llava.tokenizer: source 'random' needs the folder"):
+    with pytest.raises(
+        ConfigError, match=r"models.llava.tokenizer: source 'random' needs the folder"
+    ):
         validate_config(bad)
     bad = copy.deepcopy(demo)
     bad["models"]["llava"]["prompt_template"] = "USER: <image> ASSISTANT:"
@@ -135,18 +166,25 @@ def test_key_order_does_not_change_the_validated_config(demo):
         return value
 
     shuffled = reversed_keys(copy.deepcopy(demo))
-    assert list(shuffled["datasets"]["synthetic"]["synthetic"]) != list(demo["datasets"]["synthetic"]["synthetic"])
+    assert list(shuffled["datasets"]["synthetic"]["synthetic"]) != list(
+        demo["datasets"]["synthetic"]["synthetic"]
+    )
     a, b = validate_config(demo), validate_config(shuffled)
     assert repr(a["datasets"]) == repr(b["datasets"])
     assert repr(a["models"]) == repr(b["models"]) and repr(a["attention"]) == repr(b["attention"])
-    assert list(a["datasets"]["synthetic"]["synthetic"]) == sorted(a["datasets"]["synthetic"]["synthetic"])
+    assert list(a["datasets"]["synthetic"]["synthetic"]) == sorted(
+        a["datasets"]["synthetic"]["synthetic"]
+    )
 
 
 def test_known_fields_keeps_only_the_settings_fields():
     from vrp.analysis.probes import ProbeSettings
     from vrp.config import known_fields
 
-    assert known_fields(ProbeSettings, {"C": 0.5, "top_channels": 5, "n_boot": 10}) == {"C": 0.5, "n_boot": 10}
+    assert known_fields(ProbeSettings, {"C": 0.5, "top_channels": 5, "n_boot": 10}) == {
+        "C": 0.5,
+        "n_boot": 10,
+    }
     assert ProbeSettings.from_params({"C": 0.5, "top_channels": 5}) == ProbeSettings(C=0.5)
 
 

@@ -146,6 +146,6 @@ def test_html_report_holds_every_table_and_figure(paper_shapes_workdir, tmp_path
     expected = {f"results/{p.name}" for p in results.glob("*.csv")}
     expected |= {f"results/figures/{p.name}" for p in (results / "figures").glob("*.png")}
     expected.add("results/claims.html")
-    assert (
-        expected <= reported
-    ), f"tables/figures missing from the report: {sorted(expected - reported)}"
+    assert expected <= reported, (
+        f"tables/figures missing from the report: {sorted(expected - reported)}"
+    )

@@ -32,20 +32,28 @@ def _batch(questions, n=6):
 
 def test_readouts_match_the_models_own_outputs(adapter, questions):
     batch = _batch(questions)
-    extractor = Extractor(adapter, candidate_sets(questions), ExtractionSettings(batch_size=8, shard_size=8))
+    extractor = Extractor(
+        adapter, candidate_sets(questions), ExtractionSettings(batch_size=8, shard_size=8)
+    )
     samples, arrays = extractor.run_batch(batch)
     inputs = adapter.encode(decode_images(batch["image"]), batch["question"].tolist())
     with torch.no_grad():
-        out = adapter.model(**inputs, output_attentions=True, output_hidden_states=True, use_cache=False)
+        out = adapter.model(
+            **inputs, output_attentions=True, output_hidden_states=True, use_cache=False
+        )
     layers = adapter.num_layers
     n = len(batch)
     assert arrays["hidden"].shape == (n, layers + 1, adapter.hidden_size)
 
     # residual stream at the last token: identical to hidden_states, whose last entry is normed
     for layer in range(layers):
-        np.testing.assert_allclose(arrays["hidden"][:, layer], out.hidden_states[layer][:, -1].numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            arrays["hidden"][:, layer], out.hidden_states[layer][:, -1].numpy(), atol=1e-5
+        )
     final = adapter.final_norm()(torch.from_numpy(arrays["hidden"][:, -1]))
-    np.testing.assert_allclose(final.detach().numpy(), out.hidden_states[-1][:, -1].numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        final.detach().numpy(), out.hidden_states[-1][:, -1].numpy(), atol=1e-5
+    )
 
     # image attention from the hooks equals output_attentions' last row over the image span
     mask = adapter.image_token_mask(inputs)
@@ -62,19 +70,28 @@ def test_readouts_match_the_models_own_outputs(adapter, questions):
     answer_logit = logits[torch.arange(n), answer_ids]
     others = logits.clone()
     others[torch.arange(n), answer_ids] = -torch.inf
-    np.testing.assert_allclose(arrays["lens_margin"][:, -1], (answer_logit - others.max(-1).values).numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        arrays["lens_margin"][:, -1], (answer_logit - others.max(-1).values).numpy(), atol=1e-4
+    )
     # the deployable margin reads the predicted token: at the last layer, its logit minus the best other
     predicted_ids = samples["prediction_token_id"].tolist()
     predicted_logit = logits[torch.arange(n), predicted_ids]
     others = logits.clone()
     others[torch.arange(n), predicted_ids] = -torch.inf
-    np.testing.assert_allclose(arrays["lens_margin_pred"][:, -1], (predicted_logit - others.max(-1).values).numpy(),
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        arrays["lens_margin_pred"][:, -1],
+        (predicted_logit - others.max(-1).values).numpy(),
+        atol=1e-4,
+    )
     correct = samples["correct"].to_numpy()
-    np.testing.assert_allclose(arrays["lens_margin_pred"][correct], arrays["lens_margin"][correct], atol=1e-5)
+    np.testing.assert_allclose(
+        arrays["lens_margin_pred"][correct], arrays["lens_margin"][correct], atol=1e-5
+    )
     total = arrays["embed_logit"] + arrays["attn_logit"].sum(1) + arrays["mlp_logit"].sum(1)
     np.testing.assert_allclose(total, answer_logit.numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(arrays["head_logit"].sum(-1), arrays["attn_logit"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        arrays["head_logit"].sum(-1), arrays["attn_logit"], rtol=1e-4, atol=1e-5
+    )
 
     # greedy prediction = best candidate logit; grids recorded
     assert (samples["grid_rows"] == 8).all() and (samples["grid_cols"] == 8).all()
@@ -154,9 +171,14 @@ def test_generation_cross_check_and_answer_kernel_are_recorded(adapter, question
     """Every question generated (fraction 1) and parsed; answers scored with sdpa, attention read
     with eager; the manifest records kernels, prompt, forms and the agreement."""
     subset = _batch(questions, n=8)
-    settings = ExtractionSettings(batch_size=4, shard_size=8, per_head=False,
-                                  generation_fraction=1.0, generation_max_new_tokens=2,
-                                  score_attn_implementation="sdpa")
+    settings = ExtractionSettings(
+        batch_size=4,
+        shard_size=8,
+        per_head=False,
+        generation_fraction=1.0,
+        generation_max_new_tokens=2,
+        score_attn_implementation="sdpa",
+    )
     spec = {"family": adapter.family, "path": "tiny"}
     manifest = extract(adapter, subset, tmp_path, spec, settings, progress=False)
     samples = pd.read_parquet(tmp_path / "samples.parquet")

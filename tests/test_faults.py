@@ -55,7 +55,9 @@ SETTINGS = ExtractionSettings(batch_size=4, shard_size=8, per_head=True)
 
 @pytest.fixture(scope="module")
 def questions() -> pd.DataFrame:
-    config = SyntheticBenchmarkConfig.from_dict({"seed": 5, "n_train_images": 1, "n_eval_images": 3})
+    config = SyntheticBenchmarkConfig.from_dict(
+        {"seed": 5, "n_train_images": 1, "n_eval_images": 3}
+    )
     table = generate_split(config, "eval")
     return table[table["task"] != "caption"].head(24).reset_index(drop=True)
 
@@ -64,7 +66,9 @@ def questions() -> pd.DataFrame:
 def adapter(questions):
     torch.set_num_threads(1)
     extra = [w for f in FAMILIES for w in get_adapter_class(f).template_words()]
-    tokenizer = build_word_tokenizer([*questions["question"], *questions["answer"]], extra_words=extra)
+    tokenizer = build_word_tokenizer(
+        [*questions["question"], *questions["answer"]], extra_words=extra
+    )
     return get_adapter_class("llava").build_tiny(tokenizer, {"num_hidden_layers": 2}, seed=1)
 
 
@@ -120,26 +124,54 @@ def _demo_config() -> dict:
 @pytest.mark.parametrize(
     "edit, phrases",
     [
-        (lambda c: c.__setitem__("seed", "zero"), ["config error at seed", "not of type 'integer'"]),
-        (lambda c: c["extraction"].__setitem__("batch_size", 0),
-         ["config error at extraction.batch_size", "less than the minimum of 1"]),
-        (lambda c: c["models"]["llava"].__setitem__("family", "lava"),
-         ["config error at models.llava.family", "is not one of"]),
-        (lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3),
-         ["config error at models.llava.train", "unknown key", "spelling"]),
-        (lambda c: c["extraction"].update(batch_size=16, shard_size=40),
-         ["extraction.shard_size", "not a multiple of extraction.batch_size (16)", "e.g. 32"]),
-        (lambda c: c["datasets"]["synthetic"]["synthetic"].__setitem__("max_count", 12),
-         ["config error at datasets.synthetic.synthetic", "max_count must be in 1..9"]),
-        (lambda c: c["datasets"]["synthetic"]["synthetic"].__setitem__("n_eval_image", 3),
-         ["config error at datasets.synthetic.synthetic", "unknown key(s) ['n_eval_image']"]),
-        (lambda c: c["models"]["qwen2vl"]["tiny"].__setitem__("num_layers", 2),
-         ["config error at models.qwen2vl.tiny", "unknown key(s) ['num_layers']", "known keys"]),
-        (lambda c: c["models"]["llava"]["tiny"].__setitem__("num_hidden_layers", 2.5),
-         ["config error at models.llava.tiny.num_hidden_layers", "must be an int"]),
+        (
+            lambda c: c.__setitem__("seed", "zero"),
+            ["config error at seed", "not of type 'integer'"],
+        ),
+        (
+            lambda c: c["extraction"].__setitem__("batch_size", 0),
+            ["config error at extraction.batch_size", "less than the minimum of 1"],
+        ),
+        (
+            lambda c: c["models"]["llava"].__setitem__("family", "lava"),
+            ["config error at models.llava.family", "is not one of"],
+        ),
+        (
+            lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3),
+            ["config error at models.llava.train", "unknown key", "spelling"],
+        ),
+        (
+            lambda c: c["extraction"].update(batch_size=16, shard_size=40),
+            ["extraction.shard_size", "not a multiple of extraction.batch_size (16)", "e.g. 32"],
+        ),
+        (
+            lambda c: c["datasets"]["synthetic"]["synthetic"].__setitem__("max_count", 12),
+            ["config error at datasets.synthetic.synthetic", "max_count must be in 1..9"],
+        ),
+        (
+            lambda c: c["datasets"]["synthetic"]["synthetic"].__setitem__("n_eval_image", 3),
+            ["config error at datasets.synthetic.synthetic", "unknown key(s) ['n_eval_image']"],
+        ),
+        (
+            lambda c: c["models"]["qwen2vl"]["tiny"].__setitem__("num_layers", 2),
+            ["config error at models.qwen2vl.tiny", "unknown key(s) ['num_layers']", "known keys"],
+        ),
+        (
+            lambda c: c["models"]["llava"]["tiny"].__setitem__("num_hidden_layers", 2.5),
+            ["config error at models.llava.tiny.num_hidden_layers", "must be an int"],
+        ),
     ],
-    ids=["type", "range", "unknown-family", "misspelled-key", "shard-vs-batch", "synthetic-range",
-         "synthetic-key", "tiny-key", "tiny-type"],
+    ids=[
+        "type",
+        "range",
+        "unknown-family",
+        "misspelled-key",
+        "shard-vs-batch",
+        "synthetic-range",
+        "synthetic-key",
+        "tiny-key",
+        "tiny-type",
+    ],
 )
 def test_config_errors_name_the_key_and_fix(edit, phrases):
     config = _demo_config()
@@ -238,12 +270,23 @@ def _counting_word(df):
         (_empty_question, ["column 'question' is empty", "1 row(s), question_id"]),
         (_duplicate_id, ["column 'question_id' must be unique", "occur more than once (2 rows)"]),
         (_broken_image, ["column 'image' holds bytes that do not decode", "question_id"]),
-        (_counting_word, ["column 'answer' of counting rows must be a count in digits", "found ['three']"]),
+        (
+            _counting_word,
+            ["column 'answer' of counting rows must be a count in digits", "found ['three']"],
+        ),
     ],
-    ids=["dropped-column", "presence-answer-2", "empty-question", "duplicate-id", "corrupt-image",
-         "counting-word"],
+    ids=[
+        "dropped-column",
+        "presence-answer-2",
+        "empty-question",
+        "duplicate-id",
+        "corrupt-image",
+        "counting-word",
+    ],
 )
-def test_bad_question_tables_fail_before_any_shard(adapter, questions, tmp_path, edit, phrases, monkeypatch):
+def test_bad_question_tables_fail_before_any_shard(
+    adapter, questions, tmp_path, edit, phrases, monkeypatch
+):
     table = questions.copy()
     edit(table)
     calls = counting_batches(monkeypatch)
@@ -275,8 +318,9 @@ def _png(colour) -> bytes:
     return buffer.getvalue()
 
 
-def test_a_changed_image_redoes_its_shard_and_says_why(adapter, questions, clean, tmp_path, monkeypatch,
-                                                       caplog):
+def test_a_changed_image_redoes_its_shard_and_says_why(
+    adapter, questions, clean, tmp_path, monkeypatch, caplog
+):
     out = tmp_path / "out"
     shutil.copytree(clean, out)
     changed = questions.copy()
@@ -289,7 +333,10 @@ def test_a_changed_image_redoes_its_shard_and_says_why(adapter, questions, clean
     assert changed.loc[9, "question_id"] in caplog.text
     fresh = tmp_path / "fresh"
     monkeypatch.undo()
-    assert extract(adapter, changed, fresh, SPEC, SETTINGS, progress=False)["fingerprint"] == manifest["fingerprint"]
+    assert (
+        extract(adapter, changed, fresh, SPEC, SETTINGS, progress=False)["fingerprint"]
+        == manifest["fingerprint"]
+    )
     assert fingerprint(SPEC, SETTINGS, changed) == manifest["fingerprint"]
     assert_identical(out, fresh)
     assert manifest["fingerprint"] != load_manifest(clean)["fingerprint"]
@@ -301,8 +348,9 @@ def load_manifest(out: Path) -> dict:
     return json.loads((out / "manifest.json").read_text())
 
 
-def test_a_new_column_value_or_code_version_redoes_every_shard(adapter, questions, clean, tmp_path, monkeypatch,
-                                                               caplog):
+def test_a_new_column_value_or_code_version_redoes_every_shard(
+    adapter, questions, clean, tmp_path, monkeypatch, caplog
+):
     out = tmp_path / "out"
     shutil.copytree(clean, out)
     changed = questions.assign(object=questions["object"].where(questions.index != 0, "zzz"))
@@ -319,7 +367,9 @@ def test_a_new_column_value_or_code_version_redoes_every_shard(adapter, question
     assert caplog.text.count("fingerprint differs: code changed") == 3
 
 
-def test_a_touched_checkpoint_keeps_shards_new_weights_do_not(adapter, questions, tmp_path, monkeypatch):
+def test_a_touched_checkpoint_keeps_shards_new_weights_do_not(
+    adapter, questions, tmp_path, monkeypatch
+):
     subset = questions.head(8)
     checkpoint = tmp_path / "checkpoint"
     adapter.save(checkpoint)
@@ -329,15 +379,19 @@ def test_a_touched_checkpoint_keeps_shards_new_weights_do_not(adapter, questions
     for f in checkpoint.rglob("*"):
         os.utime(f, ns=(1, 1))  # same content, other mtime: nothing to redo
     calls = counting_batches(monkeypatch)
-    assert extract(adapter, subset, tmp_path / "out", spec, settings, progress=False)["fingerprint"] == \
-        first["fingerprint"]
+    assert (
+        extract(adapter, subset, tmp_path / "out", spec, settings, progress=False)["fingerprint"]
+        == first["fingerprint"]
+    )
     assert calls["n"] == 0
 
 
 # --------------------------------------------------------------------------------------------
 # 22-25: finite or refuse
 # --------------------------------------------------------------------------------------------
-def test_nan_at_write_time_fails_naming_array_shard_and_questions(adapter, questions, tmp_path, monkeypatch):
+def test_nan_at_write_time_fails_naming_array_shard_and_questions(
+    adapter, questions, tmp_path, monkeypatch
+):
     original = Extractor.run_batch
 
     def poisoned(self, batch):
@@ -361,9 +415,14 @@ def test_attention_nan_is_allowed_only_in_the_grid_padding():
     samples = pd.DataFrame({"question_id": ["a", "b"], "grid_rows": [2, 1], "grid_cols": [2, 2]})
     attention = np.full((2, 3, 4), 0.25, dtype=np.float32)
     attention[1, :, 2:] = np.nan  # b's grid has 2 tokens: columns 2-3 are padding
-    check_finite({"image_attention": attention, "head_attention": attention[:, :, None, :]}, samples, "s")
+    check_finite(
+        {"image_attention": attention, "head_attention": attention[:, :, None, :]}, samples, "s"
+    )
     attention[1, 0, 1] = np.nan  # inside b's real grid
-    with pytest.raises(NonFiniteArrayError, match=r"array 'image_attention' holds NaN/inf for 1 question\(s\) \(b\)"):
+    with pytest.raises(
+        NonFiniteArrayError,
+        match=r"array 'image_attention' holds NaN/inf for 1 question\(s\) \(b\)",
+    ):
         check_finite({"image_attention": attention}, samples, "shards/00003")
     with pytest.raises(NonFiniteArrayError, match="'hidden'.*a"):
         check_finite({"hidden": np.array([[np.inf, 0.0], [0.0, 0.0]])}, samples, "s")
@@ -373,10 +432,16 @@ def test_nan_margin_is_refused_not_reported_as_layer_0():
     margin = np.tile(np.array([0.0, 1.0, 5.0, 2.0]), (6, 1))
     assert peak_margin(margin) == (1, 5.0)
     margin[2, 3] = np.nan
-    with pytest.raises(NonFiniteError, match=r"lens_margin holds 1 NaN/inf value\(s\) in sample row\(s\) \[2\]"):
+    with pytest.raises(
+        NonFiniteError, match=r"lens_margin holds 1 NaN/inf value\(s\) in sample row\(s\) \[2\]"
+    ):
         peak_margin(margin)
-    arrays = {"lens_margin": margin, "lens_margin_blank": np.zeros_like(margin),
-              "mlp_logit": np.ones((6, 3)), "attn_logit": np.ones((6, 3))}
+    arrays = {
+        "lens_margin": margin,
+        "lens_margin_blank": np.zeros_like(margin),
+        "mlp_logit": np.ones((6, 3)),
+        "attn_logit": np.ones((6, 3)),
+    }
     with pytest.raises(NonFiniteError, match="rerun it"):
         dynamics_row(arrays, (1, 2))
 
@@ -395,12 +460,15 @@ def test_head_attention_is_float16_and_close_to_float32(adapter, questions, clea
 # 26-31: shards Snakemake can see and repair
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("shard", ["00000", "00001"])
-def test_a_deleted_shard_file_is_redone_to_identical_files(adapter, questions, clean, tmp_path, monkeypatch,
-                                                           shard):
+def test_a_deleted_shard_file_is_redone_to_identical_files(
+    adapter, questions, clean, tmp_path, monkeypatch, shard
+):
     out = tmp_path / "out"
     shutil.copytree(clean, out)
     (out / "shards" / shard / "hidden.npy").unlink()
-    with pytest.raises(ShardError, match=f"shards/{shard}/hidden.npy of .* is missing: rerun the workflow"):
+    with pytest.raises(
+        ShardError, match=f"shards/{shard}/hidden.npy of .* is missing: rerun the workflow"
+    ):
         load_array(out / "manifest.json", "hidden")
     assert shard_state(out / "shards" / shard, load_manifest(clean)["fingerprint"]) is not None
     assert broken_shards(out / "manifest.json") == [f"shards/{shard}/hidden.npy is missing"]
@@ -417,7 +485,8 @@ def test_a_truncated_shard_file_is_redone(adapter, questions, clean, tmp_path, m
     path = out / "shards" / "00002" / "mlp_out.npy"
     path.write_bytes(path.read_bytes()[:-100])
     assert broken_shards(out / "manifest.json") == [
-        f"shards/00002/mlp_out.npy has {path.stat().st_size} bytes, {path.stat().st_size + 100} were written"]
+        f"shards/00002/mlp_out.npy has {path.stat().st_size} bytes, {path.stat().st_size + 100} were written"
+    ]
     calls = counting_batches(monkeypatch)
     extract(adapter, questions, out, SPEC, SETTINGS, progress=False)
     assert calls["n"] == 2
@@ -436,8 +505,11 @@ def test_the_manifest_refuses_a_shard_lacking_an_array(adapter, questions, clean
     del meta["files"]["head_logit.npy"]  # a shard that never had the array, by its own record
     meta_path.write_text(json.dumps(meta, sort_keys=True))
     (out / "shards" / "00000" / "head_logit.npy").unlink()
-    with pytest.raises(ShardError, match=r"lacks array\(s\) \['head_logit'\] that other shards .* hold; no "
-                                         r"manifest was written"):
+    with pytest.raises(
+        ShardError,
+        match=r"lacks array\(s\) \['head_logit'\] that other shards .* hold; no "
+        r"manifest was written",
+    ):
         extract(adapter, questions, out, SPEC, SETTINGS, progress=False)
     assert_nothing_valid(out)
 
@@ -483,15 +555,20 @@ extract(adapter, questions, {out!r}, T.SPEC, T.SETTINGS, progress=False)
 """
 
 
-def test_kill_9_mid_extraction_resumes_to_identical_files(adapter, questions, clean, tmp_path, monkeypatch):
+def test_kill_9_mid_extraction_resumes_to_identical_files(
+    adapter, questions, clean, tmp_path, monkeypatch
+):
     table = tmp_path / "eval.parquet"
     questions.to_parquet(table)
     out = tmp_path / "out"
     script = KILLER.format(tests=str(REPO / "tests"), table=str(table), out=str(out))
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
-                            cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr[-2000:]
-    assert sorted(p.name for p in (out / "shards").iterdir() if not p.name.startswith(".")) == ["00000"]
+    assert sorted(p.name for p in (out / "shards").iterdir() if not p.name.startswith(".")) == [
+        "00000"
+    ]
     assert not (out / "manifest.json").exists() and not (out / "samples.parquet").exists()
     calls = counting_batches(monkeypatch)
     extract(adapter, questions, out, SPEC, SETTINGS, progress=False)
@@ -535,12 +612,19 @@ def test_a_full_disk_in_the_atomic_writer(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_the_workflow_repairs_deleted_shard_files_to_identical_results(demo_workdir, tmp_path):
     work = tmp_path / "work"
-    shutil.copytree(demo_workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
+    shutil.copytree(
+        demo_workdir, work, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete")
+    )
     extraction = work / "results" / "extract" / "llava" / "synthetic"
-    targets = ["results/accuracy.csv", "results/probes/llava/synthetic/layers.csv",
-               "results/probes/llava/synthetic/peak.json"]
+    targets = [
+        "results/accuracy.csv",
+        "results/probes/llava/synthetic/layers.csv",
+        "results/probes/llava/synthetic/peak.json",
+    ]
     before = {t: (work / t).read_bytes() for t in targets}
-    shards_before = {p: (extraction / "shards" / p).read_bytes() for p in _files(extraction / "shards")}
+    shards_before = {
+        p: (extraction / "shards" / p).read_bytes() for p in _files(extraction / "shards")
+    }
     for shard in ("00000", "00001"):
         (extraction / "shards" / shard / "hidden.npy").unlink()
     dry = run_snakemake(work, "-n", *targets, timeout=600)
@@ -550,10 +634,14 @@ def test_the_workflow_repairs_deleted_shard_files_to_identical_results(demo_work
     assert "shards.check" in log  # the updated marker input is the reason
     result = run_snakemake(work, *targets, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "shard shards/00001 is redone: hidden.npy is missing" in \
-        (work / "logs" / "extract" / "llava" / "synthetic.log").read_text()
+    assert (
+        "shard shards/00001 is redone: hidden.npy is missing"
+        in (work / "logs" / "extract" / "llava" / "synthetic.log").read_text()
+    )
     for t in targets:
         assert (work / t).read_bytes() == before[t], t
-    assert {p: (extraction / "shards" / p).read_bytes() for p in _files(extraction / "shards")} == shards_before
+    assert {
+        p: (extraction / "shards" / p).read_bytes() for p in _files(extraction / "shards")
+    } == shards_before
     again = run_snakemake(work, "-n", *targets, timeout=600)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -43,7 +43,8 @@ def fake_resolver(artefact: pins.HubArtefact) -> str:
 def network_off(folder: Path) -> dict[str, str]:
     """Environment whose Python processes cannot open a socket (a sitecustomize refuses it)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(textwrap.dedent("""
+    (folder / "sitecustomize.py").write_text(
+        textwrap.dedent("""
             import socket
 
             def _refuse(*args, **kwargs):
@@ -52,7 +53,8 @@ def network_off(folder: Path) -> dict[str, str]:
             socket.socket.connect = _refuse
             socket.create_connection = _refuse
             socket.getaddrinfo = _refuse
-            """))
+            """)
+    )
     env = {
         k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     }
@@ -428,9 +430,7 @@ def test_paper_dry_run_lists_the_coco_fetch_rule(tmp_path):
     (workdir / "config").mkdir(parents=True)
     jobs = planned_jobs(workdir, "--configfile", str(PAPER), "--replace-workflow-config")
     assert (
-        jobs["data_coco_val2014"] == 1
-        and jobs["data_pope"] == 1
-        and jobs["data_coco_tasks"] == 1
+        jobs["data_coco_val2014"] == 1 and jobs["data_pope"] == 1 and jobs["data_coco_tasks"] == 1
     )
 
 
@@ -548,5 +548,17 @@ def test_pins_command_writes_the_lock_and_reports_an_unreachable_hub(tmp_path, m
         raise ConnectionError("[Errno -2] Name or service not known")
 
     monkeypatch.setattr(pins, "hub_resolver", lambda timeout=30.0: unreachable)
-    assert pins.main([str(PAPER), "--lock", str(tmp_path / "other.yaml"), "--update", "--schema", str(SCHEMA_PATH)]) == 1
+    assert (
+        pins.main(
+            [
+                str(PAPER),
+                "--lock",
+                str(tmp_path / "other.yaml"),
+                "--update",
+                "--schema",
+                str(SCHEMA_PATH),
+            ]
+        )
+        == 1
+    )
     assert "run this on a machine with Hub access" in capsys.readouterr().err

@@ -44,10 +44,18 @@ def _png(seed: int) -> bytes:
 def questions() -> pd.DataFrame:
     rows = []
     for i, (prefix, word) in enumerate((p, w) for p in PREFIXES for w in YES_WORDS + NO_WORDS):
-        rows.append({"question_id": f"q{i}", "image_id": f"img{i % 3}", "image": _png(i % 3),
-                     "question": f"{prefix} {word}", "answer": "yes" if word in YES_WORDS else "no",
-                     "task": "presence" if i % 2 else "object_id", "pope_setting": "random" if i % 2 else "",
-                     "object": word})
+        rows.append(
+            {
+                "question_id": f"q{i}",
+                "image_id": f"img{i % 3}",
+                "image": _png(i % 3),
+                "question": f"{prefix} {word}",
+                "answer": "yes" if word in YES_WORDS else "no",
+                "task": "presence" if i % 2 else "object_id",
+                "pope_setting": "random" if i % 2 else "",
+                "object": word,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -63,7 +71,9 @@ def adapters(tokenizer):
 
 def _mlp_outputs(adapter, questions, layer):
     captured = []
-    handle = adapter.mlp_module(layer).register_forward_hook(lambda m, a, o: captured.append(o.detach().clone()))
+    handle = adapter.mlp_module(layer).register_forward_hook(
+        lambda m, a, o: captured.append(o.detach().clone())
+    )
     try:
         images = [Image.open(io.BytesIO(b)).convert("RGB") for b in questions["image"]]
         inputs = adapter.encode(images, questions["question"].tolist())
@@ -75,14 +85,20 @@ def _mlp_outputs(adapter, questions, layer):
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_zero_ablation_changes_exactly_the_chosen_channels_at_every_position(adapters, questions, family):
+def test_zero_ablation_changes_exactly_the_chosen_channels_at_every_position(
+    adapters, questions, family
+):
     adapter, batch = adapters[family], questions.head(3)
     channels = [3, 50, 127]
     clean, clean_logits = _mlp_outputs(adapter, batch, 1)
     with ablate_mlp_channels(adapter, 1, channels):
-        ablated, ablated_logits = _mlp_outputs(adapter, batch, 1)  # recorder runs after the ablation hook
+        ablated, ablated_logits = _mlp_outputs(
+            adapter, batch, 1
+        )  # recorder runs after the ablation hook
     assert (ablated[..., channels] == 0).all()
-    assert (clean[..., channels] != 0).any(dim=-1).all()  # the chosen channels were live at every position
+    assert (
+        (clean[..., channels] != 0).any(dim=-1).all()
+    )  # the chosen channels were live at every position
     others = [c for c in range(adapter.hidden_size) if c not in channels]
     assert torch.equal(ablated[..., others], clean[..., others])
     assert not torch.allclose(ablated_logits, clean_logits)  # it reaches the answer
@@ -101,7 +117,9 @@ def test_mean_replacement_and_bypass(adapters, questions):
     assert (bypassed == 0).all()
     means = channel_means(adapter, batch, 0, batch_size=2)
     clean, _ = _mlp_outputs(adapter, batch, 0)
-    inputs = adapter.encode([Image.open(io.BytesIO(b)) for b in batch["image"]], batch["question"].tolist())
+    inputs = adapter.encode(
+        [Image.open(io.BytesIO(b)) for b in batch["image"]], batch["question"].tolist()
+    )
     real = inputs["attention_mask"].bool()
     torch.testing.assert_close(means, clean[real].mean(0), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match=r"\[0, 128\)"):
@@ -116,7 +134,11 @@ def test_scale_layers_maps_the_papers_llava_layers_to_each_depth():
     assert scale_layers(paper, 28, 32) == [9, 15, 18, 24, 25, 27]  # Qwen2-VL's 28 layers
     assert scale_layers(paper, 4, 32) == [1, 2, 3]  # the tiny zoo; duplicates dropped
     assert scale_layers([-1, 0], 4, None) == [3, 0]
-    assert layer_plan(4, paper, 32, 31) == {"num_layers": 4, "k_sweep_layer": 3, "sweep_layers": [1, 2, 3]}
+    assert layer_plan(4, paper, 32, 31) == {
+        "num_layers": 4,
+        "k_sweep_layer": 3,
+        "sweep_layers": [1, 2, 3],
+    }
     with pytest.raises(ValueError, match="does not exist"):
         scale_layers([4], 4, None)
 
@@ -125,26 +147,44 @@ def _ranking(layer: int, top: list[int], hidden: int = 128, first_rank: int = 0)
     rest = [c for c in range(hidden) if c not in top]
     channels = top + rest
     weights = np.r_[np.linspace(3, 2, len(top)), np.zeros(len(rest))]
-    return pd.DataFrame({"layer": layer, "channel": channels, "weight": weights, "abs_weight": np.abs(weights),
-                         "rank": np.arange(len(channels)) + first_rank})
+    return pd.DataFrame(
+        {
+            "layer": layer,
+            "channel": channels,
+            "weight": weights,
+            "abs_weight": np.abs(weights),
+            "rank": np.arange(len(channels)) + first_rank,
+        }
+    )
 
 
 def test_conditions_from_plans():
     ranking = pd.concat([_ranking(1, [40, 5, 17]), _ranking(0, [1, 2, 3])])
     assert ranked_channels(ranking, 1, 2) == [40, 5]
-    assert ranked_channels(ranking.assign(rank=ranking["rank"] + 1), 1, 2) == [40, 5]  # 1-based ranks too
-    conds = build_conditions({"kind": "top_k", "k": 3, "random_seeds": [0, 1]}, 1, ranking, 128, global_seed=0)
+    assert ranked_channels(ranking.assign(rank=ranking["rank"] + 1), 1, 2) == [
+        40,
+        5,
+    ]  # 1-based ranks too
+    conds = build_conditions(
+        {"kind": "top_k", "k": 3, "random_seeds": [0, 1]}, 1, ranking, 128, global_seed=0
+    )
     assert [c.condition for c in conds] == ["top_k", "random_k", "random_k"]
     assert conds[0].channels == (40, 5, 17)
     for c in conds[1:]:
         assert len(c.channels) == 3 and not set(c.channels) & {40, 5, 17}
     assert conds[1].channels != conds[2].channels
-    again = build_conditions({"kind": "top_k", "k": 3, "random_seeds": [0, 1]}, 1, ranking, 128, global_seed=0)
+    again = build_conditions(
+        {"kind": "top_k", "k": 3, "random_seeds": [0, 1]}, 1, ranking, 128, global_seed=0
+    )
     assert again == conds  # deterministic from the seeds
     (single,) = build_conditions({"kind": "single", "rank": 2}, 1, ranking, 128)
     assert single.channels == (5,) and single.rank == 2
-    fractions = build_conditions({"kind": "random_fraction", "fraction": 0.25, "random_seeds": [0, 1, 2]}, 0, None, 128)
-    assert [len(c.channels) for c in fractions] == [32, 32, 32] and len({c.channels for c in fractions}) == 3
+    fractions = build_conditions(
+        {"kind": "random_fraction", "fraction": 0.25, "random_seeds": [0, 1, 2]}, 0, None, 128
+    )
+    assert [len(c.channels) for c in fractions] == [32, 32, 32] and len(
+        {c.channels for c in fractions}
+    ) == 3
     (bypass,) = build_conditions({"kind": "bypass"}, 0, None, 128)
     assert bypass.channels is None and bypass.labels(128)["n_channels"] == 128
     with pytest.raises(ValueError, match="no channels for decoder layer 3"):
@@ -165,7 +205,9 @@ def planted(tokenizer):
     the unembedding reads: "yes" = +1 and "no" = -1 on PLANTED, 0 elsewhere.
     """
     tiny = LlavaAdapter.build_tiny(tokenizer, {"num_hidden_layers": 2}, seed=4)
-    adapter = LlavaAdapter(tiny.model, tiny.processor, prompt_template="USER: {image}\nASSISTANT: {question}")
+    adapter = LlavaAdapter(
+        tiny.model, tiny.processor, prompt_template="USER: {image}\nASSISTANT: {question}"
+    )
     embed = adapter.input_embeddings().weight
     assert adapter.lm_head().weight is embed  # tied: the same matrix reads and writes
     yes, no = (adapter.form_token_ids(word, adapter.answer_separator)[0] for word in ("yes", "no"))
@@ -192,7 +234,9 @@ def planted(tokenizer):
 def test_planted_signal_top_k_ablation_drops_accuracy_random_does_not(planted, questions):
     candidates = {"object_id": ["no", "yes"], "presence": ["no", "yes"]}
     ranking = pd.concat([_ranking(1, PLANTED), _ranking(0, [1, 2, 3])])
-    conditions = build_conditions({"kind": "top_k", "k": 3, "random_seeds": [0, 1, 2]}, 1, ranking, 128)
+    conditions = build_conditions(
+        {"kind": "top_k", "k": 3, "random_seeds": [0, 1, 2]}, 1, ranking, 128
+    )
     conditions += build_conditions({"kind": "single", "rank": 1}, 1, ranking, 128)
     baseline = predict(planted, questions, candidates, batch_size=8)
     assert baseline["correct"].all()  # the planted circuit answers every question
@@ -214,5 +258,7 @@ def test_planted_signal_top_k_ablation_drops_accuracy_random_does_not(planted, q
     assert table.loc[table["condition"] == "top_k", "channels"].iloc[0] == "5 17 40"
 
     # mean replacement: layer 1's MLP is ~0 except at object words, so its mean kills the signal too
-    mean_runs = run_ablation(planted, questions, candidates, conditions[:1], mode="mean", batch_size=8)
+    mean_runs = run_ablation(
+        planted, questions, candidates, conditions[:1], mode="mean", batch_size=8
+    )
     assert mean_runs["correct"].mean() < 1.0 and (mean_runs["mode"] == "mean").all()

@@ -54,7 +54,9 @@ def adapters(tokenizer):
 def noise_image(size: tuple[int, int], seed: int = 0) -> Image.Image:
     # values below 100, so no original pixel is already the grey fill (128)
     width, height = size
-    return Image.fromarray(np.random.default_rng(seed).integers(0, 100, (height, width, 3), dtype=np.uint8))
+    return Image.fromarray(
+        np.random.default_rng(seed).integers(0, 100, (height, width, 3), dtype=np.uint8)
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -89,7 +91,9 @@ def test_masked_cells_are_grey_in_the_pixels_the_vision_tower_sees(adapters, fam
     scores = np.random.default_rng(4).random(grid[0] * grid[1])
     (masked,), _ = masked_images(adapter, [noise_image(size, 2)], [scores], [grid], 0.3, "high")
     processor = adapter.processor.image_processor
-    pixels = processor(images=[masked], return_tensors="pt")["pixel_values"][0].numpy()  # (3, 64, 64)
+    pixels = processor(images=[masked], return_tensors="pt")["pixel_values"][
+        0
+    ].numpy()  # (3, 64, 64)
     grey = (128 / 255 - np.asarray(processor.image_mean)) / np.asarray(processor.image_std)
     masked_cells = set(np.argsort(-scores, kind="stable")[:19].tolist())
     for cell in range(grid[0] * grid[1]):
@@ -105,7 +109,9 @@ def test_random_masks_are_seeded_per_seed_and_question(adapters):
     image, scores, grid = noise_image((64, 64)), np.zeros(64), (8, 8)
 
     def cells(seed, row):
-        (masked,), _ = masked_images(adapter, [image], [scores], [grid], 0.3, "random", [sample_rng(0, seed, row)])
+        (masked,), _ = masked_images(
+            adapter, [image], [scores], [grid], 0.3, "random", [sample_rng(0, seed, row)]
+        )
         return np.array(masked)
 
     assert np.array_equal(cells(1, 7), cells(1, 7))
@@ -133,16 +139,36 @@ def test_causal_questions_align_with_the_extraction_and_keep_whole_images(questi
 @pytest.mark.parametrize("family", FAMILIES)
 def test_masking_everything_equals_scoring_a_grey_image(adapters, questions, family):
     adapter = adapters[family]
-    subset = causal_questions(questions, questions[["question_id"]].iloc[: len(questions)], max_images=None)
+    subset = causal_questions(
+        questions, questions[["question_id"]].iloc[: len(questions)], max_images=None
+    )
     subset = subset.groupby("task").head(2).reset_index(drop=True)
     n = len(subset)
     attention = np.random.default_rng(0).random((subset["row"].max() + 1, adapter.num_layers, 64))
-    runs = run_masking(adapter, subset, candidate_sets(questions), attention, [(8, 8)] * n, p=1.0,
-                       random_seeds=[0, 1], batch_size=4, chunk_size=3)
-    assert runs.groupby(["condition", "seed"]).size().to_dict() == {("high", -1): n, ("low", -1): n,
-                                                                    ("random", 0): n, ("random", 1): n}
+    runs = run_masking(
+        adapter,
+        subset,
+        candidate_sets(questions),
+        attention,
+        [(8, 8)] * n,
+        p=1.0,
+        random_seeds=[0, 1],
+        batch_size=4,
+        chunk_size=3,
+    )
+    assert runs.groupby(["condition", "seed"]).size().to_dict() == {
+        ("high", -1): n,
+        ("low", -1): n,
+        ("random", 0): n,
+        ("random", 1): n,
+    }
     assert (runs["n_masked"] == 64).all() and (runs["n_patches"] == 64).all()
-    grey = predict(adapter, subset, candidate_sets(questions), images=[Image.new("RGB", (64, 64), (128,) * 3)] * n)
+    grey = predict(
+        adapter,
+        subset,
+        candidate_sets(questions),
+        images=[Image.new("RGB", (64, 64), (128,) * 3)] * n,
+    )
     for _, group in runs.groupby(["condition", "seed"]):
         assert group["prediction"].tolist() == grey["prediction"].tolist()
         np.testing.assert_allclose(group["p_answer"], grey["p_answer"], rtol=1e-5)

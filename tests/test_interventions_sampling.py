@@ -32,18 +32,26 @@ def questions() -> pd.DataFrame:
 def adapter(request, questions):
     torch.set_num_threads(1)
     tokenizer = questions_tokenizer(questions)
-    adapter = get_adapter_class(request.param).build_tiny(tokenizer, {"num_hidden_layers": 1}, seed=2)
+    adapter = get_adapter_class(request.param).build_tiny(
+        tokenizer, {"num_hidden_layers": 1}, seed=2
+    )
     # a checkpoint default that would make every sample the greedy answer (Qwen2-VL-Instruct ships top_k=1)
     adapter.model.generation_config.top_k = 1
     return adapter
 
 
 def test_sampling_is_seeded_prefix_stable_and_decodes_only_new_tokens(adapter, questions):
-    settings = S.ConsistencySettings(k_max=3, temperature=1.0, top_p=0.95, max_new_tokens=3, batch_size=4, seed=7)
-    with_caption = pd.concat([questions, questions.head(1).assign(task="caption", question_id="cap")])
+    settings = S.ConsistencySettings(
+        k_max=3, temperature=1.0, top_p=0.95, max_new_tokens=3, batch_size=4, seed=7
+    )
+    with_caption = pd.concat(
+        [questions, questions.head(1).assign(task="caption", question_id="cap")]
+    )
     first = S.sample_answers(adapter, with_caption, settings, progress=False)
     assert list(first.columns) == S.SAMPLE_COLUMNS
-    assert len(first) == 3 * len(questions) and "cap" not in set(first["question_id"])  # captions skipped
+    assert len(first) == 3 * len(questions) and "cap" not in set(
+        first["question_id"]
+    )  # captions skipped
     assert first["sample"].tolist() == [0, 1, 2] * len(questions)
     assert first["normalized"].tolist() == [normalize_answer(t) for t in first["text"]]
     # only the generated tokens are decoded (the prompts are longer than max_new_tokens words) ...
@@ -54,20 +62,31 @@ def test_sampling_is_seeded_prefix_stable_and_decodes_only_new_tokens(adapter, q
     pd.testing.assert_frame_equal(first, reference)
     for share_prefix, decode_rows in ((False, 64), (True, 2)):
         chunked = S.ConsistencySettings(**{**settings.__dict__, "decode_rows": decode_rows})
-        other = S.sample_answers(adapter, questions, chunked, progress=False, share_prefix=share_prefix)
+        other = S.sample_answers(
+            adapter, questions, chunked, progress=False, share_prefix=share_prefix
+        )
         pd.testing.assert_frame_equal(other, reference)
     # a question's samples do not depend on the other questions of its batch
     alone = S.sample_answers(adapter, questions.iloc[[3]], settings, progress=False)
-    pd.testing.assert_frame_equal(alone, first[first["question_id"] == questions["question_id"][3]]
-                                  .reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        alone, first[first["question_id"] == questions["question_id"][3]].reset_index(drop=True)
+    )
 
     again = S.sample_answers(adapter, questions, settings, progress=False)
     pd.testing.assert_frame_equal(first, again)
-    longer = S.sample_answers(adapter, questions, S.ConsistencySettings(**{**settings.__dict__, "k_max": 5}),
-                              progress=False)
+    longer = S.sample_answers(
+        adapter,
+        questions,
+        S.ConsistencySettings(**{**settings.__dict__, "k_max": 5}),
+        progress=False,
+    )
     pd.testing.assert_frame_equal(longer[longer["sample"] < 3].reset_index(drop=True), first)
-    other_seed = S.sample_answers(adapter, questions, S.ConsistencySettings(**{**settings.__dict__, "seed": 8}),
-                                  progress=False)
+    other_seed = S.sample_answers(
+        adapter,
+        questions,
+        S.ConsistencySettings(**{**settings.__dict__, "seed": 8}),
+        progress=False,
+    )
     assert (other_seed["text"] != first["text"]).any()
     # the checkpoint's top_k=1 is overridden: samples of one question differ
     assert first.groupby("question_id")["text"].nunique().max() > 1

@@ -33,8 +33,11 @@ def _python_files(*roots: str) -> list[Path]:
 def test_only_the_zoo_imports_the_training_module():
     # the zoo's own rule (rules/zoo.smk) runs workflow/scripts/zoo_train.py; the zoo's training
     # benchmark times its steps
-    allowed = {PACKAGE / "zoo" / "train.py", REPO / "workflow" / "scripts" / "zoo_train.py",
-               REPO / "bench" / "zoo_training.py"}
+    allowed = {
+        PACKAGE / "zoo" / "train.py",
+        REPO / "workflow" / "scripts" / "zoo_train.py",
+        REPO / "bench" / "zoo_training.py",
+    }
     offenders = [
         str(p.relative_to(REPO))
         for p in _python_files("src", "workflow", "tests", "bench")
@@ -62,8 +65,18 @@ FAMILY_NAMES_ALLOWED = {
     # the paper's headline claims are stated per family (its numbers for LLaVA, PaliGemma, Qwen2-VL)
     "src/vrp/analysis/claims.py": "the paper's per-family claims",
 }
-FAMILY_WORDS = ("llava", "paligemma", "qwen2vl", "qwen2_vl", "qwen2-vl", "qwen25vl", "qwen2_5", "qwen2.5",
-                "gemma", "qwen")
+FAMILY_WORDS = (
+    "llava",
+    "paligemma",
+    "qwen2vl",
+    "qwen2_vl",
+    "qwen2-vl",
+    "qwen25vl",
+    "qwen2_5",
+    "qwen2.5",
+    "gemma",
+    "qwen",
+)
 
 
 def _docstring_nodes(tree: ast.AST) -> set[int]:
@@ -130,8 +143,14 @@ def test_method_notes_are_cited_inside_the_repository():
 # ------------------------------------------------------------------------------------------
 # "A family is one adapter file": everything else reads the family facts off the registry
 # ------------------------------------------------------------------------------------------
-WORKFLOW_TEXT = ["Snakefile", "rules/*.smk", "workflow/schemas/*.yaml", "workflow/report/*.rst",
-                 "profiles/*/*.yaml", "envs/*.yaml"]
+WORKFLOW_TEXT = [
+    "Snakefile",
+    "rules/*.smk",
+    "workflow/schemas/*.yaml",
+    "workflow/report/*.rst",
+    "profiles/*/*.yaml",
+    "envs/*.yaml",
+]
 
 
 def test_the_registry_is_the_only_list_of_families():

@@ -12,10 +12,15 @@ def _predictions():
     # presence/adversarial: answers yes no, predictions yes yes -> acc .5, P .5, R 1, yes-share 1
     # counting: answers 1 2 2, predictions 1 2 1 -> acc 2/3
     rows = [
-        ("presence", "random", "yes", "yes"), ("presence", "random", "yes", "no"),
-        ("presence", "random", "no", "yes"), ("presence", "random", "no", "no"),
-        ("presence", "adversarial", "yes", "yes"), ("presence", "adversarial", "no", "yes"),
-        ("counting", "", "1", "1"), ("counting", "", "2", "2"), ("counting", "", "2", "1"),
+        ("presence", "random", "yes", "yes"),
+        ("presence", "random", "yes", "no"),
+        ("presence", "random", "no", "yes"),
+        ("presence", "random", "no", "no"),
+        ("presence", "adversarial", "yes", "yes"),
+        ("presence", "adversarial", "no", "yes"),
+        ("counting", "", "1", "1"),
+        ("counting", "", "2", "2"),
+        ("counting", "", "2", "1"),
     ]
     frame = pd.DataFrame(rows, columns=["task", "pope_setting", "answer", "prediction"])
     return frame.assign(model="m", dataset="d")
@@ -24,7 +29,12 @@ def _predictions():
 def test_accuracy_table_known_values():
     table = accuracy_table(_predictions()).set_index(["task", "pope_setting"])
     random = table.loc[("presence", "random")]
-    assert (random["n"], random["accuracy"], random["precision"], random["recall"]) == (4, 0.5, 0.5, 0.5)
+    assert (random["n"], random["accuracy"], random["precision"], random["recall"]) == (
+        4,
+        0.5,
+        0.5,
+        0.5,
+    )
     assert random["yes_share"] == 0.5
     adversarial = table.loc[("presence", "adversarial")]
     assert adversarial["recall"] == 1.0 and adversarial["yes_share"] == 1.0
@@ -60,8 +70,14 @@ def test_generation_cross_check_columns_known_values():
 
 def test_macro_metrics_count_predicted_answers_outside_the_gold_set():
     # gold 1 1 2 2, predicted 1 3 2 2: "3" is never gold; its class enters the macro average
-    frame = pd.DataFrame({"task": "counting", "pope_setting": "", "answer": ["1", "1", "2", "2"],
-                          "prediction": ["1", "3", "2", "2"]}).assign(model="m", dataset="d")
+    frame = pd.DataFrame(
+        {
+            "task": "counting",
+            "pope_setting": "",
+            "answer": ["1", "1", "2", "2"],
+            "prediction": ["1", "3", "2", "2"],
+        }
+    ).assign(model="m", dataset="d")
     row = accuracy_table(frame).iloc[0]
     # precision per class 1: 1/1, 2: 2/2, 3: 0/1 -> 2/3; recall 1: 1/2, 2: 1, 3: 0 (no gold) -> 1/2
     assert row["precision"] == pytest.approx(2 / 3) and row["recall"] == pytest.approx(0.5)

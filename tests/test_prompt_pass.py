@@ -66,7 +66,9 @@ def _relative_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _run(adapter, questions, batch, share: bool):
-    settings = ExtractionSettings(batch_size=16, shard_size=16, prefix_sharing=share, generation_fraction=0.0)
+    settings = ExtractionSettings(
+        batch_size=16, shard_size=16, prefix_sharing=share, generation_fraction=0.0
+    )
     return Extractor(adapter, candidate_sets(questions), settings).run_batch(batch)
 
 
@@ -101,8 +103,14 @@ def test_shared_prefix_extraction_equals_the_full_forward(adapter, questions):
     assert shared[["grid_rows", "grid_cols"]].equals(full[["grid_rows", "grid_cols"]])
     # every array the analyses read: hidden states, attention per layer and head, lens margins,
     # direct logit contributions, the visual tokens' update norms (from the prefix pass)
-    assert {"hidden", "head_attention", "lens_margin", "lens_margin_blank", "head_logit",
-            "visual_update_norm"} <= set(errors)
+    assert {
+        "hidden",
+        "head_attention",
+        "lens_margin",
+        "lens_margin_blank",
+        "head_logit",
+        "visual_update_norm",
+    } <= set(errors)
     worst = max(errors, key=errors.get)
     assert errors[worst] <= RELATIVE_TOLERANCE, (worst, errors)
 
@@ -149,10 +157,15 @@ def _hf_greedy(adapter, images, texts, max_new_tokens):
         inputs = adapter.encode([image], [text])
         with torch.no_grad():
             ids = adapter.model.generate(
-                **inputs, do_sample=False, max_new_tokens=max_new_tokens,
-                pad_token_id=adapter.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
+                **inputs,
+                do_sample=False,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=adapter.tokenizer.pad_token_id,
+                temperature=None,
+                top_p=None,
+                top_k=None,
             )
-        new = ids[0, inputs["input_ids"].shape[1]:]
+        new = ids[0, inputs["input_ids"].shape[1] :]
         out.append(adapter.tokenizer.decode(new, skip_special_tokens=True).strip())
     return out
 
@@ -170,7 +183,9 @@ def test_the_prefix_is_the_templates_and_holds_the_image(adapter, questions):
         assert not (shared.suffix_ids == adapter.image_token_id).any()
         # the same images -> the same prefix tokens for any group of questions (the template's)
         prefixes.append(ids.tolist())
-        full = adapter.encode([images[rows[0]]], [batch["question"][rows[0]]])["input_ids"][0].tolist()
+        full = adapter.encode([images[rows[0]]], [batch["question"][rows[0]]])["input_ids"][
+            0
+        ].tolist()
         suffix = shared.suffix_ids[0][shared.suffix_mask[0].bool()].tolist()
         assert full == ids.tolist() + suffix
     assert all(p == prefixes[0] for p in prefixes)
@@ -184,12 +199,18 @@ def test_families_that_cannot_share_take_the_full_pass(tokenizer, questions):
         adapter = _tiny(family, tokenizer)
         assert not uses_shared_prefix(adapter, True)
         assert pass_record(adapter, True) == {
-            "mode": "full", "requested": True, "reason": cls.prefix_sharing_note
+            "mode": "full",
+            "requested": True,
+            "reason": cls.prefix_sharing_note,
         }
         with pytest.raises(ValueError, match=family):
             adapter.encode_shared(decode_images(questions["image"][:1])[0], ["Is there a cat?"])
         batch = _mixed_batch(questions, n=4)
-        passes = list(prompt_passes(adapter, decode_images(batch["image"]), batch["question"].tolist(), False, True))
+        passes = list(
+            prompt_passes(
+                adapter, decode_images(batch["image"]), batch["question"].tolist(), False, True
+            )
+        )
         assert [rows for rows, _ in passes] == [list(range(len(batch)))]
 
 

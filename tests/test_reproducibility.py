@@ -45,11 +45,18 @@ def _tables(workdir: Path) -> list[Path]:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3),
-         "config error at models.llava.train: Additional properties are not allowed ('stpes' was unexpected)"),
-        (lambda c: c.__setitem__("seed", "zero"), "config error at seed: 'zero' is not of type 'integer'"),
-        (lambda c: c["extraction"].__setitem__("batch_size", 0),
-         "config error at extraction.batch_size: 0 is less than the minimum of 1"),
+        (
+            lambda c: c["models"]["llava"]["train"].__setitem__("stpes", 3),
+            "config error at models.llava.train: Additional properties are not allowed ('stpes' was unexpected)",
+        ),
+        (
+            lambda c: c.__setitem__("seed", "zero"),
+            "config error at seed: 'zero' is not of type 'integer'",
+        ),
+        (
+            lambda c: c["extraction"].__setitem__("batch_size", 0),
+            "config error at extraction.batch_size: 0 is less than the minimum of 1",
+        ),
     ],
     ids=["unknown-key", "wrong-type", "out-of-range"],
 )
@@ -72,8 +79,12 @@ def test_bad_config_is_refused_before_any_job(tmp_path, edit, message):
 # (config path, new value, the rules whose jobs must rerun, outputs they rewrite): one entry per
 # figure parameter; each figure's owner keeps its row true. Only rows whose rules exist are run.
 FIGURE_PARAMETERS = [
-    (("attention", "case_study", "entropy_quantile"), 0.25, {"attention_figure5": 1},
-     {"results/figures/fig5.pdf", "results/figures/fig5.png", "results/figures/fig5_case.json"}),
+    (
+        ("attention", "case_study", "entropy_quantile"),
+        0.25,
+        {"attention_figure5": 1},
+        {"results/figures/fig5.pdf", "results/figures/fig5.png", "results/figures/fig5_case.json"},
+    ),
 ]
 
 
@@ -118,13 +129,22 @@ def _run_through_api(workdir: Path, targets=("all",)) -> tuple[dict[str, int], l
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path, value, rules, outputs", FIGURE_PARAMETERS,
-                         ids=[".".join(p[0]) for p in FIGURE_PARAMETERS])
-def test_changing_one_figure_parameter_reruns_only_that_figure(demo_workdir, tmp_path, path, value, rules, outputs):
+@pytest.mark.parametrize(
+    "path, value, rules, outputs",
+    FIGURE_PARAMETERS,
+    ids=[".".join(p[0]) for p in FIGURE_PARAMETERS],
+)
+def test_changing_one_figure_parameter_reruns_only_that_figure(
+    demo_workdir, tmp_path, path, value, rules, outputs
+):
     workdir = tmp_path / "demo"
     # a copy (mtimes and .snakemake metadata kept) so the shared demo run stays untouched
-    shutil.copytree(demo_workdir, workdir, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete"))
-    assert planned_jobs(workdir) == {}, "the demo run is not up to date before the change (code edited since?)"
+    shutil.copytree(
+        demo_workdir, workdir, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete")
+    )
+    assert planned_jobs(workdir) == {}, (
+        "the demo run is not up to date before the change (code edited since?)"
+    )
     config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
     _set(config, path, value)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
@@ -149,6 +169,9 @@ def test_two_runs_with_the_same_seed_give_byte_identical_tables(demo_workdir, tm
     tables = _tables(demo_workdir)
     assert "accuracy.csv" in {str(t) for t in tables}
     assert _tables(second) == tables
-    different = [str(t) for t in tables
-                 if not filecmp.cmp(demo_workdir / "results" / t, second / "results" / t, shallow=False)]
+    different = [
+        str(t)
+        for t in tables
+        if not filecmp.cmp(demo_workdir / "results" / t, second / "results" / t, shallow=False)
+    ]
     assert different == [], f"tables that differ between two runs with seed 0: {different}"

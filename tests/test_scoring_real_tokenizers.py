@@ -195,28 +195,50 @@ def test_cached_continuation_equals_full_sequence_forward(adapter, monkeypatch, 
             assert not prompt.state.key_mask.all()  # and here right-padded after the prefix
         with torch.no_grad():
             scores = score_answers(
-                adapter, index, [tasks[r] for r in rows],
-                torch.log_softmax(prompt.logits.float(), -1), prompt.state, max_rows=5,
+                adapter,
+                index,
+                [tasks[r] for r in rows],
+                torch.log_softmax(prompt.logits.float(), -1),
+                prompt.state,
+                max_rows=5,
             )
         for k, b in enumerate(rows):
             forms = index.forms[tasks[b]]
             reference = torch.tensor(
-                [_full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids)) for f in forms]
+                [
+                    _full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids))
+                    for f in forms
+                ]
             )
             # a batched prompt pass differs from an unpadded one at float32 rounding level
             torch.testing.assert_close(scores.form_log_probs[k], reference, atol=1e-4, rtol=1e-5)
             owner = torch.tensor([f.answer for f in forms])
             n_candidates = len(candidates[tasks[b]])
-            mass = torch.stack([torch.logsumexp(reference[owner == c], 0) for c in range(n_candidates)])
+            mass = torch.stack(
+                [torch.logsumexp(reference[owner == c], 0) for c in range(n_candidates)]
+            )
             torch.testing.assert_close(scores.log_mass[k], mass, atol=1e-4, rtol=1e-5)
-    frame = score_batch(adapter, index, images, questions, tasks, ["3", "baseball glove", "2"],
-                        share_prefix=share_prefix)
+    frame = score_batch(
+        adapter,
+        index,
+        images,
+        questions,
+        tasks,
+        ["3", "baseball glove", "2"],
+        share_prefix=share_prefix,
+    )
     for b, task in enumerate(tasks):
         reference = torch.tensor(
-            [_full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids)) for f in index.forms[task]]
+            [
+                _full_sequence_log_prob(adapter, images[b], questions[b], list(f.ids))
+                for f in index.forms[task]
+            ]
         )
         owner = torch.tensor([f.answer for f in index.forms[task]])
-        best = max(range(len(candidates[task])), key=lambda c: float(torch.logsumexp(reference[owner == c], 0)))
+        best = max(
+            range(len(candidates[task])),
+            key=lambda c: float(torch.logsumexp(reference[owner == c], 0)),
+        )
         assert frame["prediction"][b] == candidates[task][best]
 
 

@@ -95,10 +95,14 @@ def test_profile_covers_every_rule_that_needs_it():
     for name, resources in rules.items():
         if "gpu" in resources:
             entry = overrides.get(name, {})
-            assert entry.get("slurm_partition") == "<gpu-partition>", f"GPU rule {name} needs a GPU partition"
+            assert entry.get("slurm_partition") == "<gpu-partition>", (
+                f"GPU rule {name} needs a GPU partition"
+            )
         mem = resources.get("mem_mb")
         if mem is not None and not mem.is_evaluable() and mem.value > default_mem:
-            assert name in overrides and "mem_mb" in overrides[name], f"{name} declares {mem.value} MB"
+            assert name in overrides and "mem_mb" in overrides[name], (
+                f"{name} declares {mem.value} MB"
+            )
             assert eval_attempt(overrides[name]["mem_mb"], 1) >= mem.value, name
 
 
@@ -106,7 +110,9 @@ def test_profile_covers_every_rule_that_needs_it():
 
 
 def _local_slurm(action: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(LOCAL_SLURM), action], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(LOCAL_SLURM), action], capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +153,10 @@ def _site_profile(folder: Path) -> Path:
     profile["retries"] = 0
     # the tiny model needs no GPU; ask for one anyway so the GPU path (--gpus, gres) is exercised
     overrides = profile["set-resources"]
-    overrides["zoo_train"] = {**overrides.get("zoo_train", {}), "gpu": 1}  # a copy: YAML anchors share
+    overrides["zoo_train"] = {
+        **overrides.get("zoo_train", {}),
+        "gpu": 1,
+    }  # a copy: YAML anchors share
     assert not PLACEHOLDERS & set(yaml.safe_dump(profile).split())
     folder.mkdir(parents=True)
     with open(folder / "config.yaml", "w") as fh:
@@ -158,8 +167,17 @@ def _site_profile(folder: Path) -> Path:
 def _finished_jobs() -> dict[str, dict]:
     """{comment: job} for every job squeue still knows (MinJobAge keeps finished ones)."""
     out = subprocess.run(
-        ["squeue", "--states=all", "--noheader", "-O", "JobID:|,Comment:|,State:|,tres-per-job:|,Name:"],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "squeue",
+            "--states=all",
+            "--noheader",
+            "-O",
+            "JobID:|,Comment:|,State:|,tres-per-job:|,Name:",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     ).stdout
     jobs = {}
     for line in out.splitlines():
@@ -221,7 +239,9 @@ def test_demo_slice_through_slurm_equals_local_run(tmp_path, local_slurm):
                 ja.pop(key), jb.pop(key)
             assert ja == jb
         elif relative.name != ".snakemake_timestamp":
-            assert filecmp.cmp(a, b, shallow=False), f"{relative} differs between SLURM and local runs"
+            assert filecmp.cmp(a, b, shallow=False), (
+                f"{relative} differs between SLURM and local runs"
+            )
 
     # a second submission finds nothing to do
     again = _snakemake(cluster, "--workflow-profile", str(profile), "-n", SLICE_TARGET, limit=120)

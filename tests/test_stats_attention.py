@@ -12,7 +12,7 @@ def blobs(shape, corners, size=2, value=1.0):
     """A zero map with square blobs of side ``size`` at the given top-left corners."""
     grid = np.zeros(shape)
     for r, c in corners:
-        grid[r:r + size, c:c + size] = value
+        grid[r : r + size, c : c + size] = value
     return grid
 
 
@@ -33,7 +33,9 @@ def test_entropy_one_hot_is_zero_and_scale_free():
     two = np.zeros((4, 4))
     two[0, 0] = two[3, 3] = 7.0
     assert A.spatial_entropy(two) == pytest.approx(math.log(2), abs=1e-8)
-    assert A.spatial_entropy(two, normalized=True) == pytest.approx(math.log(2) / math.log(16), abs=1e-8)
+    assert A.spatial_entropy(two, normalized=True) == pytest.approx(
+        math.log(2) / math.log(16), abs=1e-8
+    )
 
 
 def test_entropy_batches_keep_leading_shape():
@@ -54,11 +56,14 @@ def test_bad_maps_raise_clear_errors():
 
 
 # ----------------------------------------------------------------------------- C_k
-@pytest.mark.parametrize("corners,expected", [
-    ([(1, 1)], 0),
-    ([(1, 1), (1, 8)], 1),
-    ([(1, 1), (1, 8), (8, 4)], 2),
-])
+@pytest.mark.parametrize(
+    "corners,expected",
+    [
+        ([(1, 1)], 0),
+        ([(1, 1), (1, 8)], 1),
+        ([(1, 1), (1, 8), (8, 4)], 2),
+    ],
+)
 def test_components_counts_separated_blobs(corners, expected):
     grid = blobs((12, 12), corners)
     assert A.cluster_count_components(grid) == expected
@@ -68,8 +73,11 @@ def test_components_counts_separated_blobs(corners, expected):
 def test_components_unequal_blobs_over_a_diffuse_background():
     # Three blobs holding 12%, 10% and 8% of the mass (30% together) over a flat background
     # holding 70%: the top-30% mass is exactly the three blobs -> 3 components -> C_k = 2.
-    grid = (blobs((12, 12), [(1, 1)], value=0.03) + blobs((12, 12), [(1, 8)], value=0.025)
-            + blobs((12, 12), [(8, 4)], value=0.02))
+    grid = (
+        blobs((12, 12), [(1, 1)], value=0.03)
+        + blobs((12, 12), [(1, 8)], value=0.025)
+        + blobs((12, 12), [(8, 4)], value=0.02)
+    )
     grid[grid == 0] = 0.70 / 132
     assert grid.sum() == pytest.approx(1.0)
     assert A.cluster_count_components(grid) == 2
@@ -83,7 +91,12 @@ def test_components_uses_top_mass_not_top_patches():
     # At 90% of the mass both blobs are needed.
     assert A.cluster_count_components(grid, mass=0.9) == 1
     # DBSCAN on the top decile sees both blobs (8 patches, 90th percentile = 0.05).
-    assert A.cluster_count_dbscan(blobs((8, 8), [(0, 0)], value=0.2) + blobs((8, 8), [(5, 5)], value=0.05)) == 2
+    assert (
+        A.cluster_count_dbscan(
+            blobs((8, 8), [(0, 0)], value=0.2) + blobs((8, 8), [(5, 5)], value=0.05)
+        )
+        == 2
+    )
 
 
 def test_components_single_peak_holds_the_mass():
@@ -105,11 +118,14 @@ def test_uniform_map_keeps_every_tied_patch():
     assert A.cluster_count_components(np.ones((24, 24))) == 0
 
 
-@pytest.mark.parametrize("size,corners,expected", [
-    (3, [(1, 1)], 1),
-    (2, [(0, 0), (0, 5)], 2),
-    (2, [(0, 0), (0, 5), (5, 2)], 3),
-])
+@pytest.mark.parametrize(
+    "size,corners,expected",
+    [
+        (3, [(1, 1)], 1),
+        (2, [(0, 0), (0, 5)], 2),
+        (2, [(0, 0), (0, 5), (5, 2)], 3),
+    ],
+)
 def test_dbscan_counts_blobs(size, corners, expected):
     # 8x8 grid: the 90th percentile sits at sorted index 56.7 of 63, so with >= 8 blob patches
     # the threshold is the blob value and exactly the blob patches pass.
@@ -164,12 +180,16 @@ def test_attention_features_has_the_11_documented_columns():
     assert list(frame.columns) == list(A.ATTENTION_FEATURES)
     assert frame.shape == (4, 11)
     assert frame["entropy"].to_numpy() == pytest.approx(A.spatial_entropy(maps))
-    assert frame["ck_x_entropy"].to_numpy() == pytest.approx(frame["ck_components"] * frame["entropy"])
+    assert frame["ck_x_entropy"].to_numpy() == pytest.approx(
+        frame["ck_components"] * frame["entropy"]
+    )
     assert frame["entropy_sq"].to_numpy() == pytest.approx(frame["entropy"] ** 2)
 
 
 def test_layer_delta_entropy():
     per_layer = np.array([[6.0, 3.5, 3.4, 4.4], [1.0, 2.0, 4.0, 8.0]])
-    np.testing.assert_allclose(A.layer_delta_entropy(per_layer), [[-2.5, -0.1, 1.0], [1.0, 2.0, 4.0]])
+    np.testing.assert_allclose(
+        A.layer_delta_entropy(per_layer), [[-2.5, -0.1, 1.0], [1.0, 2.0, 4.0]]
+    )
     with pytest.raises(ValueError, match="at least 2 layers"):
         A.layer_delta_entropy([1.0])

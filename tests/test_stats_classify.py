@@ -31,7 +31,9 @@ def test_auroc_equals_sklearn_with_ties_and_ci_brackets_it():
     assert out["lo"] < out["auroc"] < out["hi"] and out["n_boot_used"] == 500
     assert (out["n"], out["n_pos"]) == (300, int(y.sum()))
     # The vectorised rank AUROC used in the bootstrap equals roc_auc_score too.
-    assert C._batched_auroc(y[None], score[None])[0] == pytest.approx(roc_auc_score(y, score), abs=1e-12)
+    assert C._batched_auroc(y[None], score[None])[0] == pytest.approx(
+        roc_auc_score(y, score), abs=1e-12
+    )
     plain = C.auroc_with_ci(y, score, n_boot=500, seed=0, stratified=False)
     assert plain["auroc"] == out["auroc"] and abs(plain["lo"] - out["lo"]) < 0.03
     assert C.auroc_with_ci(y, score, n_boot=500, seed=0) == out
@@ -59,7 +61,10 @@ def test_grouped_splits_never_share_an_image(planted):
         C.grouped_splits(y[:8], groups[:8], n_splits=5)
     C.check_group_folds(2, 2)
     for n_splits, n_groups in ((1, 10), (5, 4)):
-        with pytest.raises(ValueError, match=rf"Table 1 needs 2 <= attention.x <= number of images; got n_splits={n_splits}, {n_groups} images"):
+        with pytest.raises(
+            ValueError,
+            match=rf"Table 1 needs 2 <= attention.x <= number of images; got n_splits={n_splits}, {n_groups} images",
+        ):
             C.check_group_folds(n_splits, n_groups, "Table 1", "attention.x")
 
 
@@ -87,8 +92,8 @@ def test_l1_channel_ranking_puts_planted_channels_first():
     rng = np.random.default_rng(4)
     y = (rng.random(300) < 0.5).astype(int)
     X = rng.normal(size=(300, 20))
-    X[:, 7] += 2.0 * y      # strong success channel
-    X[:, 3] -= 1.0 * y      # weaker failure channel
+    X[:, 7] += 2.0 * y  # strong success channel
+    X[:, 3] -= 1.0 * y  # weaker failure channel
     ranking = C.l1_channel_ranking(X, y, C=0.1)
     assert ranking["channel"].tolist()[:2] == [7, 3]
     assert ranking.loc[0, "weight"] > 0 > ranking.loc[1, "weight"]

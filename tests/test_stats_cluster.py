@@ -81,9 +81,11 @@ def test_within_model_pooled_r_equals_stratified_value():
     x_b, y_b = np.array([10.0, 11, 12, 13, 14, 15]), np.array([1, 1, 0, 1, 1, 1])
     x, y = np.r_[x_a, x_b], np.r_[y_a, y_b]
     model = np.repeat(["A", "B"], 6)
+
     # stratified by hand: pooled within-model sums of products over sums of squares
     def centred(v):
         return v - v.mean()
+
     sxy = (centred(x_a) * centred(y_a)).sum() + (centred(x_b) * centred(y_b)).sum()
     sxx = (centred(x_a) ** 2).sum() + (centred(x_b) ** 2).sum()
     syy = (centred(y_a) ** 2).sum() + (centred(y_b) ** 2).sum()

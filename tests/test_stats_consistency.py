@@ -8,17 +8,28 @@ import pytest
 from vrp.stats.consistency import normalize_answer, precision_at_full_agreement, self_consistency
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ("Yes.", "yes"), (" Two apples", "two"), ("NO!", "no"), ("left-of", "left"),
-    ("  don't know", "dont"), ("3", "3"), ("", ""), ("...", ""), (None, ""), (float("nan"), ""),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("Yes.", "yes"),
+        (" Two apples", "two"),
+        ("NO!", "no"),
+        ("left-of", "left"),
+        ("  don't know", "dont"),
+        ("3", "3"),
+        ("", ""),
+        ("...", ""),
+        (None, ""),
+        (float("nan"), ""),
+    ],
+)
 def test_normalize_answer(raw, expected):
     assert normalize_answer(raw) == expected
 
 
 def test_self_consistency_majority_ties_and_k_prefix():
     samples = [
-        ["Yes", "yes.", "No", "yes", "no"],      # 3 x yes among 5
+        ["Yes", "yes.", "No", "yes", "no"],  # 3 x yes among 5
         ["two", "Three", "three", "two", "4"],  # tie two/three at k=4 -> "two" (first seen)
         ["cat", "cat", "cat", "cat", "cat"],
     ]

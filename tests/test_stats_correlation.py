@@ -33,7 +33,9 @@ def test_point_biserial_matches_scipy_and_bootstrap_brackets_r():
     assert out["r"] == pytest.approx(ref.statistic, abs=1e-12)
     assert out["p"] == pytest.approx(ref.pvalue, rel=1e-9)
     assert out["n"] == 500 and not out["constant_input"]
-    assert (out["fisher_lo"], out["fisher_hi"]) == pytest.approx(fisher_z_interval(ref.statistic, 500))
+    assert (out["fisher_lo"], out["fisher_hi"]) == pytest.approx(
+        fisher_z_interval(ref.statistic, 500)
+    )
     assert out["boot_lo"] < out["r"] < out["boot_hi"]
     # The bootstrap and Fisher intervals agree to about 0.02 for n = 500.
     assert out["boot_lo"] == pytest.approx(out["fisher_lo"], abs=0.02)

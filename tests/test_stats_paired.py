@@ -38,7 +38,9 @@ def test_paired_ttest_matches_scipy_and_handles_identical():
     a, b = vectors_from_table(50, 12, 3, 35)
     out = P.paired_ttest(a, b)
     ref = stats.ttest_rel(a, b)
-    assert out["statistic"] == pytest.approx(ref.statistic) and out["p"] == pytest.approx(ref.pvalue)
+    assert out["statistic"] == pytest.approx(ref.statistic) and out["p"] == pytest.approx(
+        ref.pvalue
+    )
     assert out["mean_diff"] == pytest.approx(0.09) and not out["degenerate"]
     same = P.paired_ttest(a, a)
     assert same["p"] == 1.0 and same["statistic"] == 0.0 and same["degenerate"]
@@ -48,11 +50,19 @@ def test_paired_ttest_matches_scipy_and_handles_identical():
 
 def test_flips_and_drop_ci():
     a, b = vectors_from_table(50, 12, 3, 35)
-    assert P.flips(a, b) == {"right_to_wrong": 12, "wrong_to_right": 3, "both_right": 50, "both_wrong": 35, "n": 100}
+    assert P.flips(a, b) == {
+        "right_to_wrong": 12,
+        "wrong_to_right": 3,
+        "both_right": 50,
+        "both_wrong": 35,
+        "n": 100,
+    }
     out = P.accuracy_drop_ci(a, b, n_boot=2000, seed=0)
     assert (out["acc_a"], out["acc_b"], out["drop_pp"]) == pytest.approx((62.0, 53.0, 9.0))
     # Normal approximation: sd of the difference 0.379 / sqrt(100) -> +-7.4 pp around 9.
-    assert out["lo"] == pytest.approx(9.0 - 7.4, abs=1.5) and out["hi"] == pytest.approx(9.0 + 7.4, abs=1.5)
+    assert out["lo"] == pytest.approx(9.0 - 7.4, abs=1.5) and out["hi"] == pytest.approx(
+        9.0 + 7.4, abs=1.5
+    )
     assert out == P.accuracy_drop_ci(a, b, n_boot=2000, seed=0)
     same = P.accuracy_drop_ci(a, a)
     assert (same["drop_pp"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)

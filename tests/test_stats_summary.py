@@ -16,6 +16,10 @@ def test_layer_mean_ci_equals_scipy_per_layer_and_leaves_undefined_bounds_nan():
         lo, hi = stats.t.interval(0.95, 2, loc=column.mean(), scale=stats.sem(column))
         row = table.iloc[layer]
         assert (row["mean"], row["lo"], row["hi"]) == pytest.approx((column.mean(), lo, hi))
-    assert table.iloc[2]["mean"] == 5.0 and np.isnan(table.iloc[2]["lo"]) and np.isnan(table.iloc[2]["hi"])
+    assert (
+        table.iloc[2]["mean"] == 5.0
+        and np.isnan(table.iloc[2]["lo"])
+        and np.isnan(table.iloc[2]["hi"])
+    )
     with pytest.raises(ValueError, match="n_samples, n_layers"):
         layer_mean_ci(np.ones(3))

@@ -12,7 +12,11 @@ pytestmark = pytest.mark.slow
 def test_accuracy_table_is_built(demo_workdir):
     table = pd.read_csv(demo_workdir / "results" / "accuracy.csv", keep_default_na=False)
     # every family, the two beyond the paper's three included (ci.yaml switches them on)
-    assert set(table["model"]) == set(CI_MODELS) == {"llava", "paligemma", "qwen2vl", "qwen25vl", "gemma3"}
+    assert (
+        set(table["model"])
+        == set(CI_MODELS)
+        == {"llava", "paligemma", "qwen2vl", "qwen25vl", "gemma3"}
+    )
     presence = table[table["task"] == "presence"]
     assert set(presence["pope_setting"]) == {"random", "popular", "adversarial", "all"}
     assert set(table["task"]) == {"presence", "counting", "spatial", "object_id"}
@@ -23,7 +27,9 @@ def test_accuracy_table_is_built(demo_workdir):
 
 def test_extraction_manifest_matches_the_models(demo_workdir):
     for model in CI_MODELS:
-        manifest = read_json(demo_workdir / "results" / "extract" / model / "synthetic" / "manifest.json")
+        manifest = read_json(
+            demo_workdir / "results" / "extract" / model / "synthetic" / "manifest.json"
+        )
         layers, n = manifest["num_layers"], manifest["n_samples"]
         arrays = manifest["arrays"]
         assert arrays["hidden"]["shape"] == [n, layers + 1, manifest["hidden_size"]]

@@ -217,7 +217,9 @@ def tiny_defaults(family: str) -> dict:
     for node in ast.walk(_adapter_tree(module)):
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "tiny_defaults":
             return _adapter_literal(node.value, module)
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "tiny_defaults" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == "tiny_defaults" for t in node.targets
+        ):
             return _adapter_literal(node.value, module)
     raise LookupError(f"no tiny_defaults literal in {ADAPTERS_DIR / module}")
 
@@ -235,7 +237,9 @@ def _adapter_literal(node: ast.expr, module: str):
     for key, item in zip(node.keys, node.values):
         if key is None:
             if not isinstance(item, ast.Name):
-                raise LookupError(f"{ADAPTERS_DIR / module}: only **NAME may be unpacked in a tiny_defaults literal")
+                raise LookupError(
+                    f"{ADAPTERS_DIR / module}: only **NAME may be unpacked in a tiny_defaults literal"
+                )
             value.update(_adapter_name(item.id, module))
         else:
             value[ast.literal_eval(key)] = _adapter_literal(item, module)
@@ -248,12 +252,18 @@ def _adapter_name(name: str, module: str):
     for node in _adapter_tree(module).body:
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
             return _adapter_literal(node.value, module)
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            getattr(t, "id", None) == name for t in node.targets
+        ):
             return _adapter_literal(node.value, module)
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vrp.adapters."):
-            if any((alias.asname or alias.name) == name and alias.name == name for alias in node.names):
+            if any(
+                (alias.asname or alias.name) == name and alias.name == name for alias in node.names
+            ):
                 return _adapter_name(name, node.module.rsplit(".", 1)[1] + ".py")
-    raise LookupError(f"{ADAPTERS_DIR / module}: {name} is neither a literal there nor imported from an adapter module")
+    raise LookupError(
+        f"{ADAPTERS_DIR / module}: {name} is neither a literal there nor imported from an adapter module"
+    )
 
 
 def _tiny_problems(name: str, family: str, section: dict) -> list[str]:
@@ -261,8 +271,10 @@ def _tiny_problems(name: str, family: str, section: dict) -> list[str]:
     defaults = tiny_defaults(family)
     unknown = sorted(set(section) - set(defaults))
     if unknown:
-        return [f"config error at models.{name}.tiny: unknown key(s) {unknown} for family {family!r}; "
-                f"known keys: {sorted(defaults)}"]
+        return [
+            f"config error at models.{name}.tiny: unknown key(s) {unknown} for family {family!r}; "
+            f"known keys: {sorted(defaults)}"
+        ]
     return [
         f"config error at models.{name}.tiny.{key}: must be an int, got {value!r}"
         for key, value in section.items()
@@ -296,24 +308,29 @@ def check_not_merged(config: dict, passed: dict, configfiles, replaced: bool) ->
     if replaced or not configfiles:
         return
     files = ", ".join(str(f) for f in configfiles)
-    fix = (f"pass --replace-workflow-config to use {files} alone, or define these entries there in full")
+    fix = f"pass --replace-workflow-config to use {files} alone, or define these entries there in full"
     problems = []
     for section in WHOLE_SECTIONS:
         if section not in passed:
             continue
         given, merged = passed[section] or {}, config.get(section) or {}
         if not given and merged:
-            problems.append(f"{section} is empty in {files} but the merge kept {sorted(merged)} from the "
-                            "workflow's config/config.yaml")
+            problems.append(
+                f"{section} is empty in {files} but the merge kept {sorted(merged)} from the "
+                "workflow's config/config.yaml"
+            )
             continue
         inherited = _inherited(merged, given, section)
         if inherited:
             shown = ", ".join(inherited[:8]) + (" ..." if len(inherited) > 8 else "")
-            problems.append(f"{section} in {files} was merged onto config/config.yaml, which added {shown}")
+            problems.append(
+                f"{section} in {files} was merged onto config/config.yaml, which added {shown}"
+            )
     if problems:
         raise ConfigError(
             "config error: --configfile was merged onto the workflow's default config:\n  "
-            + "\n  ".join(problems) + f"\n{fix}"
+            + "\n  ".join(problems)
+            + f"\n{fix}"
         )
 
 

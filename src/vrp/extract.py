@@ -75,7 +75,6 @@ from vrp.adapters.base import FamilyAdapter
 from vrp.benchmark.images import decode_images
 from vrp.benchmark.schema import validate_questions
 from vrp.io import atomic_dir, write_json, write_parquet
-from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
 from vrp.prompt_pass import (
     PromptPass,
     PromptState,
@@ -102,6 +101,7 @@ from vrp.scoring import (
     parse_generation,
     score_pass,
 )
+from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
 
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 2
@@ -203,14 +203,20 @@ class _LastTokenRecorder(_HookSet):
 
     def __enter__(self):
         for index, layer in enumerate(self.adapter.decoder_layers()):
-            self.handles.append(layer.register_forward_hook(self._layer_hook(index), with_kwargs=True))
+            self.handles.append(
+                layer.register_forward_hook(self._layer_hook(index), with_kwargs=True)
+            )
             attention = self.adapter.attention_module(index)
             self.handles.append(attention.register_forward_hook(self._attention_hook(index)))
             output = self.adapter.attention_output_module(index)
             if output is not attention:
                 self.output_gain[index] = _rms_gain(output, self.adapter.hidden_size)
-                self.handles.append(output.register_forward_hook(self._attention_output_hook(index)))
-            self.handles.append(self.adapter.mlp_module(index).register_forward_hook(self._mlp_hook(index)))
+                self.handles.append(
+                    output.register_forward_hook(self._attention_output_hook(index))
+                )
+            self.handles.append(
+                self.adapter.mlp_module(index).register_forward_hook(self._mlp_hook(index))
+            )
             if self.per_head:
                 projection = self.adapter.output_projection(index)
                 self.handles.append(projection.register_forward_pre_hook(self._head_hook(index)))
@@ -223,7 +229,9 @@ class _LastTokenRecorder(_HookSet):
                 self.resid_in0 = self._last(resid_in).detach().float()
             self.resid[index] = self._last(resid_out).detach().float()
             if self.query_image_mask is not None:
-                self.update_norm[index] = _image_update_norm(resid_in, resid_out, self.query_image_mask)
+                self.update_norm[index] = _image_update_norm(
+                    resid_in, resid_out, self.query_image_mask
+                )
 
         return hook
 
@@ -236,7 +244,9 @@ class _LastTokenRecorder(_HookSet):
                 )
             if index not in self.output_gain:  # else the norm after it gives the contribution
                 self.attn_out[index] = self._last(attn_output).detach().float()
-            last_row = self._last(weights.transpose(1, 2)).detach().float()  # (B, H, K): the only row kept
+            last_row = (
+                self._last(weights.transpose(1, 2)).detach().float()
+            )  # (B, H, K): the only row kept
             per_head = _gather_image_columns(last_row, self.image_mask)  # (B, H, S_max)
             self.attn_map[index] = per_head.mean(dim=1)
             if self.per_head:
@@ -316,7 +326,9 @@ def _gather_image_columns(rows: torch.Tensor, image_mask: torch.Tensor) -> torch
     """(B, H, T) -> (B, H, S_max): the image-token columns of each row, NaN-padded."""
     counts = image_mask.sum(1)
     s_max = int(counts.max())
-    out = torch.full((rows.shape[0], rows.shape[1], s_max), float("nan"), dtype=rows.dtype, device=rows.device)
+    out = torch.full(
+        (rows.shape[0], rows.shape[1], s_max), float("nan"), dtype=rows.dtype, device=rows.device
+    )
     for b in range(rows.shape[0]):
         cols = image_mask[b].nonzero(as_tuple=True)[0]
         out[b, :, : len(cols)] = rows[b][:, cols]
@@ -354,7 +366,9 @@ class Extractor:
     # blank-image prefixes kept (one per image size and prefix; POPE's COCO images come in a few sizes)
     BLANK_PREFIXES_KEPT = 8
 
-    def __init__(self, adapter: FamilyAdapter, candidates: dict[str, list[str]], settings: ExtractionSettings):
+    def __init__(
+        self, adapter: FamilyAdapter, candidates: dict[str, list[str]], settings: ExtractionSettings
+    ):
         self.adapter = adapter
         self.settings = settings
         self.share = uses_shared_prefix(adapter, settings.prefix_sharing)
@@ -382,7 +396,9 @@ class Extractor:
 
     # ------------------------------------------------------------------ the hooked passes
     @torch.no_grad()
-    def _passes(self, images: list[Image.Image], questions: list[str]) -> Iterator[tuple[_Pass, _Pass]]:
+    def _passes(
+        self, images: list[Image.Image], questions: list[str]
+    ) -> Iterator[tuple[_Pass, _Pass]]:
         """The hooked prompt passes (image, then grey image), one pair per group of rows: the
         whole batch as one full pass, or one group per image sharing its prefix. The grey image's
         prefix is computed once per image size (:meth:`_blank_prefix`); its suffixes are the
@@ -390,7 +406,10 @@ class Extractor:
         if not self.share:
             blanks = [Image.new("RGB", im.size, BLANK_GREY) for im in images]
             rows = list(range(len(questions)))
-            yield self._full(rows, images, questions), self._full(rows, blanks, questions, blank=True)
+            yield (
+                self._full(rows, images, questions),
+                self._full(rows, blanks, questions, blank=True),
+            )
             return
         for rows in image_groups(images):
             image = images[rows[0]]
@@ -409,9 +428,13 @@ class Extractor:
         per_head = self.settings.per_head and not blank
         with _LastTokenRecorder(self.adapter, mask, per_head, query_image_mask=mask) as rec:
             prompt = full_pass(self.adapter, inputs, self.index.needs_continuation)
-        return _Pass(rows, prompt, rec, _stack_layers(rec.update_norm), self.adapter.patch_grids(inputs))
+        return _Pass(
+            rows, prompt, rec, _stack_layers(rec.update_norm), self.adapter.patch_grids(inputs)
+        )
 
-    def _suffixes(self, rows, shared: SharedPrompts, prefix: PromptState, update, blank: bool = False) -> _Pass:
+    def _suffixes(
+        self, rows, shared: SharedPrompts, prefix: PromptState, update, blank: bool = False
+    ) -> _Pass:
         per_head = self.settings.per_head and not blank
         recorder = _LastTokenRecorder(
             self.adapter, shared.key_image_mask(), per_head, last_index=last_token_index(shared)
@@ -427,9 +450,13 @@ class Extractor:
         size = self.settings.batch_size
         if self.share:
             return image_batches(questions["image_id"].tolist(), size)
-        return [list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)]
+        return [
+            list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)
+        ]
 
-    def _blank_prefix(self, size: tuple[int, int], shared: SharedPrompts, question: str) -> PromptState:
+    def _blank_prefix(
+        self, size: tuple[int, int], shared: SharedPrompts, question: str
+    ) -> PromptState:
         """The grey image's prefix state for an image of ``size`` whose prefix is ``shared``'s:
         computed once per size and prefix for the run (the grey image's tokens are the image's)."""
         key = (size, tuple(shared.prefix_inputs["input_ids"][0].tolist()))
@@ -437,7 +464,9 @@ class Extractor:
         if state is None:
             grey = self.adapter.encode_shared(Image.new("RGB", size, BLANK_GREY), [question])
             if not torch.equal(grey.prefix_inputs["input_ids"], shared.prefix_inputs["input_ids"]):
-                raise RuntimeError(f"{self.adapter.family}: the grey image's prefix tokens differ from the image's")
+                raise RuntimeError(
+                    f"{self.adapter.family}: the grey image's prefix tokens differ from the image's"
+                )
             state = prefix_pass(self.adapter, grey)
             self._blank_prefixes[key] = state
             if len(self._blank_prefixes) > self.BLANK_PREFIXES_KEPT:
@@ -459,9 +488,14 @@ class Extractor:
         sample_parts, array_parts = [], []
         for part, blank in self._passes(images, questions):
             rows = part.rows
-            samples, arrays = self._readouts(part, blank, [images[r] for r in rows],
-                                             [questions[r] for r in rows], [tasks[r] for r in rows],
-                                             [answers[r] for r in rows])
+            samples, arrays = self._readouts(
+                part,
+                blank,
+                [images[r] for r in rows],
+                [questions[r] for r in rows],
+                [tasks[r] for r in rows],
+                [answers[r] for r in rows],
+            )
             sample_parts.append((rows, samples))
             array_parts.append((rows, arrays))
         samples = in_batch_order(sample_parts)
@@ -475,7 +509,9 @@ class Extractor:
                 s_max = max(c.shape[-1] for c in chunks)
                 chunks = [pad_last(c, s_max) for c in chunks]
             arrays[name] = np.concatenate(chunks)[order]
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "object", "answer"]].reset_index(drop=True)
+        meta = batch[
+            ["question_id", "image_id", "task", "pope_setting", "object", "answer"]
+        ].reset_index(drop=True)
         return pd.concat([meta, samples], axis=1), arrays
 
     def _readouts(self, part: _Pass, blank: _Pass, images, questions, tasks, answers):
@@ -499,7 +535,9 @@ class Extractor:
         # form of the ground-truth answer (vrp.scoring's module docstring)
         device = prompt.logits.device
         answer_ids = torch.tensor(samples["answer_token_id"].to_numpy(), device=device)
-        resid = torch.stack([rec.resid_in0] + [rec.resid[i] for i in range(layers)], dim=1)  # (B, L+1, d)
+        resid = torch.stack(
+            [rec.resid_in0] + [rec.resid[i] for i in range(layers)], dim=1
+        )  # (B, L+1, d)
 
         # direct logit attribution through the final norm, linearised at this sample's scale
         final = resid[:, -1, :]
@@ -524,7 +562,10 @@ class Extractor:
         if self.settings.per_head:
             arrays["head_attention"] = _stack_layers(rec.head_map)
             arrays["head_logit"] = torch.stack(
-                [contribution(self._head_outputs(i, rec.head_z[i], rec.head_scale.get(i))) for i in range(layers)],
+                [
+                    contribution(self._head_outputs(i, rec.head_z[i], rec.head_scale.get(i)))
+                    for i in range(layers)
+                ],
                 dim=1,
             )
         predicted_ids = torch.tensor(samples["prediction_token_id"].to_numpy(), device=device)
@@ -534,7 +575,9 @@ class Extractor:
         del lens_logits
 
         blank_rec = blank.rec
-        blank_resid = torch.stack([blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1)
+        blank_resid = torch.stack(
+            [blank_rec.resid_in0] + [blank_rec.resid[i] for i in range(layers)], dim=1
+        )
         arrays["lens_margin_blank"] = self._lens_margin(self._lens_logits(blank_resid), answer_ids)
         blank_scored = self._score(blank.prompt, tasks, answers)
         blank.prompt.state.cache = None
@@ -589,7 +632,9 @@ class Extractor:
             record["kernel_agreement"] = float(agree.mean())
         return record
 
-    def _head_outputs(self, layer: int, z: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    def _head_outputs(
+        self, layer: int, z: torch.Tensor, scale: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, H*hd) o_proj input -> (B, H, d): each head's share of the attention contribution.
 
         ``scale`` (B, d): the factor of the norm the family applies to the attention output before
@@ -638,13 +683,19 @@ def question_row_hashes(questions: pd.DataFrame) -> list[str]:
     for row in questions[columns].itertuples(index=False, name=None):
         digest = hashlib.sha256()
         for column, value in zip(columns, row):
-            raw = bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else repr(value).encode()
+            raw = (
+                bytes(value)
+                if isinstance(value, (bytes, bytearray, memoryview))
+                else repr(value).encode()
+            )
             digest.update(column.encode() + b"\0" + hashlib.sha256(raw).digest())
         hashes.append(digest.hexdigest()[:16])
     return hashes
 
 
-def fingerprint_parts(model_spec: dict, settings: ExtractionSettings, candidates: dict) -> dict[str, str]:
+def fingerprint_parts(
+    model_spec: dict, settings: ExtractionSettings, candidates: dict
+) -> dict[str, str]:
     """What every shard depends on besides its own question rows, each part hashed on its own.
 
     A part that differs from a shard's recorded one names the reason it is redone in the log.
@@ -656,8 +707,12 @@ def fingerprint_parts(model_spec: dict, settings: ExtractionSettings, candidates
         "checkpoint": _checkpoint_identity(str(model_spec.get("path", ""))),
         "candidates": candidates,
     }
-    return {name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-            for name, value in parts.items()}
+    return {
+        name: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
+        for name, value in parts.items()
+    }
 
 
 def _combine(parts: dict[str, str], row_hashes: list[str]) -> str:
@@ -679,7 +734,9 @@ def _scored_questions(questions: pd.DataFrame, source: str) -> pd.DataFrame:
     questions = validate_questions(questions, source=source)
     questions = questions[~questions["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
     if questions.empty:
-        raise ValueError(f"{source}: no scored questions to extract (the table holds only caption rows?)")
+        raise ValueError(
+            f"{source}: no scored questions to extract (the table holds only caption rows?)"
+        )
     return questions
 
 
@@ -696,7 +753,11 @@ def check_finite(arrays: dict[str, np.ndarray], samples: pd.DataFrame, shard: st
     tokens = (samples["grid_rows"].to_numpy() * samples["grid_cols"].to_numpy()).astype(np.int64)
     ids = samples["question_id"].astype(str).to_numpy()
     for name, array in arrays.items():
-        flat = array.reshape(len(array), -1, array.shape[-1]) if array.ndim > 1 else array[:, None, None]
+        flat = (
+            array.reshape(len(array), -1, array.shape[-1])
+            if array.ndim > 1
+            else array[:, None, None]
+        )
         if name.endswith("attention"):
             real = np.arange(array.shape[-1])[None, :] < tokens[:, None]  # (n, S)
             bad_cell = ~np.isfinite(flat) & real[:, None, :]
@@ -713,18 +774,24 @@ def check_finite(arrays: dict[str, np.ndarray], samples: pd.DataFrame, shard: st
             )
 
 
-def _write_shard(shard_dir: Path, samples: pd.DataFrame, arrays: dict[str, np.ndarray], meta: dict) -> None:
+def _write_shard(
+    shard_dir: Path, samples: pd.DataFrame, arrays: dict[str, np.ndarray], meta: dict
+) -> None:
     """Write one shard atomically (temp folder, then rename); meta.json records every file's size."""
     with atomic_dir(shard_dir) as tmp:
         samples.to_parquet(tmp / "samples.parquet", index=False)
         for name, array in arrays.items():
             dtype = np.float16 if name in FLOAT16_ARRAYS else np.float32
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
+            np.save(
+                tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=dtype), allow_pickle=False
+            )
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())}
         (tmp / "meta.json").write_text(json.dumps({**meta, "files": files}, sort_keys=True))
 
 
-def shard_state(shard_dir: Path, key: str, parts: dict | None = None, row_hashes: dict | None = None) -> str | None:
+def shard_state(
+    shard_dir: Path, key: str, parts: dict | None = None, row_hashes: dict | None = None
+) -> str | None:
     """None when the shard is complete for ``key``, else why it must be (re)done.
 
     Complete = meta.json exists with this fingerprint and every file it lists exists with the size
@@ -735,15 +802,21 @@ def shard_state(shard_dir: Path, key: str, parts: dict | None = None, row_hashes
         return "not written yet" if not shard_dir.exists() else "meta.json is missing"
     meta = json.loads(meta_path.read_text())
     if meta.get("fingerprint") != key:
-        changed = [name for name, value in (parts or {}).items() if meta.get("parts", {}).get(name) != value]
+        changed = [
+            name
+            for name, value in (parts or {}).items()
+            if meta.get("parts", {}).get(name) != value
+        ]
         reasons = [f"{name} changed" for name in changed]
         old_rows = meta.get("row_hashes", {})
         if row_hashes is not None:
             moved = [q for q, h in row_hashes.items() if old_rows.get(q) != h]
             dropped = sorted(set(old_rows) - set(row_hashes))
             if moved:
-                reasons.append(f"question rows changed or new ({', '.join(moved[:5])}"
-                               f"{' ...' if len(moved) > 5 else ''}: question, answer, image bytes or columns)")
+                reasons.append(
+                    f"question rows changed or new ({', '.join(moved[:5])}"
+                    f"{' ...' if len(moved) > 5 else ''}: question, answer, image bytes or columns)"
+                )
             if dropped:
                 reasons.append(f"questions no longer in this shard ({', '.join(dropped[:5])})")
         return "fingerprint differs: " + ("; ".join(reasons) or "written by an older vrp")
@@ -793,9 +866,14 @@ def extract(
             if reason != "not written yet":
                 log.warning("shard %s is redone: %s", shard_dirs[k].relative_to(out_dir), reason)
     _remove_stale_shards(out_dir / "shards", n_shards)
-    for output in ("manifest.json", "samples.parquet"):  # rewritten at the end, once all shards agree
+    for output in (
+        "manifest.json",
+        "samples.parquet",
+    ):  # rewritten at the end, once all shards agree
         (out_dir / output).unlink(missing_ok=True)
-    bar = tqdm(total=len(questions), desc=f"extract {adapter.family}", mininterval=5, disable=not progress)
+    bar = tqdm(
+        total=len(questions), desc=f"extract {adapter.family}", mininterval=5, disable=not progress
+    )
     if len(todo) < n_shards:
         done = [k for k in range(n_shards) if k not in todo]
         bar.write(f"resuming: {len(done)} complete shard(s) kept")
@@ -812,12 +890,19 @@ def extract(
         order = np.argsort(np.asarray(rows_k), kind="stable")  # back to the shard's row order
         s_max = max(a.shape[-1] for a in arrays["image_attention"])
         stacked = {
-            name: np.concatenate([pad_last(a, s_max) if name.endswith("attention") else a for a in chunks])[order]
+            name: np.concatenate(
+                [pad_last(a, s_max) if name.endswith("attention") else a for a in chunks]
+            )[order]
             for name, chunks in arrays.items()
         }
         samples = pd.concat(parts_k, ignore_index=True).iloc[order].reset_index(drop=True)
         check_finite(stacked, samples, str(shard_dirs[k].relative_to(out_dir)))
-        meta = {"fingerprint": shard_keys[k], "rows": len(shard), "parts": parts, "row_hashes": shard_rows[k]}
+        meta = {
+            "fingerprint": shard_keys[k],
+            "rows": len(shard),
+            "parts": parts,
+            "row_hashes": shard_rows[k],
+        }
         _write_shard(shard_dirs[k], samples, stacked, meta)
     bar.close()
     return _finalise(out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor)
@@ -836,7 +921,9 @@ def _remove_stale_shards(shards_root: Path, n_shards: int) -> None:
 def _finalise(
     out_dir, shard_dirs, key, adapter, model_spec, settings, candidates, extractor
 ) -> dict:
-    samples = pd.concat([pd.read_parquet(d / "samples.parquet") for d in shard_dirs], ignore_index=True)
+    samples = pd.concat(
+        [pd.read_parquet(d / "samples.parquet") for d in shard_dirs], ignore_index=True
+    )
     listed = [sorted(p.stem for p in d.glob("*.npy")) for d in shard_dirs]
     names = sorted(set().union(*listed))
     for d, have in zip(shard_dirs, listed):
@@ -853,7 +940,8 @@ def _finalise(
         shapes = [h.shape for h in heads]
         arrays[name] = {
             "shape": [sum(s[0] for s in shapes), *shapes[0][1:-1], max(s[-1] for s in shapes)]
-            if len(shapes[0]) > 1 else [sum(s[0] for s in shapes)],
+            if len(shapes[0]) > 1
+            else [sum(s[0] for s in shapes)],
             "dtype": str(heads[0].dtype),
             "shards": [str(f.relative_to(out_dir)) for f in files],
             "bytes": [f.stat().st_size for f in files],

@@ -49,8 +49,11 @@ def _metrics(group: pd.DataFrame, task: str) -> dict:
 def _generation_metrics(group: pd.DataFrame, task: str) -> dict:
     """The metrics of the parsed generations (cross-checked rows) and their agreement."""
     names = ["n", "accuracy", "precision", "recall", "f1", "yes_share"]
-    empty = {"n_generated": 0, "generation_agreement": np.nan,
-             **{f"generated_{k}": np.nan for k in names[1:]}}
+    empty = {
+        "n_generated": 0,
+        "generation_agreement": np.nan,
+        **{f"generated_{k}": np.nan for k in names[1:]},
+    }
     if "generation_checked" not in group:
         return empty
     checked = group[group["generation_checked"].astype(bool)]
@@ -72,12 +75,27 @@ def accuracy_table(predictions: pd.DataFrame) -> pd.DataFrame:
     rows = []
     keys = ["model", "dataset", "task", "pope_setting"]
     for (model, dataset, task, setting), group in predictions.groupby(keys, sort=True):
-        rows.append({"model": model, "dataset": dataset, "task": task,
-                     "pope_setting": setting or "",
-                     **_metrics(group, task), **_generation_metrics(group, task)})
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "task": task,
+                "pope_setting": setting or "",
+                **_metrics(group, task),
+                **_generation_metrics(group, task),
+            }
+        )
     presence = predictions[predictions["task"] == "presence"]
     for (model, dataset), group in presence.groupby(["model", "dataset"], sort=True):
-        rows.append({"model": model, "dataset": dataset, "task": "presence", "pope_setting": "all",
-                     **_metrics(group, "presence"), **_generation_metrics(group, "presence")})
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "task": "presence",
+                "pope_setting": "all",
+                **_metrics(group, "presence"),
+                **_generation_metrics(group, "presence"),
+            }
+        )
     table = pd.DataFrame(rows)
     return table.sort_values(keys, kind="stable").reset_index(drop=True)

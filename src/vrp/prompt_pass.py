@@ -79,7 +79,10 @@ class SharedPrompts:
         """(n, P + L) True at the image-token keys a suffix query sees (all in the prefix)."""
         rows = self.suffix_ids.shape[0]
         return torch.cat(
-            [self.image_mask.expand(rows, -1), torch.zeros_like(self.suffix_mask, dtype=torch.bool)],
+            [
+                self.image_mask.expand(rows, -1),
+                torch.zeros_like(self.suffix_mask, dtype=torch.bool),
+            ],
             dim=1,
         )
 
@@ -141,7 +144,9 @@ def suffix_pass(
     adapter: FamilyAdapter, shared: SharedPrompts, prefix: PromptState, use_cache: bool
 ) -> PromptPass:
     """The questions' suffixes over copies of the prefix cache, one right-padded batch."""
-    rows = torch.zeros(shared.suffix_ids.shape[0], dtype=torch.long, device=shared.suffix_ids.device)
+    rows = torch.zeros(
+        shared.suffix_ids.shape[0], dtype=torch.long, device=shared.suffix_ids.device
+    )
     kwargs = adapter.continuation_inputs(prefix, rows, shared.suffix_ids, shared.suffix_mask)
     lengths = shared.suffix_lengths
     last = lengths - 1

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 
-def setup_job_logging(log_path: str | os.PathLike | None, threads: int | None = None) -> logging.Logger:
+def setup_job_logging(
+    log_path: str | os.PathLike | None, threads: int | None = None
+) -> logging.Logger:
     """Send stdout, stderr (tqdm progress included) and ``logging`` to ``log_path``.
 
     Also pins torch to ``threads`` CPU threads: results are bit-reproducible on one machine only

@@ -443,11 +443,18 @@ def predict(
     if images is None and share_prefix and adapter.shares_prefix:
         batches = image_batches(questions["image_id"].tolist(), batch_size)
     else:
-        batches = [list(range(s, min(s + batch_size, len(questions)))) for s in range(0, len(questions), batch_size)]
+        batches = [
+            list(range(s, min(s + batch_size, len(questions))))
+            for s in range(0, len(questions), batch_size)
+        ]
     parts = []
-    for rows in tqdm(batches, desc=f"predict {adapter.family}", mininterval=5, disable=not progress):
+    for rows in tqdm(
+        batches, desc=f"predict {adapter.family}", mininterval=5, disable=not progress
+    ):
         batch = questions.iloc[rows]
-        batch_images = [images[r] for r in rows] if images is not None else decode_images(batch["image"])
+        batch_images = (
+            [images[r] for r in rows] if images is not None else decode_images(batch["image"])
+        )
         out = score_batch(
             adapter,
             index,
@@ -524,7 +531,11 @@ def greedy_generations(
     texts = [""] * len(questions)
     for rows, prompt in prompt_passes(adapter, images, questions, True, share_prefix):
         ids = generate(
-            adapter, prompt.logits, prompt.state, max_new_tokens, lambda logits, _: logits.argmax(-1)
+            adapter,
+            prompt.logits,
+            prompt.state,
+            max_new_tokens,
+            lambda logits, _: logits.argmax(-1),
         )
         decoded = adapter.tokenizer.batch_decode(ids, skip_special_tokens=True)
         for r, text in zip(rows, decoded):

@@ -103,7 +103,11 @@ def _entry(manifest_path: Path, name: str) -> dict:
     for rel, size in zip(entry["shards"], sizes):
         path = manifest_path.parent / rel
         if not path.is_file() or (size is not None and path.stat().st_size != size):
-            state = "is missing" if not path.is_file() else f"has {path.stat().st_size} bytes, {size} were written"
+            state = (
+                "is missing"
+                if not path.is_file()
+                else f"has {path.stat().st_size} bytes, {size} were written"
+            )
             raise ShardError(f"shard file {path} of {manifest_path} {state}: {REPAIR_ADVICE}")
     return entry
 

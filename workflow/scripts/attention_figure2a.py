@@ -11,13 +11,18 @@ from vrp.shards import load_array
 
 log = setup_job_logging(snakemake.log[0])
 pooled = {}  # (model, family) -> [(margins, correct)], datasets pooled
-for (model, family, _), samples, manifest in zip(snakemake.params.labels, snakemake.input.samples,
-                                                  snakemake.input.manifests):
+for (model, family, _), samples, manifest in zip(
+    snakemake.params.labels, snakemake.input.samples, snakemake.input.manifests
+):
     correct = pd.read_parquet(samples, columns=["correct"])["correct"].to_numpy(dtype=bool)
-    pooled.setdefault((model, family), []).append((decoder_lens(load_array(manifest, "lens_margin")), correct))
+    pooled.setdefault((model, family), []).append(
+        (decoder_lens(load_array(manifest, "lens_margin")), correct)
+    )
 curves = []
 for (model, family), parts in pooled.items():
-    part = layer_curves(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+    part = layer_curves(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+    )
     curves.append(part.assign(model=model, family=family))
 curves = pd.concat(curves, ignore_index=True)
 log.info("\n%s", curves.to_string())

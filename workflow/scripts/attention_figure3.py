@@ -16,11 +16,18 @@ for (model, family, _), path in zip(snakemake.params.labels, snakemake.input):
 curves = []
 for (model, family), parts in pooled.items():
     # each table is sample-major, layer-minor: one row of the wide array per sample
-    wide = np.concatenate([t[column].to_numpy().reshape(-1, int(t["n_layers"].iloc[0])) for t in parts])
+    wide = np.concatenate(
+        [t[column].to_numpy().reshape(-1, int(t["n_layers"].iloc[0])) for t in parts]
+    )
     # ΔH_s is undefined into layer 0 (and for a map without attention): counted, then left out
     part = layer_curves(wide, name=f"{model} {column}", allow_nan=True)
-    curves.append(part[part["layer"] > 0].assign(model=model, family=family))  # no ΔH_s into layer 0
+    curves.append(
+        part[part["layer"] > 0].assign(model=model, family=family)
+    )  # no ΔH_s into layer 0
 curves = pd.concat(curves, ignore_index=True)
 log.info("\n%s", curves.to_string())
-save_figure(figure_entropy_dynamics(curves, normalized=snakemake.params.entropy_normalized),
-            snakemake.output.pdf, snakemake.output.png)
+save_figure(
+    figure_entropy_dynamics(curves, normalized=snakemake.params.entropy_normalized),
+    snakemake.output.pdf,
+    snakemake.output.png,
+)

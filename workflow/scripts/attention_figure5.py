@@ -23,7 +23,9 @@ log.info("case study: %s", case)
 
 index = [(m, d) for m, _, d in labels].index((case["model"], case["dataset"]))
 family = labels[index][1]
-row = stats[(stats["model"] == case["model"]) & (stats["dataset"] == case["dataset"])].iloc[case["row"]]
+row = stats[(stats["model"] == case["model"]) & (stats["dataset"] == case["dataset"])].iloc[
+    case["row"]
+]
 questions = read_questions(snakemake.input.questions[params.datasets.index(case["dataset"])])
 question = questions[questions["question_id"] == case["question_id"]].iloc[0]
 image = decode_images(pd.Series([question["image"]]))[0]
@@ -39,11 +41,24 @@ manifest = snakemake.input.manifests[index]
 margin = np.asarray(load_array(manifest, "lens_margin")[case["row"]])
 margin_blank = np.asarray(load_array(manifest, "lens_margin_blank")[case["row"]])
 info = {
-    **case, "family": family, "question": question["question"], "answer": row["answer"],
-    "prediction": row["prediction"], "confidence": float(row["confidence"]), "hs": float(row["hs"]),
-    "hs_label": "(/ log S)" if params.entropy_normalized else "nats", "ck": int(row["ck"]),
-    "ck_method": params.ck_method, "grid": [rows, cols], "layers": [int(row["layer_first"]), int(row["layer_last"])],
-    "lens_margin": margin.tolist(), "lens_margin_blank": margin_blank.tolist(),
+    **case,
+    "family": family,
+    "question": question["question"],
+    "answer": row["answer"],
+    "prediction": row["prediction"],
+    "confidence": float(row["confidence"]),
+    "hs": float(row["hs"]),
+    "hs_label": "(/ log S)" if params.entropy_normalized else "nats",
+    "ck": int(row["ck"]),
+    "ck_method": params.ck_method,
+    "grid": [rows, cols],
+    "layers": [int(row["layer_first"]), int(row["layer_last"])],
+    "lens_margin": margin.tolist(),
+    "lens_margin_blank": margin_blank.tolist(),
 }
-save_figure(figure_case_study(image, heat, info, margin, margin_blank), snakemake.output.pdf, snakemake.output.png)
+save_figure(
+    figure_case_study(image, heat, info, margin, margin_blank),
+    snakemake.output.pdf,
+    snakemake.output.png,
+)
 write_json(info, snakemake.output.case)

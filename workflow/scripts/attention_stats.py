@@ -11,8 +11,11 @@ log = setup_job_logging(snakemake.log[0])
 params = snakemake.params
 samples = pd.read_parquet(snakemake.input.samples)
 manifest = read_json(snakemake.input.manifest)
-span = resolve_layer_span(params.layer_range, manifest["num_layers"],
-                          what=f"attention.layer_range.{snakemake.wildcards.model}")
+span = resolve_layer_span(
+    params.layer_range,
+    manifest["num_layers"],
+    what=f"attention.layer_range.{snakemake.wildcards.model}",
+)
 table, maps = attention_statistics(
     samples,
     open_array(snakemake.input.manifest, "image_attention"),  # only the span's layers are read
@@ -22,7 +25,14 @@ table, maps = attention_statistics(
     ck_dbscan=params.ck_dbscan,
     entropy_normalized=params.entropy_normalized,
 )
-log.info("layers %d-%d of %d; %d samples; mean H_s %.4f; C_k counts %s", span[0], span[1],
-         manifest["num_layers"], len(table), table["hs"].mean(), table["ck"].value_counts().sort_index().to_dict())
+log.info(
+    "layers %d-%d of %d; %d samples; mean H_s %.4f; C_k counts %s",
+    span[0],
+    span[1],
+    manifest["num_layers"],
+    len(table),
+    table["hs"].mean(),
+    table["ck"].value_counts().sort_index().to_dict(),
+)
 write_parquet(table, snakemake.output.stats)
 write_npy(maps, snakemake.output.maps)

@@ -8,7 +8,12 @@ from vrp.runlog import setup_job_logging
 
 log = setup_job_logging(snakemake.log[0])
 stats = pd.read_parquet(snakemake.input[0])
-result = stress_test(stats, n_splits=snakemake.params.n_splits, seed=snakemake.params.seed,
-                     n_boot=snakemake.params.n_boot, unit=snakemake.params.interval_unit)
+result = stress_test(
+    stats,
+    n_splits=snakemake.params.n_splits,
+    seed=snakemake.params.seed,
+    n_boot=snakemake.params.n_boot,
+    unit=snakemake.params.interval_unit,
+)
 log.info("stress test: %s", result)
 write_json(result, snakemake.output[0])

@@ -25,14 +25,20 @@ head_logit = load_array(snakemake.input.manifest, "head_logit")
 ranking = rank_heads(head_logit)
 k_max = max(params.top_k)
 if k_max > len(ranking):
-    raise ValueError(f"attention.top_k_heads asks for K={k_max}, but {snakemake.wildcards.model} has only "
-                     f"{len(ranking)} heads (layers x heads); lower K")
+    raise ValueError(
+        f"attention.top_k_heads asks for K={k_max}, but {snakemake.wildcards.model} has only "
+        f"{len(ranking)} heads (layers x heads); lower K"
+    )
 top = ranking.iloc[:k_max]
 folds = nested_head_folds(samples, params.n_splits, params.seed)
 rankings = fold_head_rankings(head_logit, folds, k_max)
 # one read of every head any fold (or the whole sample) ranks in its top K_max
-needed = list(dict.fromkeys([*zip(top["layer"], top["head"])] +
-                            [h for r in rankings for h in zip(r["layer"], r["head"])]))
+needed = list(
+    dict.fromkeys(
+        [*zip(top["layer"], top["head"])]
+        + [h for r in rankings for h in zip(r["layer"], r["head"])]
+    )
+)
 needed = [(int(layer), int(head)) for layer, head in needed]
 all_maps = read_head_maps(snakemake.input.manifest, needed)
 column = {head: i for i, head in enumerate(needed)}

@@ -13,10 +13,15 @@ from vrp.runlog import setup_job_logging
 log = setup_job_logging(snakemake.log[0], threads=snakemake.threads)
 settings, plans = snakemake.params.causal, snakemake.params.plans
 if len(plans) != len(snakemake.output):
-    raise ValueError(f"{len(plans)} ablation plan(s) for {len(snakemake.output)} output file(s); the rule's "
-                     "params.plans must hold one plan per output, in output order")
+    raise ValueError(
+        f"{len(plans)} ablation plan(s) for {len(snakemake.output)} output file(s); the rule's "
+        "params.plans must hold one plan per output, in output order"
+    )
 questions, samples, manifest = load_causal_inputs(
-    snakemake.input.questions, snakemake.input.samples, snakemake.input.manifest, settings["max_images"]
+    snakemake.input.questions,
+    snakemake.input.samples,
+    snakemake.input.manifest,
+    settings["max_images"],
 )
 
 
@@ -25,8 +30,10 @@ def plan_layer(plan):
     if layer == "peak":
         layer = int(read_json(snakemake.input.peak)["peak_layer"])
     if not 0 <= layer < manifest["num_layers"]:
-        raise ValueError(f"ablation layer {layer} does not exist: {snakemake.wildcards.model} has "
-                         f"{manifest['num_layers']} decoder layers")
+        raise ValueError(
+            f"ablation layer {layer} does not exist: {snakemake.wildcards.model} has "
+            f"{manifest['num_layers']} decoder layers"
+        )
     return layer
 
 
@@ -34,11 +41,32 @@ layers = [plan_layer(plan) for plan in plans]  # every layer checked before the 
 ranking = pd.read_parquet(snakemake.input.ranking) if "ranking" in snakemake.input.keys() else None
 adapter = load_model_from_spec(snakemake.params.model)
 for plan, layer, path in zip(plans, layers, snakemake.output):
-    conditions = build_conditions(plan, layer, ranking, adapter.hidden_size, global_seed=snakemake.params.seed)
-    log.info("%s: layer %d, %d question(s); conditions:\n%s", path, layer, len(questions),
-             "\n".join(f"  {c.condition} seed={c.seed} channels={c.labels(adapter.hidden_size)['channels']}"
-                       for c in conditions))
-    runs = run_ablation(adapter, questions, manifest["candidates"], conditions, mode=snakemake.params.mode,
-                        batch_size=settings["batch_size"], share_prefix=snakemake.params.prefix_sharing)
-    log.info("accuracy per condition\n%s", runs.groupby(["condition", "seed"])["correct"].mean().to_string())
-    write_parquet(runs.assign(model=snakemake.wildcards.model, dataset=snakemake.wildcards.dataset), path)
+    conditions = build_conditions(
+        plan, layer, ranking, adapter.hidden_size, global_seed=snakemake.params.seed
+    )
+    log.info(
+        "%s: layer %d, %d question(s); conditions:\n%s",
+        path,
+        layer,
+        len(questions),
+        "\n".join(
+            f"  {c.condition} seed={c.seed} channels={c.labels(adapter.hidden_size)['channels']}"
+            for c in conditions
+        ),
+    )
+    runs = run_ablation(
+        adapter,
+        questions,
+        manifest["candidates"],
+        conditions,
+        mode=snakemake.params.mode,
+        batch_size=settings["batch_size"],
+        share_prefix=snakemake.params.prefix_sharing,
+    )
+    log.info(
+        "accuracy per condition\n%s",
+        runs.groupby(["condition", "seed"])["correct"].mean().to_string(),
+    )
+    write_parquet(
+        runs.assign(model=snakemake.wildcards.model, dataset=snakemake.wildcards.dataset), path
+    )

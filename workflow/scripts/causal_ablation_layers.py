@@ -7,6 +7,8 @@ from vrp.runlog import setup_job_logging
 log = setup_job_logging(snakemake.log[0])
 settings = snakemake.params.ablation
 manifest = read_json(snakemake.input.manifest)
-plan = layer_plan(manifest["num_layers"], settings["layers"], settings["layers_depth"], settings["k_sweep_layer"])
+plan = layer_plan(
+    manifest["num_layers"], settings["layers"], settings["layers_depth"], settings["k_sweep_layer"]
+)
 log.info("%s", plan)
 write_json(plan, snakemake.output[0])

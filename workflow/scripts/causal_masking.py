@@ -10,10 +10,18 @@ log = setup_job_logging(snakemake.log[0], threads=snakemake.threads)
 settings, masking = snakemake.params.causal, snakemake.params.masking
 p = float(snakemake.wildcards.p)
 questions, samples, manifest = load_causal_inputs(
-    snakemake.input.questions, snakemake.input.samples, snakemake.input.manifest, settings["max_images"]
+    snakemake.input.questions,
+    snakemake.input.samples,
+    snakemake.input.manifest,
+    settings["max_images"],
 )
 adapter = load_model_from_spec(snakemake.params.model)
-grids = list(zip(samples["grid_rows"].to_numpy()[questions["row"]], samples["grid_cols"].to_numpy()[questions["row"]]))
+grids = list(
+    zip(
+        samples["grid_rows"].to_numpy()[questions["row"]],
+        samples["grid_cols"].to_numpy()[questions["row"]],
+    )
+)
 runs = run_masking(
     adapter,
     questions,
@@ -27,5 +35,12 @@ runs = run_masking(
     fill=tuple(masking["fill"]),
     batch_size=settings["batch_size"],
 )
-log.info("p=%g: accuracy per condition\n%s", p, runs.groupby(["condition", "seed"])["correct"].mean().to_string())
-write_parquet(runs.assign(model=snakemake.wildcards.model, dataset=snakemake.wildcards.dataset), snakemake.output[0])
+log.info(
+    "p=%g: accuracy per condition\n%s",
+    p,
+    runs.groupby(["condition", "seed"])["correct"].mean().to_string(),
+)
+write_parquet(
+    runs.assign(model=snakemake.wildcards.model, dataset=snakemake.wildcards.dataset),
+    snakemake.output[0],
+)

@@ -5,7 +5,9 @@ from vrp.io import write_csv
 from vrp.runlog import setup_job_logging
 
 # the columns of the log's overview (all questions; of the random masks, seed 0 only)
-OVERVIEW = "model dataset p contrast seed n drop_pp drop_lo drop_hi paired_p mcnemar_p ttest_p".split()
+OVERVIEW = (
+    "model dataset p contrast seed n drop_pp drop_lo drop_hi paired_p mcnemar_p ttest_p".split()
+)
 
 log = setup_job_logging(snakemake.log[0])
 params = snakemake.params

@@ -16,10 +16,15 @@ if pope.get("local_dir"):
     paths = find_pope_parquets(pope["local_dir"])
 else:
     paths = download_pope(
-        Path(snakemake.output.eval).parent / "download", repo_id=pope["repo_id"], revision=pope["revision"],
-        settings=tuple(pope["settings"]), dataset=snakemake.params.dataset,
+        Path(snakemake.output.eval).parent / "download",
+        repo_id=pope["repo_id"],
+        revision=pope["revision"],
+        settings=tuple(pope["settings"]),
+        dataset=snakemake.params.dataset,
     )
-questions = load_pope(paths, settings=tuple(pope["settings"]), limit_per_setting=pope["limit_per_setting"])
+questions = load_pope(
+    paths, settings=tuple(pope["settings"]), limit_per_setting=pope["limit_per_setting"]
+)
 log.info("POPE: %d questions on %d images", len(questions), questions["image_id"].nunique())
 write_parquet(questions, snakemake.output.eval)
 # what the table was built from: the pinned commit (the lock file's) and every file's checksum

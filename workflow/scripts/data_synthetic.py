@@ -5,7 +5,9 @@ from vrp.io import write_parquet
 from vrp.runlog import setup_job_logging
 
 log = setup_job_logging(snakemake.log[0])
-config = SyntheticBenchmarkConfig.from_dict({**snakemake.params.synthetic, "seed": snakemake.params.seed})
+config = SyntheticBenchmarkConfig.from_dict(
+    {**snakemake.params.synthetic, "seed": snakemake.params.seed}
+)
 splits = generate_benchmark(config)
 for split, frame in splits.items():
     log.info("%s: %d questions on %d images", split, len(frame), frame["image_id"].nunique())

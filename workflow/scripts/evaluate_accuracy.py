@@ -1,6 +1,5 @@
 """Collect every model's predictions into results/accuracy.csv."""
 
-
 from vrp.io import write_csv
 from vrp.metrics import accuracy_table
 from vrp.per_model import read_labelled

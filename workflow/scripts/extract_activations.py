@@ -24,22 +24,39 @@ manifest = extract(
         prefix_sharing=snakemake.params.prefix_sharing,
     ),
 )
-log.info("extracted %d samples; arrays %s", manifest["n_samples"],
-         {k: v["shape"] for k, v in manifest["arrays"].items()})
+log.info(
+    "extracted %d samples; arrays %s",
+    manifest["n_samples"],
+    {k: v["shape"] for k, v in manifest["arrays"].items()},
+)
 scoring = manifest["answer_scoring"]
-log.info("prompt pass: %s (%s)", manifest["answer_scoring"]["prompt_pass"]["mode"],
-         manifest["answer_scoring"]["prompt_pass"]["reason"])
-log.info("answers scored with the %s attention kernel, attention read with %s; prompt %r",
-         scoring["answer_attention_kernel"], scoring["readout_attention_kernel"],
-         scoring["prompt_example"])
+log.info(
+    "prompt pass: %s (%s)",
+    manifest["answer_scoring"]["prompt_pass"]["mode"],
+    manifest["answer_scoring"]["prompt_pass"]["reason"],
+)
+log.info(
+    "answers scored with the %s attention kernel, attention read with %s; prompt %r",
+    scoring["answer_attention_kernel"],
+    scoring["readout_attention_kernel"],
+    scoring["prompt_example"],
+)
 if "kernel_agreement" in scoring:
     log.info("answer agreement between the two kernels: %.4f", scoring["kernel_agreement"])
 check = scoring["generation_check"]
 minimum = snakemake.params.extraction["generation_min_agreement"]
 if check["n_checked"]:
-    log.info("greedy generation agrees with the scored prediction on %.4f of %d questions %s",
-             check["agreement"], check["n_checked"], check["agreement_by_task"])
+    log.info(
+        "greedy generation agrees with the scored prediction on %.4f of %d questions %s",
+        check["agreement"],
+        check["n_checked"],
+        check["agreement_by_task"],
+    )
     if check["agreement"] < minimum:
-        log.warning("generation agreement %.4f is below extraction.generation_min_agreement=%.2f: "
-                    "the scored answers may not be what the model says (check the post-prompt "
-                    "and the answer forms in the manifest)", check["agreement"], minimum)
+        log.warning(
+            "generation agreement %.4f is below extraction.generation_min_agreement=%.2f: "
+            "the scored answers may not be what the model says (check the post-prompt "
+            "and the answer forms in the manifest)",
+            check["agreement"],
+            minimum,
+        )

@@ -9,12 +9,19 @@ from vrp.runlog import setup_job_logging
 from vrp.shards import open_array
 
 log = setup_job_logging(snakemake.log[0], threads=1)
-settings = ProbeSettings.from_params({**snakemake.params.probes,
-                                       "interval_unit": snakemake.params.interval_unit})
+settings = ProbeSettings.from_params(
+    {**snakemake.params.probes, "interval_unit": snakemake.params.interval_unit}
+)
 samples = pd.read_parquet(snakemake.input.samples)
 hidden = open_array(snakemake.input.manifest, "hidden")  # read a layer at a time
 mlp_out = open_array(snakemake.input.manifest, "mlp_out")
-log.info("%d questions, %d images; hidden %s; %s", len(samples), samples["image_id"].nunique(), hidden.shape, settings)
+log.info(
+    "%d questions, %d images; hidden %s; %s",
+    len(samples),
+    samples["image_id"].nunique(),
+    hidden.shape,
+    settings,
+)
 layers, layer_scores = layer_probes(
     hidden,
     mlp_out,

@@ -11,8 +11,13 @@ log = setup_job_logging(snakemake.log[0], threads=1)
 params = snakemake.params.probes
 samples = pd.read_parquet(snakemake.input.samples)
 mlp_out = open_array(snakemake.input.manifest, "mlp_out")
-ranking = neuron_ranking(mlp_out, samples["correct"].to_numpy(), l1_C=params["l1_C"], seed=params["seed"])
+ranking = neuron_ranking(
+    mlp_out, samples["correct"].to_numpy(), l1_C=params["l1_C"], seed=params["seed"]
+)
 used = ranking[ranking["abs_weight"] > 0.01].groupby("layer").size()
-log.info("channels with |weight| > 0.01 per layer:\n%s\ntop channels:\n%s", used.to_string(),
-         ranking[ranking["rank"] < 5].to_string())
+log.info(
+    "channels with |weight| > 0.01 per layer:\n%s\ntop channels:\n%s",
+    used.to_string(),
+    ranking[ranking["rank"] < 5].to_string(),
+)
 write_parquet(ranking, snakemake.output.ranking)

@@ -13,6 +13,9 @@ claims = check_claims_from_files(
     families=snakemake.params.families,
     margins=Margins.from_params(snakemake.params.margins),
 )
-log.info("\n%s", claims[["claim_id", "dataset", "value", "ci_low", "ci_high", "n", "verdict"]].to_string())
+log.info(
+    "\n%s",
+    claims[["claim_id", "dataset", "value", "ci_low", "ci_high", "n", "verdict"]].to_string(),
+)
 write_csv(claims, snakemake.output.csv)
 write_text(claims_html(claims), snakemake.output.html)

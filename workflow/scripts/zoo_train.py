@@ -23,7 +23,13 @@ adapter.post_prompt = params.post_prompt  # trained with the prompt it is later 
 train = pd.concat([read_questions(p) for p in snakemake.input.train], ignore_index=True)
 config = TrainConfig.from_dict(dict(params.train))
 n_params = sum(p.numel() for p in adapter.model.parameters())
-log.info("%s: %d parameters, %d train questions, %d steps", params.family, n_params, len(train), config.steps)
+log.info(
+    "%s: %d parameters, %d train questions, %d steps",
+    params.family,
+    n_params,
+    len(train),
+    config.steps,
+)
 
 start = time.perf_counter()
 history = train_adapter(adapter, train, config, seed=params.seed)

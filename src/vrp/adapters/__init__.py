@@ -36,7 +36,9 @@ def get_adapter_class(family: str) -> type[FamilyAdapter]:
     try:
         return ADAPTERS[family]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown model family {family!r}; choose one of {list(FAMILIES)}") from None
+        raise ValueError(
+            f"unknown model family {family!r}; choose one of {list(FAMILIES)}"
+        ) from None
 
 
 def load_adapter(family: str, path_or_id: str | os.PathLike, **kwargs) -> FamilyAdapter:

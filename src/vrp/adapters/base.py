@@ -236,7 +236,9 @@ class FamilyAdapter(abc.ABC):
         raise NotImplementedError(f"{cls.family}: no recipe for its released tokenizer")
 
     @classmethod
-    def _tiny_text_config(cls, tokenizer: PreTrainedTokenizerBase, settings: dict) -> dict[str, Any]:
+    def _tiny_text_config(
+        cls, tokenizer: PreTrainedTokenizerBase, settings: dict
+    ) -> dict[str, Any]:
         """The decoder settings every family's tiny text config takes from the settings and tokenizer."""
         return {
             "vocab_size": len(tokenizer),
@@ -269,7 +271,11 @@ class FamilyAdapter(abc.ABC):
 
     @staticmethod
     def _check_release_ids(
-        tokenizer: PreTrainedTokenizerBase, expected: dict[str, int], vocabulary: str, release: str, fix: str
+        tokenizer: PreTrainedTokenizerBase,
+        expected: dict[str, int],
+        vocabulary: str,
+        release: str,
+        fix: str,
     ) -> None:
         """Refuse a tokenizer whose ``vocabulary`` special tokens are not at ``release``'s ids
         (``expected``, token -> id); ``fix`` says which tokenizer to use instead."""
@@ -283,7 +289,9 @@ class FamilyAdapter(abc.ABC):
     def _require_special_tokens(cls, tokenizer: PreTrainedTokenizerBase) -> None:
         """Refuse a tokenizer without the family's :attr:`special_tokens` as whole tokens."""
         ids = tokenizer.convert_tokens_to_ids
-        missing = [t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id]
+        missing = [
+            t for t in cls.special_tokens if ids(t) is None or ids(t) == tokenizer.unk_token_id
+        ]
         if missing:
             raise ValueError(
                 f"the tokenizer lacks {cls.display_name}'s special tokens {missing}; build it with vrp.zoo.tokenizer"
@@ -300,13 +308,20 @@ class FamilyAdapter(abc.ABC):
         settings = {**cls.tiny_defaults, **config}
         for key, value in settings.items():
             default = cls.tiny_defaults[key]
-            if value is not None and default is not None and type(default) is int and type(value) is not int:
+            if (
+                value is not None
+                and default is not None
+                and type(default) is int
+                and type(value) is not int
+            ):
                 raise TypeError(f"tiny-model config key {key!r} must be an int, got {value!r}")
         return settings
 
     @classmethod
     @abc.abstractmethod
-    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, settings: dict) -> tuple[torch.nn.Module, Any]:
+    def _build_tiny(
+        cls, tokenizer: PreTrainedTokenizerBase, settings: dict
+    ) -> tuple[torch.nn.Module, Any]:
         """Return (model, processor) for the tiny build (called under a seeded RNG)."""
 
     # ------------------------------------------------------------------ prompts and batches
@@ -329,8 +344,12 @@ class FamilyAdapter(abc.ABC):
         """The processor's chat template on one user turn of [image, template text], with the
         generation prompt (the chat-template families' prompt)."""
         text = self.prompt_template.replace("{question}", question)
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        messages = [
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}
+        ]
+        return self.processor.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=False
+        )
 
     def _generation_context(self) -> str:
         """The text right before the model's first answer token (prompt as the tokenizer sees it)."""
@@ -361,15 +380,21 @@ class FamilyAdapter(abc.ABC):
     def _to_model(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         device, dtype = self.device, self.dtype
         return {
-            key: value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
+            key: value.to(device=device, dtype=dtype)
+            if value.is_floating_point()
+            else value.to(device)
             for key, value in batch.items()
         }
 
-    def encode(self, images: Sequence[Image.Image], questions: Sequence[str]) -> dict[str, torch.Tensor]:
+    def encode(
+        self, images: Sequence[Image.Image], questions: Sequence[str]
+    ) -> dict[str, torch.Tensor]:
         """An inference batch, left-padded: position -1 is every row's last prompt token."""
         prompts = [self.build_prompt(self.question_text(q)) for q in questions]
         batch = self._processor_call(images, prompts, padding_side="left")
-        batch.pop("labels", None)  # PaliGemma's processor adds training labels; inference needs none
+        batch.pop(
+            "labels", None
+        )  # PaliGemma's processor adds training labels; inference needs none
         return self._to_model(batch)
 
     # Per-token keys (besides input_ids / attention_mask) that must be extended over the answer,
@@ -426,9 +451,9 @@ class FamilyAdapter(abc.ABC):
             return list(cached)
         context = self._generation_context()
         context_ids = self.tokenizer(context, add_special_tokens=False)["input_ids"]
-        full_ids = self.tokenizer(context + self.answer_separator + answer, add_special_tokens=False)[
-            "input_ids"
-        ]
+        full_ids = self.tokenizer(
+            context + self.answer_separator + answer, add_special_tokens=False
+        )["input_ids"]
         shared = 0
         for a, b in zip(context_ids, full_ids):
             if a != b:
@@ -522,7 +547,9 @@ class FamilyAdapter(abc.ABC):
             return height, width
         if size.get("height") and size.get("width"):
             return size["height"], size["width"]
-        raise NotImplementedError(f"{self.display_name} geometry: image processor size {size} is not supported")
+        raise NotImplementedError(
+            f"{self.display_name} geometry: image processor size {size} is not supported"
+        )
 
     # ------------------------------------------------------------------ answer scoring
     def answer_spacings(self) -> tuple[str, ...]:
@@ -637,7 +664,9 @@ class FamilyAdapter(abc.ABC):
         from vrp.prompt_pass import SharedPrompts
 
         if not self.shares_prefix:
-            raise ValueError(f"{self.family}: {self.prefix_sharing_note or 'prefix sharing is off'}")
+            raise ValueError(
+                f"{self.family}: {self.prefix_sharing_note or 'prefix sharing is off'}"
+            )
         if not questions:
             raise ValueError("encode_shared needs at least one question")
         prompts = [self.build_prompt(self.question_text(q)) for q in questions]
@@ -694,7 +723,9 @@ class FamilyAdapter(abc.ABC):
     def _layer(self, layer: int) -> torch.nn.Module:
         layers = self.decoder_layers()
         if not -len(layers) <= layer < len(layers):
-            raise IndexError(f"{self.family} has {len(layers)} decoder layers; layer {layer} does not exist")
+            raise IndexError(
+                f"{self.family} has {len(layers)} decoder layers; layer {layer} does not exist"
+            )
         return layers[layer]
 
     def attention_module(self, layer: int) -> torch.nn.Module:
@@ -706,7 +737,10 @@ class FamilyAdapter(abc.ABC):
         attention = self.attention_module(layer)
         name = self.output_projection_name
         projection = getattr(attention, name, None)
-        if not isinstance(projection, torch.nn.Linear) or projection.out_features != self.hidden_size:
+        if (
+            not isinstance(projection, torch.nn.Linear)
+            or projection.out_features != self.hidden_size
+        ):
             raise AttributeError(
                 f"{self.family}: {type(attention).__name__}.{name} is not a Linear onto the "
                 f"{self.hidden_size}-wide residual; fix {type(self).__name__}.output_projection_name"
@@ -827,8 +861,12 @@ class ProcessedView:
                 f"the processed image ({self.view_width}x{self.view_height}) does not divide into a "
                 f"{rows}x{cols} grid"
             )
-        xs = (self.crop_left + np.arange(cols + 1) * (self.view_width // cols)) / self.scale_x - self.pad_x
-        ys = (self.crop_top + np.arange(rows + 1) * (self.view_height // rows)) / self.scale_y - self.pad_y
+        xs = (
+            self.crop_left + np.arange(cols + 1) * (self.view_width // cols)
+        ) / self.scale_x - self.pad_x
+        ys = (
+            self.crop_top + np.arange(rows + 1) * (self.view_height // rows)
+        ) / self.scale_y - self.pad_y
         # Round the shared edges once so adjacent boxes tile exactly; clip padding away.
         xs = np.clip(np.round(xs), 0, self.width).astype(np.int64)
         ys = np.clip(np.round(ys), 0, self.height).astype(np.int64)
@@ -842,7 +880,9 @@ class ProcessedView:
 
 def _check_size(image_size: tuple[int, int]) -> tuple[int, int]:
     if len(image_size) != 2 or min(image_size) <= 0:
-        raise ValueError(f"image_size must be PIL's (width, height) with positive sides, got {image_size}")
+        raise ValueError(
+            f"image_size must be PIL's (width, height) with positive sides, got {image_size}"
+        )
     return int(image_size[0]), int(image_size[1])
 
 
@@ -873,5 +913,7 @@ def unique_module(model: torch.nn.Module, cls: type, family: str) -> torch.nn.Mo
     """The single submodule of class ``cls`` (found by class, not by dotted path)."""
     found = [m for m in model.modules() if isinstance(m, cls)]
     if len(found) != 1:
-        raise AttributeError(f"{family}: expected one {cls.__name__} in the model, found {len(found)}")
+        raise AttributeError(
+            f"{family}: expected one {cls.__name__} in the model, found {len(found)}"
+        )
     return found[0]

@@ -139,8 +139,12 @@ class Gemma3Adapter(FamilyAdapter):
         tokenizer = copy.deepcopy(raw)
         # the instruction-tuned release keeps <eos> as the tokenizer's eos (its generation config
         # also stops at <end_of_turn>, as the tiny build's does); a tokenizer.json may say otherwise
-        tokenizer.add_special_tokens({"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"})
-        cls._check_release_ids(tokenizer, RELEASE_SPECIAL_IDS, "Gemma", "Gemma 3", "use the Gemma 3 tokenizer.json")
+        tokenizer.add_special_tokens(
+            {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>"}
+        )
+        cls._check_release_ids(
+            tokenizer, RELEASE_SPECIAL_IDS, "Gemma", "Gemma 3", "use the Gemma 3 tokenizer.json"
+        )
         _name_tokens(tokenizer)
         if not getattr(tokenizer, "chat_template", None):
             tokenizer.chat_template = CHAT_TEMPLATE
@@ -166,12 +170,14 @@ class Gemma3Adapter(FamilyAdapter):
                 "gemma3: the image processor has do_pan_and_scan=True; its crops add image-token "
                 "spans whose pixels this adapter does not map, so the grid and cell boxes would be "
                 "wrong. Turn it off (processor.image_processor.do_pan_and_scan = False, or "
-                "\"do_pan_and_scan\": null in the checkpoint's preprocessor_config.json)"
+                '"do_pan_and_scan": null in the checkpoint\'s preprocessor_config.json)'
             )
 
     # ------------------------------------------------------------------ tiny build
     @classmethod
-    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+    def _build_tiny(
+        cls, tokenizer: PreTrainedTokenizerBase, s: dict
+    ) -> tuple[torch.nn.Module, Any]:
         vision = cls._tiny_vision_config(s)
         image_size, patch, side = s["image_size"], s["patch_size"], s["tokens_per_side"]
         if (image_size // patch) % side:
@@ -231,7 +237,9 @@ class Gemma3Adapter(FamilyAdapter):
     def tokens_per_side(self) -> int:
         side = round(int(self.model.config.mm_tokens_per_image) ** 0.5)
         if side * side != int(self.model.config.mm_tokens_per_image):
-            raise ValueError(f"gemma3: mm_tokens_per_image {self.model.config.mm_tokens_per_image} is not square")
+            raise ValueError(
+                f"gemma3: mm_tokens_per_image {self.model.config.mm_tokens_per_image} is not square"
+            )
         return side
 
     def _grids_from_inputs(self, inputs: dict[str, torch.Tensor]) -> list[tuple[int, int]]:

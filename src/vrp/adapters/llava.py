@@ -73,7 +73,9 @@ class LlavaAdapter(FamilyAdapter):
         tokenizer.add_special_tokens(
             {"additional_special_tokens": [AddedToken("<image>", normalized=False, special=True)]}
         )
-        tokenizer.add_special_tokens({"pad_token": AddedToken("<pad>", normalized=False, special=True)})
+        tokenizer.add_special_tokens(
+            {"pad_token": AddedToken("<pad>", normalized=False, special=True)}
+        )
         return tokenizer
 
     def build_prompt(self, question: str) -> str:
@@ -83,7 +85,9 @@ class LlavaAdapter(FamilyAdapter):
 
     # ------------------------------------------------------------------ tiny build
     @classmethod
-    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+    def _build_tiny(
+        cls, tokenizer: PreTrainedTokenizerBase, s: dict
+    ) -> tuple[torch.nn.Module, Any]:
         image_size, patch = s["image_size"], s["patch_size"]
         vision = cls._tiny_vision_config(s)  # checks the patch size
         vision_layers = s["vision_num_hidden_layers"]
@@ -98,7 +102,8 @@ class LlavaAdapter(FamilyAdapter):
         if feature_layer is None:
             feature_layer = -2 if vision_layers >= 2 else -1
         image_processor = CLIPImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
         )
         processor = LlavaProcessor(
             image_processor=image_processor,
@@ -139,7 +144,10 @@ class LlavaAdapter(FamilyAdapter):
             # the library's own rule (int() truncation of the long side), on a zero-cost dummy
             dummy = np.broadcast_to(np.zeros((1, 1, 1), np.uint8), (3, height_p, width_p))
             new_h, new_w = get_resize_output_image_size(
-                dummy, size=size["shortest_edge"], default_to_square=False, input_data_format="channels_first"
+                dummy,
+                size=size["shortest_edge"],
+                default_to_square=False,
+                input_data_format="channels_first",
             )
         else:
             new_h, new_w = self._fixed_size(width_p, height_p)

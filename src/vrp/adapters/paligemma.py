@@ -94,15 +94,21 @@ class PaliGemmaAdapter(FamilyAdapter):
 
     # ------------------------------------------------------------------ tiny build
     @classmethod
-    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+    def _build_tiny(
+        cls, tokenizer: PreTrainedTokenizerBase, s: dict
+    ) -> tuple[torch.nn.Module, Any]:
         vision = cls._tiny_vision_config(s)
         image_size, patch = s["image_size"], s["patch_size"]
         image_processor = SiglipImageProcessorPil(size={"height": image_size, "width": image_size})
-        image_processor.image_seq_length = (image_size // patch) ** 2  # PaliGemmaProcessor requires it
+        image_processor.image_seq_length = (
+            image_size // patch
+        ) ** 2  # PaliGemmaProcessor requires it
         # The processor adds <loc>/<seg> tokens to the tokenizer, so size the model after building it.
         processor = PaliGemmaProcessor(image_processor=image_processor, tokenizer=tokenizer)
         vocab_size = len(processor.tokenizer)
-        vision_config = SiglipVisionConfig(**vision, vision_use_head=False)  # the pooling head is unused
+        vision_config = SiglipVisionConfig(
+            **vision, vision_use_head=False
+        )  # the pooling head is unused
         text_config = GemmaConfig(
             **cls._tiny_text_config(processor.tokenizer, s), head_dim=s["head_dim"]
         )

@@ -112,7 +112,11 @@ class Qwen2VLAdapter(FamilyAdapter):
         tokenizer.add_bos_token = False
         tokenizer.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"})
         cls._check_release_ids(
-            tokenizer, RELEASE_SPECIAL_IDS, "Qwen", "Qwen2-VL", "use a Qwen2 / Qwen2.5 / Qwen3 tokenizer.json"
+            tokenizer,
+            RELEASE_SPECIAL_IDS,
+            "Qwen",
+            "Qwen2-VL",
+            "use a Qwen2 / Qwen2.5 / Qwen3 tokenizer.json",
         )
         return tokenizer
 
@@ -140,17 +144,23 @@ class Qwen2VLAdapter(FamilyAdapter):
 
     # ------------------------------------------------------------------ tiny build
     @classmethod
-    def _build_tiny(cls, tokenizer: PreTrainedTokenizerBase, s: dict) -> tuple[torch.nn.Module, Any]:
+    def _build_tiny(
+        cls, tokenizer: PreTrainedTokenizerBase, s: dict
+    ) -> tuple[torch.nn.Module, Any]:
         factor = s["patch_size"] * s["merge_size"]
         for key in cls._tiny_block_multiples:
             if s[key] % factor:
-                raise ValueError(f"{key} {s[key]} must be a multiple of patch_size*merge_size = {factor}")
+                raise ValueError(
+                    f"{key} {s[key]} must be a multiple of patch_size*merge_size = {factor}"
+                )
         min_pixels = s["min_pixels"] if s["min_pixels"] is not None else (2 * factor) ** 2
         max_pixels = s["max_pixels"] if s["max_pixels"] is not None else s["image_size"] ** 2
         head_dim = s["hidden_size"] // s["num_attention_heads"]
         mrope_section = s["mrope_section"] or _default_mrope_section(head_dim)
         if sum(mrope_section) != head_dim // 2:
-            raise ValueError(f"mrope_section {mrope_section} must sum to head_dim/2 = {head_dim // 2}")
+            raise ValueError(
+                f"mrope_section {mrope_section} must sum to head_dim/2 = {head_dim // 2}"
+            )
         vision_config = cls._tiny_vision_config(s)
 
         tokenizer.add_bos_token = False  # Qwen prompts start at <|im_start|>, with no BOS
@@ -167,7 +177,11 @@ class Qwen2VLAdapter(FamilyAdapter):
         ids = tokenizer.convert_tokens_to_ids
         rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": list(mrope_section)}
         config = cls.model_class.config_class(
-            text_config=dict(**cls._tiny_text_config(tokenizer, s), rope_parameters=rope, tie_word_embeddings=True),
+            text_config=dict(
+                **cls._tiny_text_config(tokenizer, s),
+                rope_parameters=rope,
+                tie_word_embeddings=True,
+            ),
             vision_config=vision_config,
             image_token_id=ids("<|image_pad|>"),
             video_token_id=ids("<|video_pad|>"),
@@ -198,7 +212,9 @@ class Qwen2VLAdapter(FamilyAdapter):
         grids = []
         for t, h, w in inputs["image_grid_thw"].tolist():
             if t != 1:
-                raise ValueError(f"qwen2vl: image_grid_thw has t={t}; only single images are supported")
+                raise ValueError(
+                    f"qwen2vl: image_grid_thw has t={t}; only single images are supported"
+                )
             grids.append((h // merge, w // merge))
         return grids
 

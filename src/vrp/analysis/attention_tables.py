@@ -77,7 +77,9 @@ __all__ = [
 CK_METHODS = ("components", "dbscan")
 
 # Per-sample columns copied from samples.parquet into the statistics table.
-_SAMPLE_COLUMNS = tuple("question_id image_id task answer prediction correct confidence grid_rows grid_cols".split())
+_SAMPLE_COLUMNS = tuple(
+    "question_id image_id task answer prediction correct confidence grid_rows grid_cols".split()
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -107,8 +109,12 @@ def grid_groups(samples: pd.DataFrame) -> dict[tuple[int, int], np.ndarray]:
     """Row indices of ``samples`` per patch grid ``(grid_rows, grid_cols)`` (Qwen2-VL grids vary)."""
     missing = {"grid_rows", "grid_cols"} - set(samples.columns)
     if missing:
-        raise ValueError(f"samples lack column(s) {sorted(missing)}; rerun the extraction (samples.parquet)")
-    positions = samples.groupby(["grid_rows", "grid_cols"], sort=True).indices  # row positions per group
+        raise ValueError(
+            f"samples lack column(s) {sorted(missing)}; rerun the extraction (samples.parquet)"
+        )
+    positions = samples.groupby(
+        ["grid_rows", "grid_cols"], sort=True
+    ).indices  # row positions per group
     return {(int(rows), int(cols)): np.asarray(idx) for (rows, cols), idx in positions.items()}
 
 
@@ -117,17 +123,23 @@ def maps_on_grid(flat_maps, rows: int, cols: int) -> np.ndarray:
     arr = np.asarray(flat_maps, dtype=np.float64)
     size = rows * cols
     if arr.shape[-1] < size:
-        raise ValueError(f"maps have {arr.shape[-1]} image tokens, fewer than the {rows}x{cols} grid needs")
+        raise ValueError(
+            f"maps have {arr.shape[-1]} image tokens, fewer than the {rows}x{cols} grid needs"
+        )
     grid = arr[..., :size]
     if np.isnan(grid).any():
-        raise ValueError(f"NaN inside the {rows}x{cols} grid: grid_rows/grid_cols do not match the attention maps")
+        raise ValueError(
+            f"NaN inside the {rows}x{cols} grid: grid_rows/grid_cols do not match the attention maps"
+        )
     return grid.reshape(arr.shape[:-1] + (rows, cols))
 
 
 def _check_aligned(samples: pd.DataFrame, array: np.ndarray, name: str) -> None:
     if len(array) != len(samples):
-        raise ValueError(f"{name} has {len(array)} rows but samples.parquet has {len(samples)}; "
-                         "both must come from the same extraction")
+        raise ValueError(
+            f"{name} has {len(array)} rows but samples.parquet has {len(samples)}; "
+            "both must come from the same extraction"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,10 +151,15 @@ def _ck_parameters(ck_components: Mapping | None, ck_dbscan: Mapping | None) -> 
     return components, dbscan
 
 
-def attention_statistics(samples: pd.DataFrame, image_attention, span: tuple[int, int],
-                         ck_method: str = "components", ck_components: Mapping | None = None,
-                         ck_dbscan: Mapping | None = None,
-                         entropy_normalized: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
+def attention_statistics(
+    samples: pd.DataFrame,
+    image_attention,
+    span: tuple[int, int],
+    ck_method: str = "components",
+    ck_components: Mapping | None = None,
+    ck_dbscan: Mapping | None = None,
+    entropy_normalized: bool = False,
+) -> tuple[pd.DataFrame, np.ndarray]:
     """Per-sample H_s, C_k and the 11 stress-test features of the layer-averaged attention map.
 
     ``image_attention`` is the extraction's (n, L, S_max) array; ``span`` = (first, last) decoder
@@ -153,17 +170,21 @@ def attention_statistics(samples: pd.DataFrame, image_attention, span: tuple[int
     (n, S_max) float32, each sample's L1-normalised map (NaN beyond its grid).
     """
     if ck_method not in CK_METHODS:
-        raise ValueError(f"attention.ck_method must be one of {list(CK_METHODS)}, got {ck_method!r}")
+        raise ValueError(
+            f"attention.ck_method must be one of {list(CK_METHODS)}, got {ck_method!r}"
+        )
     _check_aligned(samples, image_attention, "image_attention")
     first, last = span
-    layer_mean = np.asarray(image_attention[:, first:last + 1, :], dtype=np.float64).mean(axis=1)
+    layer_mean = np.asarray(image_attention[:, first : last + 1, :], dtype=np.float64).mean(axis=1)
     components, dbscan = _ck_parameters(ck_components, ck_dbscan)
     maps = np.full(layer_mean.shape, np.nan, dtype=np.float32)
     parts = []
     for (rows, cols), idx in grid_groups(samples).items():
         probs = normalize_maps(maps_on_grid(layer_mean[idx], rows, cols))
         features = attention_features(probs)
-        features["ck_components"] = cluster_count(probs, method="components", **components).astype(np.float64)
+        features["ck_components"] = cluster_count(probs, method="components", **components).astype(
+            np.float64
+        )
         features["ck_dbscan"] = cluster_count(probs, method="dbscan", **dbscan).astype(np.float64)
         features["ck_x_entropy"] = features["ck_components"] * features["entropy"]
         features.index = idx
@@ -197,16 +218,18 @@ def layer_entropy_table(samples: pd.DataFrame, image_attention) -> pd.DataFrame:
         normalized[idx] = spatial_entropy(grid, normalized=True)
     delta = np.concatenate([np.full((n, 1), np.nan), np.diff(entropy, axis=1)], axis=1)
     delta_norm = np.concatenate([np.full((n, 1), np.nan), np.diff(normalized, axis=1)], axis=1)
-    return pd.DataFrame({
-        "question_id": np.repeat(samples["question_id"].to_numpy(), n_layers),
-        "correct": np.repeat(samples["correct"].astype(bool).to_numpy(), n_layers),
-        "layer": np.tile(np.arange(n_layers), n),
-        "n_layers": n_layers,
-        "entropy": entropy.ravel(),
-        "entropy_normalized": normalized.ravel(),
-        "delta_entropy": delta.ravel(),
-        "delta_entropy_normalized": delta_norm.ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "question_id": np.repeat(samples["question_id"].to_numpy(), n_layers),
+            "correct": np.repeat(samples["correct"].astype(bool).to_numpy(), n_layers),
+            "layer": np.tile(np.arange(n_layers), n),
+            "n_layers": n_layers,
+            "entropy": entropy.ravel(),
+            "entropy_normalized": normalized.ravel(),
+            "delta_entropy": delta.ravel(),
+            "delta_entropy_normalized": delta_norm.ravel(),
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,16 +243,20 @@ def rank_heads(head_logit) -> pd.DataFrame:
     """
     arr = np.asarray(head_logit, dtype=np.float64)
     if arr.ndim != 3:
-        raise ValueError(f"head_logit must be (n_samples, n_layers, n_heads); got shape {arr.shape}")
+        raise ValueError(
+            f"head_logit must be (n_samples, n_layers, n_heads); got shape {arr.shape}"
+        )
     score = np.abs(arr).mean(axis=0)  # (L, H)
     layers, heads = np.meshgrid(np.arange(score.shape[0]), np.arange(score.shape[1]), indexing="ij")
     order = np.lexsort((heads.ravel(), layers.ravel(), -score.ravel()))
-    return pd.DataFrame({
-        "layer": layers.ravel()[order],
-        "head": heads.ravel()[order],
-        "mean_abs_logit": score.ravel()[order],
-        "rank": np.arange(1, len(order) + 1),
-    })
+    return pd.DataFrame(
+        {
+            "layer": layers.ravel()[order],
+            "head": heads.ravel()[order],
+            "mean_abs_logit": score.ravel()[order],
+            "rank": np.arange(1, len(order) + 1),
+        }
+    )
 
 
 def read_head_maps(manifest_path: str | Path, heads: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -241,7 +268,9 @@ def read_head_maps(manifest_path: str | Path, heads: Sequence[tuple[int, int]]) 
     manifest_path = Path(manifest_path)
     manifest = read_json(manifest_path)
     if "head_attention" not in manifest["arrays"]:
-        raise KeyError(f"{manifest_path} has no head_attention; set extraction.per_head: true and rerun it")
+        raise KeyError(
+            f"{manifest_path} has no head_attention; set extraction.per_head: true and rerun it"
+        )
     entry = manifest["arrays"]["head_attention"]
     s_max = entry["shape"][-1]
     layer_idx = np.array([h[0] for h in heads], dtype=np.int64)
@@ -251,7 +280,9 @@ def read_head_maps(manifest_path: str | Path, heads: Sequence[tuple[int, int]]) 
         shard = np.load(manifest_path.parent / rel, mmap_mode="r")
         part = np.asarray(shard[:, layer_idx, head_idx, :], dtype=np.float64)  # (n_shard, K, S)
         if part.shape[-1] < s_max:
-            part = np.pad(part, [(0, 0), (0, 0), (0, s_max - part.shape[-1])], constant_values=np.nan)
+            part = np.pad(
+                part, [(0, 0), (0, 0), (0, s_max - part.shape[-1])], constant_values=np.nan
+            )
         parts.append(part)
     return np.concatenate(parts)
 
@@ -266,7 +297,9 @@ def combined_map_entropy(samples: pd.DataFrame, head_maps, weights) -> np.ndarra
     maps = np.asarray(head_maps, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
     if maps.ndim != 3 or w.shape != maps.shape[:2]:
-        raise ValueError(f"head_maps must be (n, K, S) and weights (n, K); got {maps.shape} and {w.shape}")
+        raise ValueError(
+            f"head_maps must be (n, K, S) and weights (n, K); got {maps.shape} and {w.shape}"
+        )
     if np.any(w < 0) or not np.all(np.isfinite(w)):
         raise ValueError("head weights must be finite and non-negative (use |contribution|)")
     _check_aligned(samples, maps, "head_maps")
@@ -280,8 +313,9 @@ def combined_map_entropy(samples: pd.DataFrame, head_maps, weights) -> np.ndarra
     return entropy
 
 
-def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataFrame,
-                 ks: Sequence[int]) -> pd.DataFrame:
+def top_heads_r2(
+    samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataFrame, ks: Sequence[int]
+) -> pd.DataFrame:
     """R² (Pearson) between the top-K heads' combined-map entropy and log answer confidence, per K.
 
     ``head_maps`` (n, K_max, S_max) are the maps of the first K_max heads of ``ranking``
@@ -294,19 +328,34 @@ def top_heads_r2(samples: pd.DataFrame, head_logit, head_maps, ranking: pd.DataF
     _check_aligned(samples, logit, "head_logit")
     confidence = samples["confidence"].to_numpy(dtype=np.float64)
     if np.any(confidence <= 0) or not np.all(np.isfinite(confidence)):
-        raise ValueError("samples.confidence must be positive probabilities (its log is the R² target)")
+        raise ValueError(
+            "samples.confidence must be positive probabilities (its log is the R² target)"
+        )
     target = np.log(confidence)
     rows = []
     for k in sorted(set(int(k) for k in ks)):
         if not 1 <= k <= maps.shape[1] or k > len(ranking):
-            raise ValueError(f"attention.top_k_heads holds K={k}, but the model has {len(ranking)} heads "
-                             f"and {maps.shape[1]} head maps were read; use 1 <= K <= {min(len(ranking), maps.shape[1])}")
+            raise ValueError(
+                f"attention.top_k_heads holds K={k}, but the model has {len(ranking)} heads "
+                f"and {maps.shape[1]} head maps were read; use 1 <= K <= {min(len(ranking), maps.shape[1])}"
+            )
         top = ranking.iloc[:k]
         weights = np.abs(logit[:, top["layer"].to_numpy(), top["head"].to_numpy()])
         entropy = combined_map_entropy(samples, maps[:, :k, :], weights)
         r, p = pearson(entropy, target)
-        rows.append({"k": k, "heads": ";".join(f"L{l}H{h}" for l, h in zip(top["layer"], top["head"])),
-                     "n": len(entropy), "r": r, "r2": r * r, "p": p, "mean_entropy": float(np.mean(entropy))})
+        rows.append(
+            {
+                "k": k,
+                "heads": ";".join(
+                    f"L{layer}H{head}" for layer, head in zip(top["layer"], top["head"])
+                ),
+                "n": len(entropy),
+                "r": r,
+                "r2": r * r,
+                "p": p,
+                "mean_entropy": float(np.mean(entropy)),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -319,8 +368,12 @@ def nested_head_folds(
     image has questions on both sides. Raises ``ValueError`` with fewer images than folds.
     """
     groups = samples["image_id"].to_numpy()
-    check_group_folds(n_splits, len(pd.unique(groups)), "the nested top-K heads' choice",
-                      "attention.stress_test.n_splits")
+    check_group_folds(
+        n_splits,
+        len(pd.unique(groups)),
+        "the nested top-K heads' choice",
+        "attention.stress_test.n_splits",
+    )
     splitter = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(train, test) for train, test in splitter.split(np.zeros(len(groups)), groups=groups)]
 
@@ -331,9 +384,17 @@ def fold_head_rankings(head_logit, folds, k_max: int) -> list[pd.DataFrame]:
     return [rank_heads(logit[train]).iloc[:k_max].reset_index(drop=True) for train, _ in folds]
 
 
-def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence[int], folds,
-                        rankings: Sequence[pd.DataFrame], n_boot: int = 1000, seed: int = 0,
-                        unit: str = "image") -> pd.DataFrame:
+def nested_top_heads_r2(
+    samples: pd.DataFrame,
+    head_logit,
+    maps_of,
+    ks: Sequence[int],
+    folds,
+    rankings: Sequence[pd.DataFrame],
+    n_boot: int = 1000,
+    seed: int = 0,
+    unit: str = "image",
+) -> pd.DataFrame:
     """R² of the top-K heads' combined-map entropy vs log confidence, heads chosen out of fold.
 
     For each fold the K heads are ranked on the TRAINING questions only (``rankings``, from
@@ -356,7 +417,7 @@ def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence
         for (_, test), ranking in zip(folds, rankings):
             top = ranking.iloc[:k]
             heads = list(zip(top["layer"].astype(int), top["head"].astype(int)))
-            chosen.append(";".join(f"L{l}H{h}" for l, h in heads))
+            chosen.append(";".join(f"L{layer}H{head}" for layer, head in heads))
             maps = np.asarray(maps_of(heads))[test]
             weights = np.abs(logit[test][:, top["layer"].to_numpy(), top["head"].to_numpy()])
             entropy[test] = combined_map_entropy(
@@ -369,8 +430,17 @@ def nested_top_heads_r2(samples: pd.DataFrame, head_logit, maps_of, ks: Sequence
             )
         else:
             intervals = nan_intervals("r_", interval_method(unit, n_boot))
-        rows.append({"k": k, "heads_by_fold": "|".join(chosen), "n": len(entropy), "r": r,
-                     "r2": r * r, "p": p, **intervals})
+        rows.append(
+            {
+                "k": k,
+                "heads_by_fold": "|".join(chosen),
+                "n": len(entropy),
+                "r": r,
+                "r2": r * r,
+                "p": p,
+                **intervals,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -385,8 +455,9 @@ def r2_interval(r_lo: float, r_hi: float) -> tuple[float, float]:
 # --------------------------------------------------------------------------------------------
 # Supervised stress test (Table 1)
 # --------------------------------------------------------------------------------------------
-def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: int = 1000,
-                unit: str = "image") -> dict:
+def stress_test(
+    stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: int = 1000, unit: str = "image"
+) -> dict:
     """Ensemble classifier on the 11 attention features: out-of-fold accuracy and AUROC.
 
     Image-grouped stratified K-fold (:func:`vrp.stats.cv_accuracy_auroc`); both intervals are
@@ -397,14 +468,22 @@ def stress_test(stats: pd.DataFrame, n_splits: int = 5, seed: int = 0, n_boot: i
     """
     missing = [c for c in (*ATTENTION_FEATURES, "correct", "image_id") if c not in stats.columns]
     if missing:
-        raise ValueError(f"stats table lacks column(s) {missing}; rebuild it with attention_statistics")
+        raise ValueError(
+            f"stats table lacks column(s) {missing}; rebuild it with attention_statistics"
+        )
     y = as_binary(stats["correct"].astype(bool).to_numpy())
-    result = {"n": int(len(y)), "n_pos": int(y.sum()), "n_images": int(stats["image_id"].nunique()),
-              "n_splits": int(n_splits), "accuracy": math.nan, "auroc": math.nan,
-              **nan_intervals("accuracy_", interval_method(unit, n_boot)),
-              **nan_intervals("", interval_method(unit, n_boot)),
-              "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
-              "status": "ok"}
+    result = {
+        "n": int(len(y)),
+        "n_pos": int(y.sum()),
+        "n_images": int(stats["image_id"].nunique()),
+        "n_splits": int(n_splits),
+        "accuracy": math.nan,
+        "auroc": math.nan,
+        **nan_intervals("accuracy_", interval_method(unit, n_boot)),
+        **nan_intervals("", interval_method(unit, n_boot)),
+        "majority_accuracy": float(max(y.mean(), 1 - y.mean())) if len(y) else math.nan,
+        "status": "ok",
+    }
     try:
         scores = cv_accuracy_auroc(
             stats[list(ATTENTION_FEATURES)].to_numpy(dtype=np.float64),
@@ -503,8 +582,14 @@ def correlation_table(
                 statistic = weighted_pearson(x, correct.astype(np.float64))
             fisher = fisher_z_interval(r, n_eff)
             if np.isfinite(r):
-                intervals = unit_intervals(statistic, groups, n_boot, seed, unit,
-                                           question=(*fisher, "Fisher-z (questions independent)"))
+                intervals = unit_intervals(
+                    statistic,
+                    groups,
+                    n_boot,
+                    seed,
+                    unit,
+                    question=(*fisher, "Fisher-z (questions independent)"),
+                )
             else:
                 intervals = nan_intervals(method=interval_method(unit, n_boot))
             rows.append(
@@ -552,20 +637,29 @@ def table1(rows: Sequence[Mapping]) -> pd.DataFrame:
         has_r2 = np.isfinite(r2).any()
         best = int(np.nanargmax(r2)) if has_r2 else -1
         record = {
-            "model": part["model"], "family": part["family"], "dataset": part["dataset"],
-            "n": int(len(samples)), "accuracy": float(samples["correct"].astype(bool).mean()),
+            "model": part["model"],
+            "family": part["family"],
+            "dataset": part["dataset"],
+            "n": int(len(samples)),
+            "accuracy": float(samples["correct"].astype(bool).mean()),
             "topk_r2_max": float(r2[best]) if has_r2 else math.nan,
             "topk_best_k": int(heads["k"].iloc[best]) if has_r2 else -1,
         }
         for suffix in ("", "_image", "_question"):
-            lo, hi = ((heads[f"r_lo{suffix}"].iloc[best], heads[f"r_hi{suffix}"].iloc[best])
-                      if has_r2 and f"r_lo{suffix}" in heads else (math.nan, math.nan))
+            lo, hi = (
+                (heads[f"r_lo{suffix}"].iloc[best], heads[f"r_hi{suffix}"].iloc[best])
+                if has_r2 and f"r_lo{suffix}" in heads
+                else (math.nan, math.nan)
+            )
             record[f"topk_r2_lo{suffix}"], record[f"topk_r2_hi{suffix}"] = r2_interval(
                 float(lo), float(hi)
             )
             if suffix == "":
-                record["topk_r2_ci_method"] = (f"{heads['r_ci_method'].iloc[best]}, of r; R² = r²"
-                                               if has_r2 and "r_ci_method" in heads else "")
+                record["topk_r2_ci_method"] = (
+                    f"{heads['r_ci_method'].iloc[best]}, of r; R² = r²"
+                    if has_r2 and "r_ci_method" in heads
+                    else ""
+                )
         for k, value in zip(heads["k"], r2):
             record[f"topk_r2_k{int(k)}"] = float(value)
         if "r2_in_sample" in heads:
@@ -618,23 +712,37 @@ def select_case_study(stats: pd.DataFrame, entropy_quantile: float = 0.10) -> di
     tier, tier_rule, hs_threshold).
     """
     if not 0.0 < entropy_quantile <= 1.0:
-        raise ValueError(f"attention.case_study.entropy_quantile must lie in (0, 1], got {entropy_quantile}")
+        raise ValueError(
+            f"attention.case_study.entropy_quantile must lie in (0, 1], got {entropy_quantile}"
+        )
     if stats.empty:
         raise ValueError("no samples to choose a case study from")
     frame = stats.copy()
     frame["row"] = frame.groupby(["model", "dataset"], sort=False).cumcount()
     threshold = frame.groupby(["model", "dataset"], sort=False)["hs"].transform(
-        lambda hs: np.quantile(hs, entropy_quantile))
+        lambda hs: np.quantile(hs, entropy_quantile)
+    )
     frame["hs_threshold"] = threshold
     wrong = ~frame["correct"].astype(bool)
     single = frame["ck"] == 0
     sharp = frame["hs"] <= threshold
-    for tier, mask in enumerate((wrong & single & sharp, wrong & single, wrong, pd.Series(True, index=frame.index))):
+    for tier, mask in enumerate(
+        (wrong & single & sharp, wrong & single, wrong, pd.Series(True, index=frame.index))
+    ):
         pool = frame[mask]
         if len(pool):
-            best = pool.sort_values(["confidence", "model", "dataset", "question_id"],
-                                    ascending=[False, True, True, True], kind="mergesort").iloc[0]
-            return {"model": best["model"], "dataset": best["dataset"], "question_id": best["question_id"],
-                    "row": int(best["row"]), "tier": tier, "tier_rule": CASE_STUDY_TIERS[tier],
-                    "hs_threshold": float(best["hs_threshold"])}
+            best = pool.sort_values(
+                ["confidence", "model", "dataset", "question_id"],
+                ascending=[False, True, True, True],
+                kind="mergesort",
+            ).iloc[0]
+            return {
+                "model": best["model"],
+                "dataset": best["dataset"],
+                "question_id": best["question_id"],
+                "row": int(best["row"]),
+                "tier": tier,
+                "tier_rule": CASE_STUDY_TIERS[tier],
+                "hs_threshold": float(best["hs_threshold"]),
+            }
     raise AssertionError("unreachable: the last tier accepts every sample")

@@ -50,8 +50,12 @@ def _aligned(reference: pd.DataFrame, changed: pd.DataFrame) -> pd.DataFrame:
             "paired comparison needs the questions' image_id (the clusters of the intervals); "
             "rerun the causal baseline / masking / ablation jobs, whose outputs now carry it"
         )
-    merged = reference.merge(changed.drop(columns=["image_id"], errors="ignore"), on="question_id",
-                             suffixes=("_ref", "_new"), validate="one_to_one")
+    merged = reference.merge(
+        changed.drop(columns=["image_id"], errors="ignore"),
+        on="question_id",
+        suffixes=("_ref", "_new"),
+        validate="one_to_one",
+    )
     if len(merged) != len(reference) or len(merged) != len(changed):
         raise ValueError(
             f"paired comparison needs the same questions in both conditions: {len(reference)} and "
@@ -60,11 +64,15 @@ def _aligned(reference: pd.DataFrame, changed: pd.DataFrame) -> pd.DataFrame:
     return merged
 
 
-PAIRED_TESTS = {"image": "clustered McNemar by image (Obuchowski/Durkalski)",
-                "question": "exact McNemar (questions independent)"}
+PAIRED_TESTS = {
+    "image": "clustered McNemar by image (Obuchowski/Durkalski)",
+    "question": "exact McNemar (questions independent)",
+}
 
 
-def _accuracy_intervals(correct: np.ndarray, groups, n_boot: int, seed: int, unit: str, prefix: str) -> dict:
+def _accuracy_intervals(
+    correct: np.ndarray, groups, n_boot: int, seed: int, unit: str, prefix: str
+) -> dict:
     """Interval columns of an accuracy in percent: image-clustered, and Wilson for questions independent."""
     lo, hi = wilson_interval(int(correct.sum()), len(correct))
     return unit_intervals(
@@ -205,31 +213,27 @@ def masking_table(baseline: pd.DataFrame, masked: pd.DataFrame, **options) -> pd
                     if ids is None
                     else masked_side[masked_side["question_id"].isin(ids)]
                 )
-                rows.append({
-                    "p": float(ps[0]),
-                    "contrast": contrast,
-                    "reference": reference,
-                    "changed": changed,
-                    "seed": random_seed,
-                    "n_masked_mean": float(own["n_masked"].mean()),
-                    **stats,
-                })
+                rows.append(
+                    {
+                        "p": float(ps[0]),
+                        "contrast": contrast,
+                        "reference": reference,
+                        "changed": changed,
+                        "seed": random_seed,
+                        "n_masked_mean": float(own["n_masked"].mean()),
+                        **stats,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------- tables 5 and 6
 _RENAMED = {
     "acc_changed": "accuracy",
-    **{
-        f"acc_changed_{key}": f"accuracy_{key}"
-        for key in INTERVAL_COLUMNS
-    },
+    **{f"acc_changed_{key}": f"accuracy_{key}" for key in INTERVAL_COLUMNS},
     "acc_reference": "baseline_accuracy",
 }
-_DROPPED = [
-    f"acc_reference_{key}"
-    for key in INTERVAL_COLUMNS
-]
+_DROPPED = [f"acc_reference_{key}" for key in INTERVAL_COLUMNS]
 
 
 def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, **options) -> pd.DataFrame:
@@ -247,8 +251,20 @@ def ablation_table(baseline: pd.DataFrame, runs: pd.DataFrame, **options) -> pd.
     rows = []
     majority = _majority_accuracy(baseline)
     for stats in compare_by_subset(baseline, baseline, **options):
-        rows.append({"layer": pd.NA, "condition": "baseline", "k": 0, "rank": -1, "seed": -1, "fraction": 0.0,
-                     "n_channels": 0, "channels": "", "mode": "", **stats})
+        rows.append(
+            {
+                "layer": pd.NA,
+                "condition": "baseline",
+                "k": 0,
+                "rank": -1,
+                "seed": -1,
+                "fraction": 0.0,
+                "n_channels": 0,
+                "channels": "",
+                "mode": "",
+                **stats,
+            }
+        )
     keys = list(CONDITION_KEYS) + ["mode"]
     for values, group in runs.groupby(keys, sort=False, dropna=False):
         labels = dict(zip(keys, values))
@@ -316,11 +332,15 @@ def per_model_tables(
         baselines[keys].itertuples(index=False, name=None)
     )
     if unmatched:
-        raise ValueError(f"runs of {sorted(unmatched)} have no baseline predictions; rerun causal_baseline")
+        raise ValueError(
+            f"runs of {sorted(unmatched)} have no baseline predictions; rerun causal_baseline"
+        )
     frames = []
     for (model, dataset), baseline in baselines.groupby(keys, sort=True):
         own = runs[(runs["model"] == model) & (runs["dataset"] == dataset)].drop(columns=keys)
         for _, part in own.groupby(list(by), sort=True) if by else [((), own)]:
             table = table_of(baseline, part, **options)
-            frames.append(prepend_labels(table, model=model, family=families[model], dataset=dataset))
+            frames.append(
+                prepend_labels(table, model=model, family=families[model], dataset=dataset)
+            )
     return pd.concat(frames, ignore_index=True)

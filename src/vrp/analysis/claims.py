@@ -55,21 +55,39 @@ NOT_MEASURABLE = "not measurable in this run"
 VERDICTS = (HOLDS, DOES_NOT_HOLD, NOT_MEASURABLE)
 
 COLUMNS = [
-    "claim_id", "claim", "scope", "dataset", "paper_value", "paper_source", "needs",
-    "value", "ci_low", "ci_high", "interval", "n", "p_value", "test", "verdict", "reason",
-    "ci_low_question", "ci_high_question", "p_value_question", "verdict_question", "evidence",
+    "claim_id",
+    "claim",
+    "scope",
+    "dataset",
+    "paper_value",
+    "paper_source",
+    "needs",
+    "value",
+    "ci_low",
+    "ci_high",
+    "interval",
+    "n",
+    "p_value",
+    "test",
+    "verdict",
+    "reason",
+    "ci_low_question",
+    "ci_high_question",
+    "p_value_question",
+    "verdict_question",
+    "evidence",
 ]
 
 # The paper's fixed settings the claims refer to.
-MASK_SHARE = 0.3          # "masking the top-30% attended patches"
-MASKING_ALPHA = 0.001     # "p < 0.001"
-SC_K = 10                 # "self-consistency R_pb = 0.43 at K = 10"
-PROBE_AUROC_BAR = 0.95    # "probe AUROC > 0.95"
-R2_BAR = 0.08             # "Structural R² < 0.08" (Figure 1; Table 1 max 0.080)
+MASK_SHARE = 0.3  # "masking the top-30% attended patches"
+MASKING_ALPHA = 0.001  # "p < 0.001"
+SC_K = 10  # "self-consistency R_pb = 0.43 at K = 10"
+PROBE_AUROC_BAR = 0.95  # "probe AUROC > 0.95"
+R2_BAR = 0.08  # "Structural R² < 0.08" (Figure 1; Table 1 max 0.080)
 SC1_PRECISION_BAR = 0.90  # "perfect agreement yields precision above 90%"
-SMALL_CHANGE_PP = 1.0     # "≤ 1 pp at ~50% destruction"
-DESTRUCTION_SHARE = 0.5   # "~50% of neurons destroyed"
-TOP_PROBE_CHANNELS = 5    # LLaVA "top-5 probe neurons"
+SMALL_CHANGE_PP = 1.0  # "≤ 1 pp at ~50% destruction"
+DESTRUCTION_SHARE = 0.5  # "~50% of neurons destroyed"
+TOP_PROBE_CHANNELS = 5  # LLaVA "top-5 probe neurons"
 OBJECT_ID_TASK = "object_id"
 
 
@@ -85,7 +103,9 @@ class Margins:
         known = [f.name for f in fields(cls)]
         unknown = set(params) - set(known)
         if unknown:
-            raise ValueError(f"unknown claims setting(s) {sorted(unknown)}; known: {', '.join(known)}")
+            raise ValueError(
+                f"unknown claims setting(s) {sorted(unknown)}; known: {', '.join(known)}"
+            )
         return cls(**dict(params))
 
 
@@ -155,23 +175,35 @@ class Requirement:
         if m.missing:
             return NOT_MEASURABLE, m.missing
         if any(math.isnan(x) for x in (m.value, m.ci_low, m.ci_high)):
-            return NOT_MEASURABLE, "the value or its interval is undefined here (e.g. one class only)"
+            return (
+                NOT_MEASURABLE,
+                "the value or its interval is undefined here (e.g. one class only)",
+            )
         lo, hi = m.ci_low, m.ci_high
         inside_low = self.low is None or lo > self.low
         inside_high = self.high is None or hi < self.high
-        outside = (self.low is not None and hi <= self.low) or (self.high is not None and lo >= self.high)
+        outside = (self.low is not None and hi <= self.low) or (
+            self.high is not None and lo >= self.high
+        )
         if outside:
-            return DOES_NOT_HOLD, f"the 95% CI [{lo:.4g}, {hi:.4g}] lies outside what the claim needs"
+            return (
+                DOES_NOT_HOLD,
+                f"the 95% CI [{lo:.4g}, {hi:.4g}] lies outside what the claim needs",
+            )
         if inside_low and inside_high:
             if self.alpha is not None:
                 if math.isnan(m.p_value):
                     return NOT_MEASURABLE, "no p-value for this contrast"
                 if m.p_value >= self.alpha:
-                    return NOT_MEASURABLE, (f"the effect has the claimed sign but p = {m.p_value:.3g} "
-                                            f"is not below {self.alpha:g} at n = {m.n}")
+                    return NOT_MEASURABLE, (
+                        f"the effect has the claimed sign but p = {m.p_value:.3g} "
+                        f"is not below {self.alpha:g} at n = {m.n}"
+                    )
             return HOLDS, f"the 95% CI [{lo:.4g}, {hi:.4g}] lies where the claim needs it"
-        return NOT_MEASURABLE, (f"the 95% CI [{lo:.4g}, {hi:.4g}] straddles the bound: this run "
-                                f"(n = {m.n}) cannot decide")
+        return NOT_MEASURABLE, (
+            f"the 95% CI [{lo:.4g}, {hi:.4g}] straddles the bound: this run "
+            f"(n = {m.n}) cannot decide"
+        )
 
 
 @dataclass(frozen=True)
@@ -203,7 +235,9 @@ def _rows(table: pd.DataFrame, name: str, **where) -> pd.DataFrame:
     """Rows of ``table`` matching every column == value in ``where`` (clear error on a missing column)."""
     missing = [c for c in where if c not in table.columns]
     if missing:
-        raise ValueError(f"result table {name} lacks column(s) {missing}; it has {list(table.columns)}")
+        raise ValueError(
+            f"result table {name} lacks column(s) {missing}; it has {list(table.columns)}"
+        )
     mask = pd.Series(True, index=table.index)
     for column, value in where.items():
         mask &= table[column].astype(str) == str(value)
@@ -221,7 +255,9 @@ def _where(**where) -> str:
     return ", ".join(f"{k}={v}" for k, v in where.items())
 
 
-def _pooled_or_single(table: pd.DataFrame, ctx: Context, name: str, **where) -> tuple[pd.DataFrame, str]:
+def _pooled_or_single(
+    table: pd.DataFrame, ctx: Context, name: str, **where
+) -> tuple[pd.DataFrame, str]:
     """The pooled-over-models row(s), or the only model's row(s) when the run has one model."""
     rows = _rows(table, name, model="pooled", dataset=ctx.dataset, **where)
     if len(rows):
@@ -235,10 +271,13 @@ def _pooled_or_single(table: pd.DataFrame, ctx: Context, name: str, **where) -> 
 def _interval(row, prefix: str = "", headline: tuple[str, str] | None = None) -> dict:
     """Measurement fields of a row's interval columns (``{prefix}lo``/... of unit_intervals)."""
     lo, hi = headline or (f"{prefix}lo", f"{prefix}hi")
-    return {"ci_low": _float(row.get(lo)), "ci_high": _float(row.get(hi)),
-            "interval": str(row.get(f"{prefix}ci_method", "") or ""),
-            "ci_low_question": _float(row.get(f"{prefix}lo_question")),
-            "ci_high_question": _float(row.get(f"{prefix}hi_question"))}
+    return {
+        "ci_low": _float(row.get(lo)),
+        "ci_high": _float(row.get(hi)),
+        "interval": str(row.get(f"{prefix}ci_method", "") or ""),
+        "ci_low_question": _float(row.get(f"{prefix}lo_question")),
+        "ci_high_question": _float(row.get(f"{prefix}hi_question")),
+    }
 
 
 def _paired(row) -> dict:
@@ -278,7 +317,9 @@ def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]
         rows, scope = _pooled_or_single(table, ctx, "table4", metric=metric)
         evidence = f"table4.csv: {_where(model=scope, dataset=ctx.dataset, metric=metric)}"
         if len(rows) != 1:
-            return Measurement.absent(f"table4 has {len(rows)} rows for {metric} on {ctx.dataset}", evidence)
+            return Measurement.absent(
+                f"table4 has {len(rows)} rows for {metric} on {ctx.dataset}", evidence
+            )
         row = rows.iloc[0]
         if "pooling" in row and scope == "pooled":
             evidence += f" ({row['pooling']})"
@@ -292,13 +333,21 @@ def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]
                 "ci_low_question": _float(row["fisher_lo"]),
                 "ci_high_question": _float(row["fisher_hi"]),
             }
-        return Measurement(_float(row["r"]), n=int(row["n"]), p_value=_float(row["p"]),
-                           p_value_question=_float(row["p"]), evidence=evidence, **fields)
+        return Measurement(
+            _float(row["r"]),
+            n=int(row["n"]),
+            p_value=_float(row["p"]),
+            p_value_question=_float(row["p"]),
+            evidence=evidence,
+            **fields,
+        )
 
     return measure
 
 
-def _family_rows(table: pd.DataFrame, ctx: Context, family: str, name: str, **where) -> tuple[pd.DataFrame, str]:
+def _family_rows(
+    table: pd.DataFrame, ctx: Context, family: str, name: str, **where
+) -> tuple[pd.DataFrame, str]:
     models = ctx.models_of(family)
     if not models:
         return table.iloc[0:0], ""
@@ -309,7 +358,9 @@ def _family_rows(table: pd.DataFrame, ctx: Context, family: str, name: str, **wh
 FamilyMeasure = Callable[[str, pd.DataFrame, Context], Measurement]
 
 
-def _per_family(measure_of: FamilyMeasure) -> Callable[[str], Callable[[pd.DataFrame, Context], Measurement]]:
+def _per_family(
+    measure_of: FamilyMeasure,
+) -> Callable[[str], Callable[[pd.DataFrame, Context], Measurement]]:
     """A claim measured per family: ``measure_of(family, table, ctx)`` becomes ``factory(family)``.
 
     The measure a factory returns is absent when the run has no model of that family, so
@@ -331,15 +382,15 @@ def _per_family(measure_of: FamilyMeasure) -> Callable[[str], Callable[[pd.DataF
 @_per_family
 def masking_drop(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Masking: full vs top-30% most-attended patches greyed, all questions; drop in pp, McNemar p."""
-    rows, model = _family_rows(table, ctx, family, "table_masking", contrast="full_vs_high", subset="all")
+    rows, model = _family_rows(
+        table, ctx, family, "table_masking", contrast="full_vs_high", subset="all"
+    )
     rows = rows[(rows["p"].astype(float) - MASK_SHARE).abs() < 1e-9]
     evidence = f"table_masking.csv: {_where(model=model, dataset=ctx.dataset, p=MASK_SHARE, contrast='full_vs_high', subset='all')}"
     if len(rows) != 1:
         return Measurement.absent(f"no masking row at p = {MASK_SHARE} for {model}", evidence)
     row = rows.iloc[0]
-    return Measurement(
-        _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
-    )
+    return Measurement(_float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row))
 
 
 def _probe_rows(table: pd.DataFrame, ctx: Context, method: str) -> tuple[pd.DataFrame, str]:
@@ -385,7 +436,9 @@ def probe_beats_confidence(table: pd.DataFrame, ctx: Context) -> Measurement:
     """Number of families whose probe AUROC exceeds their output-confidence AUROC (CI-disjoint for the bounds)."""
     probe, subset = _probe_rows(table, ctx, "probe_peak")
     confidence, _ = _probe_rows(table, ctx, "output_confidence")
-    evidence = f"table7.csv: methods probe_peak vs output_confidence, {subset}, dataset={ctx.dataset}"
+    evidence = (
+        f"table7.csv: methods probe_peak vs output_confidence, {subset}, dataset={ctx.dataset}"
+    )
     pairs = []
     for _, row in probe.iterrows():
         other = confidence[confidence["model"] == row["model"]]
@@ -393,8 +446,17 @@ def probe_beats_confidence(table: pd.DataFrame, ctx: Context) -> Measurement:
             pairs.append((row, other.iloc[0]))
     if not pairs:
         return Measurement.absent("no probe / output-confidence AUROC pairs", evidence)
-    values = [(_float(p["auroc"]), _float(p["lo"]), _float(p["hi"]), _float(c["auroc"]), _float(c["lo"]),
-               _float(c["hi"])) for p, c in pairs]
+    values = [
+        (
+            _float(p["auroc"]),
+            _float(p["lo"]),
+            _float(p["hi"]),
+            _float(c["auroc"]),
+            _float(c["lo"]),
+            _float(c["hi"]),
+        )
+        for p, c in pairs
+    ]
     if any(math.isnan(x) for v in values for x in v):
         return Measurement.absent("an AUROC is undefined (one class only)", evidence)
     question = [
@@ -423,10 +485,14 @@ def _method(rows) -> str:
     return "; ".join(methods) if methods else "unnamed interval"
 
 
-def _selfconsistency_all(table: pd.DataFrame, ctx: Context, family: str) -> tuple[pd.Series | None, str]:
+def _selfconsistency_all(
+    table: pd.DataFrame, ctx: Context, family: str
+) -> tuple[pd.Series | None, str]:
     rows, model = _family_rows(table, ctx, family, "selfconsistency", task="all")
     rows = rows[rows["k"].astype(int) == SC_K] if len(rows) else rows
-    evidence = f"selfconsistency/k~{SC_K}.csv: {_where(model=model, dataset=ctx.dataset, task='all')}"
+    evidence = (
+        f"selfconsistency/k~{SC_K}.csv: {_where(model=model, dataset=ctx.dataset, task='all')}"
+    )
     return (rows.iloc[0] if len(rows) == 1 else None), evidence
 
 
@@ -457,8 +523,12 @@ def sc_precision(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
         return Measurement.absent(f"no K = {SC_K} row", evidence)
     if int(row["n_sc1"]) == 0:
         return Measurement.absent("no question had all samples agree (S_SC = 1)", evidence)
-    return Measurement(_float(row["precision_at_sc1"]), n=int(row["n_sc1"]), evidence=evidence,
-                       **_interval(row, "precision_"))
+    return Measurement(
+        _float(row["precision_at_sc1"]),
+        n=int(row["n_sc1"]),
+        evidence=evidence,
+        **_interval(row, "precision_"),
+    )
 
 
 def _table1_row(table: pd.DataFrame, ctx: Context, family: str, column: str):
@@ -484,7 +554,9 @@ def stress_accuracy(family: str, table: pd.DataFrame, ctx: Context) -> Measureme
     accuracy, n = _float(row["stress_accuracy"]), int(row["n"])
     chance = _float(row["stress_majority_accuracy"])
     if math.isnan(accuracy) or math.isnan(chance) or n == 0:
-        return Measurement.absent(f"stress test not run ({row.get('stress_status', 'no status')})", evidence)
+        return Measurement.absent(
+            f"stress test not run ({row.get('stress_status', 'no status')})", evidence
+        )
     evidence += f" minus stress_majority_accuracy ({chance:.4g})"
     if "stress_accuracy_lo" in row:
         f = _interval(row, "stress_accuracy_")
@@ -551,13 +623,24 @@ def ablation_top5_object_id(table: pd.DataFrame, ctx: Context) -> Measurement:
     """Table 5, LLaVA: zeroing the top-5 probe channels of the last swept layer; object-ID drop in pp."""
     if not ctx.models_of("llava"):
         return Measurement.absent("no llava model in this run")
-    rows, model = _family_rows(table, ctx, "llava", "table5", condition="top_k", subset=OBJECT_ID_TASK)
+    rows, model = _family_rows(
+        table, ctx, "llava", "table5", condition="top_k", subset=OBJECT_ID_TASK
+    )
     rows = rows[rows["k"].astype(int) == TOP_PROBE_CHANNELS] if len(rows) else rows
-    where = _where(model=model, dataset=ctx.dataset, condition="top_k", k=TOP_PROBE_CHANNELS, subset=OBJECT_ID_TASK)
+    where = _where(
+        model=model,
+        dataset=ctx.dataset,
+        condition="top_k",
+        k=TOP_PROBE_CHANNELS,
+        subset=OBJECT_ID_TASK,
+    )
     evidence = f"table5.csv: {where}"
     if not len(rows):
-        return Measurement.absent(f"no top-{TOP_PROBE_CHANNELS} ablation on object-ID questions "
-                                  "(ablation.k_values / the tasks)", evidence)
+        return Measurement.absent(
+            f"no top-{TOP_PROBE_CHANNELS} ablation on object-ID questions "
+            "(ablation.k_values / the tasks)",
+            evidence,
+        )
     # the paper's Table 5 ablates the last layer (L31): the deepest swept layer speaks
     row = rows.loc[rows["layer"].astype(int).idxmax()]
     evidence += f", layer={int(row['layer'])}"
@@ -570,7 +653,9 @@ def ablation_top5_object_id(table: pd.DataFrame, ctx: Context) -> Measurement:
 @_per_family
 def ablation_half_destroyed(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     """Table 6: random channels zeroed at the share closest to 50%; accuracy loss in pp, all questions."""
-    rows, model = _family_rows(table, ctx, family, "table6", condition="random_fraction", subset="all")
+    rows, model = _family_rows(
+        table, ctx, family, "table6", condition="random_fraction", subset="all"
+    )
     evidence = f"table6.csv: {_where(model=model, dataset=ctx.dataset, condition='random_fraction', subset='all')}"
     if not len(rows):
         return Measurement.absent("no random-fraction ablation rows", evidence)
@@ -582,9 +667,7 @@ def ablation_half_destroyed(family: str, table: pd.DataFrame, ctx: Context) -> M
     no_skill = _no_skill(row, "all questions")
     if no_skill:
         return Measurement.absent(no_skill, evidence)
-    return Measurement(
-        _float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row)
-    )
+    return Measurement(_float(row["drop_pp"]), n=int(row["n"]), evidence=evidence, **_paired(row))
 
 
 # ------------------------------------------------------------------------------------ the claims
@@ -593,72 +676,228 @@ def _near_zero(m: Margins) -> Requirement:
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("rpb_ck_near_zero", "Attention cluster count C_k does not predict correctness: R_pb(C_k, y) near zero",
-          "pooled", "0.001 [-0.034, 0.036], n = 3,090", "abstract; Table 4", "table4",
-          rpb_near_zero("C_k"), _near_zero),
-    Claim("rpb_hs_near_zero", "Attention spatial entropy H_s does not predict correctness: R_pb(H_s, y) near zero",
-          "pooled", "-0.012 [-0.047, 0.024], n = 3,090", "abstract; Table 4", "table4",
-          rpb_near_zero("H_s"), _near_zero),
-    Claim("topk_r2_llava", "Top-K attention heads explain little: max R² small", "llava", "0.008",
-          "Table 1; Figure 1 ('Structural R² < 0.08')", "table1", topk_r2("llava"), lambda m: Requirement(high=R2_BAR)),
-    Claim("topk_r2_paligemma", "Top-K attention heads explain little: max R² small", "paligemma", "0.080",
-          "Table 1; Figure 1 ('Structural R² < 0.08')", "table1", topk_r2("paligemma"), lambda m: Requirement(high=R2_BAR)),
-    Claim("topk_r2_qwen2vl", "Top-K attention heads explain little: max R² small", "qwen2vl", "0.007",
-          "Table 1; Figure 1 ('Structural R² < 0.08')", "table1", topk_r2("qwen2vl"), lambda m: Requirement(high=R2_BAR)),
-    Claim("stress_test_llava", "A supervised classifier on attention features stays near chance", "llava",
-          "53.0% (chance-level labels: ~50%)",
-          "abstract; Table 1 (52-55%)", "table1", stress_accuracy("llava"),
-          lambda m: Requirement(high=m.near_chance_margin)),
-    Claim("stress_test_paligemma", "A supervised classifier on attention features stays near chance", "paligemma",
-          "55.0% (chance-level labels: ~50%)", "abstract; Table 1 (52-55%)", "table1", stress_accuracy("paligemma"),
-          lambda m: Requirement(high=m.near_chance_margin)),
-    Claim("stress_test_qwen2vl", "A supervised classifier on attention features stays near chance", "qwen2vl",
-          "52.0% (chance-level labels: ~50%)", "abstract; Table 1 (52-55%)", "table1", stress_accuracy("qwen2vl"),
-          lambda m: Requirement(high=m.near_chance_margin)),
-    Claim("masking_drop_llava", "Masking the top-30% attended patches lowers accuracy, p < 0.001", "llava",
-          "-8.2 pp, p < 0.001", "abstract; §3.11", "table_masking", masking_drop("llava"),
-          lambda m: Requirement(low=0.0, alpha=MASKING_ALPHA, unit=" pp")),
-    Claim("masking_drop_paligemma", "Masking the top-30% attended patches lowers accuracy, p < 0.001", "paligemma",
-          "-11.3 pp, p < 0.001", "abstract; §3.11", "table_masking", masking_drop("paligemma"),
-          lambda m: Requirement(low=0.0, alpha=MASKING_ALPHA, unit=" pp")),
-    Claim("probe_auroc_two_of_three", "A hidden-state probe reaches AUROC > 0.95 for two of three families",
-          "families", "2 of 3 (LLaVA 0.956, PaliGemma 0.738, Qwen2-VL 0.971)", "abstract; Tables 3 and 7", "table7",
-          probe_auroc_families, lambda m: Requirement(low=1.5, unit=" families")),
-    Claim("probe_beats_confidence", "The hidden-state probe beats output confidence for every family", "families",
-          "3 of 3 (0.956/0.738/0.971 vs 0.54/0.55/0.53)", "Table 7", "table7", probe_beats_confidence,
-          lambda m: Requirement(low=2.5, unit=" families")),
-    Claim("sc_rpb_llava", "Self-consistency (K = 10) correlates with correctness", "llava", "R_pb = 0.43 (0.429)",
-          "abstract; §3.10", "selfconsistency", sc_rpb("llava"), lambda m: Requirement(low=m.near_zero_r)),
-    Claim("sc_rpb_paligemma", "Self-consistency (K = 10) correlates with correctness", "paligemma",
-          "R_pb = 0.43 (0.429)", "abstract; §3.10", "selfconsistency", sc_rpb("paligemma"),
-          lambda m: Requirement(low=m.near_zero_r)),
-    Claim("sc_rpb_qwen2vl", "Self-consistency (K = 10) correlates with correctness", "qwen2vl", "R_pb = 0.43 (0.429)",
-          "abstract; §3.10", "selfconsistency", sc_rpb("qwen2vl"), lambda m: Requirement(low=m.near_zero_r)),
-    Claim("sc1_precision_llava", "When all K = 10 samples agree, the answer is right > 90% of the time", "llava",
-          "90.8% [88.4, 92.8]", "§3.10; Table 4", "selfconsistency", sc_precision("llava"),
-          lambda m: Requirement(low=SC1_PRECISION_BAR)),
-    Claim("sc1_precision_paligemma", "When all K = 10 samples agree, the answer is right > 90% of the time",
-          "paligemma", "90.8% [88.4, 92.8]", "§3.10; Table 4", "selfconsistency", sc_precision("paligemma"),
-          lambda m: Requirement(low=SC1_PRECISION_BAR)),
-    Claim("sc1_precision_qwen2vl", "When all K = 10 samples agree, the answer is right > 90% of the time",
-          "qwen2vl", "90.8% [88.4, 92.8]", "§3.10; Table 4", "selfconsistency", sc_precision("qwen2vl"),
-          lambda m: Requirement(low=SC1_PRECISION_BAR)),
-    Claim("ablation_top5_object_id_llava", "Zeroing LLaVA's top-5 probe channels (last layer) hurts object-ID",
-          "llava", "-8.3 pp object-ID (-2.0 pp overall), n = 200", "abstract; Table 5", "table5",
-          ablation_top5_object_id, lambda m: Requirement(low=0.0, unit=" pp")),
-    Claim("ablation_half_destroyed_paligemma", "Destroying ~50% of channels costs at most 1 pp (early fusion)",
-          "paligemma", "-1.0 pp at 49% (1,000 random)", "abstract; Table 6", "table6",
-          ablation_half_destroyed("paligemma"), lambda m: Requirement(high=SMALL_CHANGE_PP, unit=" pp")),
-    Claim("ablation_half_destroyed_qwen2vl", "Destroying ~50% of channels costs at most 1 pp (early fusion)",
-          "qwen2vl", "+2.0 pp at 56% (2,000 random)", "abstract; Table 6", "table6",
-          ablation_half_destroyed("qwen2vl"), lambda m: Requirement(high=SMALL_CHANGE_PP, unit=" pp")),
+    Claim(
+        "rpb_ck_near_zero",
+        "Attention cluster count C_k does not predict correctness: R_pb(C_k, y) near zero",
+        "pooled",
+        "0.001 [-0.034, 0.036], n = 3,090",
+        "abstract; Table 4",
+        "table4",
+        rpb_near_zero("C_k"),
+        _near_zero,
+    ),
+    Claim(
+        "rpb_hs_near_zero",
+        "Attention spatial entropy H_s does not predict correctness: R_pb(H_s, y) near zero",
+        "pooled",
+        "-0.012 [-0.047, 0.024], n = 3,090",
+        "abstract; Table 4",
+        "table4",
+        rpb_near_zero("H_s"),
+        _near_zero,
+    ),
+    Claim(
+        "topk_r2_llava",
+        "Top-K attention heads explain little: max R² small",
+        "llava",
+        "0.008",
+        "Table 1; Figure 1 ('Structural R² < 0.08')",
+        "table1",
+        topk_r2("llava"),
+        lambda m: Requirement(high=R2_BAR),
+    ),
+    Claim(
+        "topk_r2_paligemma",
+        "Top-K attention heads explain little: max R² small",
+        "paligemma",
+        "0.080",
+        "Table 1; Figure 1 ('Structural R² < 0.08')",
+        "table1",
+        topk_r2("paligemma"),
+        lambda m: Requirement(high=R2_BAR),
+    ),
+    Claim(
+        "topk_r2_qwen2vl",
+        "Top-K attention heads explain little: max R² small",
+        "qwen2vl",
+        "0.007",
+        "Table 1; Figure 1 ('Structural R² < 0.08')",
+        "table1",
+        topk_r2("qwen2vl"),
+        lambda m: Requirement(high=R2_BAR),
+    ),
+    Claim(
+        "stress_test_llava",
+        "A supervised classifier on attention features stays near chance",
+        "llava",
+        "53.0% (chance-level labels: ~50%)",
+        "abstract; Table 1 (52-55%)",
+        "table1",
+        stress_accuracy("llava"),
+        lambda m: Requirement(high=m.near_chance_margin),
+    ),
+    Claim(
+        "stress_test_paligemma",
+        "A supervised classifier on attention features stays near chance",
+        "paligemma",
+        "55.0% (chance-level labels: ~50%)",
+        "abstract; Table 1 (52-55%)",
+        "table1",
+        stress_accuracy("paligemma"),
+        lambda m: Requirement(high=m.near_chance_margin),
+    ),
+    Claim(
+        "stress_test_qwen2vl",
+        "A supervised classifier on attention features stays near chance",
+        "qwen2vl",
+        "52.0% (chance-level labels: ~50%)",
+        "abstract; Table 1 (52-55%)",
+        "table1",
+        stress_accuracy("qwen2vl"),
+        lambda m: Requirement(high=m.near_chance_margin),
+    ),
+    Claim(
+        "masking_drop_llava",
+        "Masking the top-30% attended patches lowers accuracy, p < 0.001",
+        "llava",
+        "-8.2 pp, p < 0.001",
+        "abstract; §3.11",
+        "table_masking",
+        masking_drop("llava"),
+        lambda m: Requirement(low=0.0, alpha=MASKING_ALPHA, unit=" pp"),
+    ),
+    Claim(
+        "masking_drop_paligemma",
+        "Masking the top-30% attended patches lowers accuracy, p < 0.001",
+        "paligemma",
+        "-11.3 pp, p < 0.001",
+        "abstract; §3.11",
+        "table_masking",
+        masking_drop("paligemma"),
+        lambda m: Requirement(low=0.0, alpha=MASKING_ALPHA, unit=" pp"),
+    ),
+    Claim(
+        "probe_auroc_two_of_three",
+        "A hidden-state probe reaches AUROC > 0.95 for two of three families",
+        "families",
+        "2 of 3 (LLaVA 0.956, PaliGemma 0.738, Qwen2-VL 0.971)",
+        "abstract; Tables 3 and 7",
+        "table7",
+        probe_auroc_families,
+        lambda m: Requirement(low=1.5, unit=" families"),
+    ),
+    Claim(
+        "probe_beats_confidence",
+        "The hidden-state probe beats output confidence for every family",
+        "families",
+        "3 of 3 (0.956/0.738/0.971 vs 0.54/0.55/0.53)",
+        "Table 7",
+        "table7",
+        probe_beats_confidence,
+        lambda m: Requirement(low=2.5, unit=" families"),
+    ),
+    Claim(
+        "sc_rpb_llava",
+        "Self-consistency (K = 10) correlates with correctness",
+        "llava",
+        "R_pb = 0.43 (0.429)",
+        "abstract; §3.10",
+        "selfconsistency",
+        sc_rpb("llava"),
+        lambda m: Requirement(low=m.near_zero_r),
+    ),
+    Claim(
+        "sc_rpb_paligemma",
+        "Self-consistency (K = 10) correlates with correctness",
+        "paligemma",
+        "R_pb = 0.43 (0.429)",
+        "abstract; §3.10",
+        "selfconsistency",
+        sc_rpb("paligemma"),
+        lambda m: Requirement(low=m.near_zero_r),
+    ),
+    Claim(
+        "sc_rpb_qwen2vl",
+        "Self-consistency (K = 10) correlates with correctness",
+        "qwen2vl",
+        "R_pb = 0.43 (0.429)",
+        "abstract; §3.10",
+        "selfconsistency",
+        sc_rpb("qwen2vl"),
+        lambda m: Requirement(low=m.near_zero_r),
+    ),
+    Claim(
+        "sc1_precision_llava",
+        "When all K = 10 samples agree, the answer is right > 90% of the time",
+        "llava",
+        "90.8% [88.4, 92.8]",
+        "§3.10; Table 4",
+        "selfconsistency",
+        sc_precision("llava"),
+        lambda m: Requirement(low=SC1_PRECISION_BAR),
+    ),
+    Claim(
+        "sc1_precision_paligemma",
+        "When all K = 10 samples agree, the answer is right > 90% of the time",
+        "paligemma",
+        "90.8% [88.4, 92.8]",
+        "§3.10; Table 4",
+        "selfconsistency",
+        sc_precision("paligemma"),
+        lambda m: Requirement(low=SC1_PRECISION_BAR),
+    ),
+    Claim(
+        "sc1_precision_qwen2vl",
+        "When all K = 10 samples agree, the answer is right > 90% of the time",
+        "qwen2vl",
+        "90.8% [88.4, 92.8]",
+        "§3.10; Table 4",
+        "selfconsistency",
+        sc_precision("qwen2vl"),
+        lambda m: Requirement(low=SC1_PRECISION_BAR),
+    ),
+    Claim(
+        "ablation_top5_object_id_llava",
+        "Zeroing LLaVA's top-5 probe channels (last layer) hurts object-ID",
+        "llava",
+        "-8.3 pp object-ID (-2.0 pp overall), n = 200",
+        "abstract; Table 5",
+        "table5",
+        ablation_top5_object_id,
+        lambda m: Requirement(low=0.0, unit=" pp"),
+    ),
+    Claim(
+        "ablation_half_destroyed_paligemma",
+        "Destroying ~50% of channels costs at most 1 pp (early fusion)",
+        "paligemma",
+        "-1.0 pp at 49% (1,000 random)",
+        "abstract; Table 6",
+        "table6",
+        ablation_half_destroyed("paligemma"),
+        lambda m: Requirement(high=SMALL_CHANGE_PP, unit=" pp"),
+    ),
+    Claim(
+        "ablation_half_destroyed_qwen2vl",
+        "Destroying ~50% of channels costs at most 1 pp (early fusion)",
+        "qwen2vl",
+        "+2.0 pp at 56% (2,000 random)",
+        "abstract; Table 6",
+        "table6",
+        ablation_half_destroyed("qwen2vl"),
+        lambda m: Requirement(high=SMALL_CHANGE_PP, unit=" pp"),
+    ),
 )
 
 TABLES = ("table1", "table4", "table7", "selfconsistency", "table_masking", "table5", "table6")
 
 
-def check_claims(tables: Mapping[str, pd.DataFrame | None], datasets, families: Mapping[str, str],
-                 margins: Margins = Margins(), claims: tuple[Claim, ...] = CLAIMS) -> pd.DataFrame:
+def check_claims(
+    tables: Mapping[str, pd.DataFrame | None],
+    datasets,
+    families: Mapping[str, str],
+    margins: Margins = Margins(),
+    claims: tuple[Claim, ...] = CLAIMS,
+) -> pd.DataFrame:
     """One row per claim and dataset (columns :data:`COLUMNS`).
 
     ``tables`` maps a key of :data:`TABLES` to its result table, or None / no key when this run's
@@ -674,7 +913,9 @@ def check_claims(tables: Mapping[str, pd.DataFrame | None], datasets, families: 
             table = tables.get(claim.table)
             test = claim.test(margins)
             if table is None:
-                m = Measurement.absent(f"this run's workflow does not build the {claim.table} result table")
+                m = Measurement.absent(
+                    f"this run's workflow does not build the {claim.table} result table"
+                )
             else:
                 m = claim.measure(table, ctx)
             verdict, reason = test.verdict(m)
@@ -696,15 +937,31 @@ def check_claims(tables: Mapping[str, pd.DataFrame | None], datasets, families: 
                 reason += (
                     f" [interval: {m.interval}" + (f"; test: {m.test}" if m.test else "") + "]"
                 )
-            rows.append({
-                "claim_id": claim.claim_id, "claim": claim.claim, "scope": claim.scope, "dataset": dataset,
-                "paper_value": claim.paper_value, "paper_source": claim.paper_source, "needs": test.describe(),
-                "value": m.value, "ci_low": m.ci_low, "ci_high": m.ci_high, "interval": m.interval,
-                "n": pd.NA if m.n is None else int(m.n), "p_value": m.p_value, "test": m.test,
-                "verdict": verdict, "reason": reason, "ci_low_question": m.ci_low_question,
-                "ci_high_question": m.ci_high_question, "p_value_question": m.p_value_question,
-                "verdict_question": verdict_q, "evidence": m.evidence,
-            })
+            rows.append(
+                {
+                    "claim_id": claim.claim_id,
+                    "claim": claim.claim,
+                    "scope": claim.scope,
+                    "dataset": dataset,
+                    "paper_value": claim.paper_value,
+                    "paper_source": claim.paper_source,
+                    "needs": test.describe(),
+                    "value": m.value,
+                    "ci_low": m.ci_low,
+                    "ci_high": m.ci_high,
+                    "interval": m.interval,
+                    "n": pd.NA if m.n is None else int(m.n),
+                    "p_value": m.p_value,
+                    "test": m.test,
+                    "verdict": verdict,
+                    "reason": reason,
+                    "ci_low_question": m.ci_low_question,
+                    "ci_high_question": m.ci_high_question,
+                    "p_value_question": m.p_value_question,
+                    "verdict_question": verdict_q,
+                    "evidence": m.evidence,
+                }
+            )
     out = pd.DataFrame(rows, columns=COLUMNS)
     out["n"] = out["n"].astype("Int64")
     return out
@@ -715,14 +972,21 @@ def read_result_table(path) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=["nan", "NaN"])
 
 
-def check_claims_from_files(paths: Mapping[str, object], datasets, families: Mapping[str, str],
-                            margins: Margins = Margins()) -> pd.DataFrame:
+def check_claims_from_files(
+    paths: Mapping[str, object], datasets, families: Mapping[str, str], margins: Margins = Margins()
+) -> pd.DataFrame:
     """:func:`check_claims` on result CSVs: ``paths`` maps a key of :data:`TABLES` to a file (or a
     list of files, concatenated — e.g. one per model)."""
     tables = {}
     for key, value in paths.items():
-        files = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") else list(value)
-        tables[key] = pd.concat([read_result_table(f) for f in files], ignore_index=True) if files else None
+        files = (
+            [value]
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__")
+            else list(value)
+        )
+        tables[key] = (
+            pd.concat([read_result_table(f) for f in files], ignore_index=True) if files else None
+        )
     return check_claims(tables, datasets, families, margins)
 
 
@@ -755,7 +1019,9 @@ def claims_html(claims: pd.DataFrame, title: str = "Claims check") -> str:
     for record in claims.to_dict("records"):
         colour = _VERDICT_STYLE.get(record["verdict"], "#ffffff")
         cells = "".join(f"<td>{_cell(record[c])}</td>" for c in shown)
-        rows.append(f'<tr style="background:{colour}" title="{html.escape(str(record["evidence"]))}">{cells}</tr>')
+        rows.append(
+            f'<tr style="background:{colour}" title="{html.escape(str(record["evidence"]))}">{cells}</tr>'
+        )
     body = "\n".join(rows)
     return f"""<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -25,8 +25,14 @@ def answers_matrix(samples: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(question ids in first-seen order, (n_questions, k_max) array of normalised answers)."""
     counts = samples.groupby("question_id", sort=False)["sample"].agg(["min", "max", "count"])
     k_max = int(counts["count"].iloc[0])
-    if (counts["count"] != k_max).any() or (counts["min"] != 0).any() or (counts["max"] != k_max - 1).any():
-        raise ValueError("every question needs samples 0..k_max-1 exactly once; the samples file is incomplete")
+    if (
+        (counts["count"] != k_max).any()
+        or (counts["min"] != 0).any()
+        or (counts["max"] != k_max - 1).any()
+    ):
+        raise ValueError(
+            "every question needs samples 0..k_max-1 exactly once; the samples file is incomplete"
+        )
     wide = samples.pivot(index="question_id", columns="sample", values="normalized")
     order = counts.index.to_numpy()
     return order, wide.loc[order].to_numpy(dtype=object)
@@ -43,12 +49,17 @@ def consistency_scores(samples: pd.DataFrame, greedy: pd.DataFrame, k: int) -> p
     majority, share = stats.self_consistency(answers, k, normalize=False)
     by_question = pd.DataFrame({"question_id": order, "majority": majority, "s_sc": share})
     merged = greedy[["question_id", "image_id", "task", "pope_setting", "answer", "correct"]].merge(
-        by_question, on="question_id", how="left", validate="one_to_one")
+        by_question, on="question_id", how="left", validate="one_to_one"
+    )
     missing = merged["s_sc"].isna()
     if missing.any():
-        raise ValueError(f"{int(missing.sum())} extracted question(s) have no sampled answers, e.g. "
-                         f"{merged.loc[missing, 'question_id'].iloc[0]!r}; rerun the sampling job")
-    merged["majority_correct"] = [m == stats.normalize_answer(a) for m, a in zip(merged["majority"], merged["answer"])]
+        raise ValueError(
+            f"{int(missing.sum())} extracted question(s) have no sampled answers, e.g. "
+            f"{merged.loc[missing, 'question_id'].iloc[0]!r}; rerun the sampling job"
+        )
+    merged["majority_correct"] = [
+        m == stats.normalize_answer(a) for m, a in zip(merged["majority"], merged["answer"])
+    ]
     return merged
 
 
@@ -75,8 +86,9 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def consistency_summary(scores: pd.DataFrame, k: int, n_boot: int = 1000, seed: int = 0,
-                        unit: str = "image") -> pd.DataFrame:
+def consistency_summary(
+    scores: pd.DataFrame, k: int, n_boot: int = 1000, seed: int = 0, unit: str = "image"
+) -> pd.DataFrame:
     """R_pb, AUROC and SC=1 precision of S_SC against greedy correctness, per evaluation subset.
 
     ``scores`` comes from :func:`consistency_scores`. R_pb is NaN where S_SC or correctness is

@@ -74,7 +74,9 @@ def decoder_lens(lens, name: str = "logit-lens margin") -> np.ndarray:
     """
     arr = np.asarray(lens, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] < 2:
-        raise ValueError(f"a logit-lens array must be (n_samples, n_layers + 1); got shape {arr.shape}")
+        raise ValueError(
+            f"a logit-lens array must be (n_samples, n_layers + 1); got shape {arr.shape}"
+        )
     return require_finite(arr, name)[:, 1:]
 
 
@@ -83,7 +85,9 @@ def peak_visual_layer(lens_margin, lens_margin_blank) -> tuple[int, float]:
     real = decoder_lens(lens_margin, "lens_margin")
     blank = decoder_lens(lens_margin_blank, "lens_margin_blank")
     if real.shape != blank.shape:
-        raise ValueError(f"lens_margin {real.shape} and lens_margin_blank {blank.shape} differ in shape")
+        raise ValueError(
+            f"lens_margin {real.shape} and lens_margin_blank {blank.shape} differ in shape"
+        )
     mean_delta = (real - blank).mean(axis=0)
     layer = int(np.argmax(np.abs(mean_delta)))
     return layer, float(mean_delta[layer])
@@ -104,12 +108,14 @@ def mlp_share(mlp_logit, attn_logit, span: tuple[int, int]) -> float:
     """
     mlp, attn = require_finite(mlp_logit, "mlp_logit"), require_finite(attn_logit, "attn_logit")
     if mlp.shape != attn.shape or mlp.ndim != 2:
-        raise ValueError(f"mlp_logit and attn_logit must both be (n, L); got {mlp.shape} and {attn.shape}")
+        raise ValueError(
+            f"mlp_logit and attn_logit must both be (n, L); got {mlp.shape} and {attn.shape}"
+        )
     first, last = span
     if not 0 <= first <= last < mlp.shape[1]:
         raise ValueError(f"layer span {span} outside decoder layers 0..{mlp.shape[1] - 1}")
-    mlp_total = np.abs(mlp[:, first:last + 1]).sum()
-    attn_total = np.abs(attn[:, first:last + 1]).sum()
+    mlp_total = np.abs(mlp[:, first : last + 1]).sum()
+    attn_total = np.abs(attn[:, first : last + 1]).sum()
     total = mlp_total + attn_total
     return float(mlp_total / total) if total > 0 else math.nan
 
@@ -136,12 +142,15 @@ def dynamics_row(arrays: Mapping[str, np.ndarray], answer_span: tuple[int, int])
         "answer_first": int(answer_span[0]),
         "answer_last": int(answer_span[1]),
         "mlp_share": mlp_share(arrays["mlp_logit"], arrays["attn_logit"], answer_span),
-        "mlp_share_all_layers": mlp_share(arrays["mlp_logit"], arrays["attn_logit"], (0, n_layers - 1)),
+        "mlp_share_all_layers": mlp_share(
+            arrays["mlp_logit"], arrays["attn_logit"], (0, n_layers - 1)
+        ),
     }
 
 
-def layer_curves(values, correct=None, ci: float = 0.95, name: str = "values",
-                 allow_nan: bool = False) -> pd.DataFrame:
+def layer_curves(
+    values, correct=None, ci: float = 0.95, name: str = "values", allow_nan: bool = False
+) -> pd.DataFrame:
     """:func:`vrp.stats.layer_mean_ci` for all samples (group "all") and, given ``correct``, per answer outcome.
 
     Adds ``group`` ("all", "correct", "incorrect") and ``depth`` = (layer + 1) / L, the share of
@@ -154,13 +163,20 @@ def layer_curves(values, correct=None, ci: float = 0.95, name: str = "values",
         require_finite(arr, name)
     elif arr.size and not np.isfinite(arr).all():
         bad = ~np.isfinite(arr)
-        log.warning("%s: %d of %d values are NaN/inf (layers %s) and are left out of the per-layer means",
-                    name, int(bad.sum()), arr.size, np.flatnonzero(bad.any(axis=0)).tolist())
+        log.warning(
+            "%s: %d of %d values are NaN/inf (layers %s) and are left out of the per-layer means",
+            name,
+            int(bad.sum()),
+            arr.size,
+            np.flatnonzero(bad.any(axis=0)).tolist(),
+        )
     groups = {"all": np.ones(len(arr), dtype=bool)}
     if correct is not None:
         flags = np.asarray(correct, dtype=bool)
         if flags.shape != (len(arr),):
-            raise ValueError(f"correct must hold one flag per sample ({len(arr)}); got shape {flags.shape}")
+            raise ValueError(
+                f"correct must hold one flag per sample ({len(arr)}); got shape {flags.shape}"
+            )
         groups.update(correct=flags, incorrect=~flags)
     parts = []
     for name, mask in groups.items():

@@ -56,8 +56,16 @@ def figure_margin_by_layer(curves: pd.DataFrame, title: str = "Figure 2a") -> pl
         for group, style in (("correct", "-"), ("incorrect", "--")):
             part = mine[mine["group"] == group]
             if len(part):
-                _band(ax, part, "layer", colour, linestyle=style, marker=FAMILY_MARKERS.get(family, "o"),
-                      markersize=3.5, label=f"{group} (n={int(part['n'].max())})")
+                _band(
+                    ax,
+                    part,
+                    "layer",
+                    colour,
+                    linestyle=style,
+                    marker=FAMILY_MARKERS.get(family, "o"),
+                    markersize=3.5,
+                    label=f"{group} (n={int(part['n'].max())})",
+                )
         ax.axhline(0.0, color="grey", linewidth=0.8, zorder=0)
         ax.set_title(model_label(model, family), color=colour)
         ax.set_xlabel("decoder layer l")
@@ -69,8 +77,9 @@ def figure_margin_by_layer(curves: pd.DataFrame, title: str = "Figure 2a") -> pl
     return fig
 
 
-def figure_entropy_dynamics(curves: pd.DataFrame, normalized: bool = False,
-                            title: str = "Figure 3") -> plt.Figure:
+def figure_entropy_dynamics(
+    curves: pd.DataFrame, normalized: bool = False, title: str = "Figure 3"
+) -> plt.Figure:
     """ΔH_s(l) = H_s(l) - H_s(l-1) against normalised depth (l+1)/L, one line per model (mean, 95% CI).
 
     ``curves``: model, family, depth, layer, mean, lo, hi (the "all" group; layer 0 has no ΔH_s).
@@ -78,9 +87,16 @@ def figure_entropy_dynamics(curves: pd.DataFrame, normalized: bool = False,
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for model, family in _models(curves):
         part = curves[(curves["model"] == model) & np.isfinite(curves["mean"])]
-        _band(ax, part, "depth", FAMILY_COLOURS.get(family, "black"),
-              linestyle=FAMILY_LINESTYLES.get(family, "-"), marker=FAMILY_MARKERS.get(family, "o"),
-              markersize=4, label=model_label(model, family))
+        _band(
+            ax,
+            part,
+            "depth",
+            FAMILY_COLOURS.get(family, "black"),
+            linestyle=FAMILY_LINESTYLES.get(family, "-"),
+            marker=FAMILY_MARKERS.get(family, "o"),
+            markersize=4,
+            label=model_label(model, family),
+        )
     ax.axhline(0.0, color="grey", linewidth=0.8, zorder=0)
     ax.set_xlim(0, 1.02)
     ax.set_xlabel("normalised depth (l + 1) / L")
@@ -125,7 +141,9 @@ def heatmap_on_pixels(grid_map, boxes, image_size: tuple[int, int]) -> np.ndarra
     values = np.asarray(grid_map, dtype=np.float64)
     boxes = np.asarray(boxes)
     if boxes.shape != values.shape + (4,):
-        raise ValueError(f"boxes {boxes.shape} do not match the {values.shape} map (need (rows, cols, 4))")
+        raise ValueError(
+            f"boxes {boxes.shape} do not match the {values.shape} map (need (rows, cols, 4))"
+        )
     width, height = image_size
     heat = np.full((height, width), np.nan)
     for (r, c), value in np.ndenumerate(values):
@@ -134,26 +152,33 @@ def heatmap_on_pixels(grid_map, boxes, image_size: tuple[int, int]) -> np.ndarra
     return heat
 
 
-def figure_case_study(image, heat: np.ndarray, info: Mapping, lens_margin, lens_margin_blank,
-                      title: str = "Figure 5") -> plt.Figure:
+def figure_case_study(
+    image, heat: np.ndarray, info: Mapping, lens_margin, lens_margin_blank, title: str = "Figure 5"
+) -> plt.Figure:
     """The case study: the image, its attention heatmap overlaid on the pixels, the logit-lens trajectory.
 
     ``heat`` from :func:`heatmap_on_pixels`; ``lens_margin``/``lens_margin_blank`` are the sample's
     (L+1,) margins (index 0 = embeddings). ``info`` holds model, family, question, answer,
     prediction, confidence, hs, hs_label, ck, layers ([first, last] averaged), hs_threshold, tier_rule.
     """
-    fig, axes = plt.subplots(1, 3, figsize=(14.5, 4.6), gridspec_kw={"width_ratios": [1, 1.15, 1.5]})
+    fig, axes = plt.subplots(
+        1, 3, figsize=(14.5, 4.6), gridspec_kw={"width_ratios": [1, 1.15, 1.5]}
+    )
     colour = FAMILY_COLOURS.get(info["family"], "black")
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("input image")
     axes[1].imshow(image, interpolation="nearest")
-    overlay = axes[1].imshow(np.ma.masked_invalid(heat), cmap="inferno", alpha=0.6, interpolation="nearest",
-                             vmin=0.0)
+    overlay = axes[1].imshow(
+        np.ma.masked_invalid(heat), cmap="inferno", alpha=0.6, interpolation="nearest", vmin=0.0
+    )
     fig.colorbar(overlay, ax=axes[1], fraction=0.046, pad=0.04, label="attention share per patch")
     first, last = info["layers"]
-    axes[1].set_title(f"attention, layers {first}–{last}: H_s = {info['hs']:.3f} {info['hs_label']}, "
-                      f"C_k = {int(info['ck'])}\n(lowest-quantile H_s cut for this model: "
-                      f"{info['hs_threshold']:.3f})", fontsize=10)
+    axes[1].set_title(
+        f"attention, layers {first}–{last}: H_s = {info['hs']:.3f} {info['hs_label']}, "
+        f"C_k = {int(info['ck'])}\n(lowest-quantile H_s cut for this model: "
+        f"{info['hs_threshold']:.3f})",
+        fontsize=10,
+    )
     for ax in axes[:2]:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -162,7 +187,9 @@ def figure_case_study(image, heat: np.ndarray, info: Mapping, lens_margin, lens_
     blank = np.asarray(lens_margin_blank, dtype=np.float64)
     layers = np.arange(len(real)) - 1  # index 0 = embeddings, plotted at layer -1
     axes[2].plot(layers, real, color=colour, marker="o", markersize=4, label="real image")
-    axes[2].plot(layers, blank, color="grey", linestyle="--", marker="s", markersize=3.5, label="grey image")
+    axes[2].plot(
+        layers, blank, color="grey", linestyle="--", marker="s", markersize=3.5, label="grey image"
+    )
     axes[2].axhline(0.0, color="black", linewidth=0.8)
     axes[2].set_xlabel("layer (−1 = embeddings)")
     axes[2].set_ylabel(f"margin of '{info['answer']}' (logit lens)")
@@ -171,11 +198,10 @@ def figure_case_study(image, heat: np.ndarray, info: Mapping, lens_margin, lens_
     axes[2].legend(frameon=False, fontsize=9)
     confidence = info["confidence"]
     fig.suptitle(
-        f"{title}: {model_label(info['model'], info['family'])} — \"{info['question']}\"  "
+        f'{title}: {model_label(info["model"], info["family"])} — "{info["question"]}"  '
         f"answer: {info['answer']}, predicted: {info['prediction']} (P = {confidence:.1%})\n"
         f"chosen by rule: {info['tier_rule']}",
         fontsize=11,
     )
     fig.tight_layout()
     return fig
-

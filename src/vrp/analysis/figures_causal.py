@@ -30,8 +30,19 @@ def masking_curves(table: pd.DataFrame) -> pd.DataFrame:
             drop, lo, hi = group["drop_pp"].mean(), group["drop_pp"].min(), group["drop_pp"].max()
         else:
             drop, lo, hi = (float(group[c].iloc[0]) for c in ("drop_pp", "drop_lo", "drop_hi"))
-        curves.append({"model": model, "family": family, "dataset": dataset, "condition": condition, "p": p,
-                       "drop_pp": drop, "lo": lo, "hi": hi, "mcnemar_p": group["paired_p"].max()})
+        curves.append(
+            {
+                "model": model,
+                "family": family,
+                "dataset": dataset,
+                "condition": condition,
+                "p": p,
+                "drop_pp": drop,
+                "lo": lo,
+                "hi": hi,
+                "mcnemar_p": group["paired_p"].max(),
+            }
+        )
     return pd.DataFrame(curves)
 
 
@@ -49,8 +60,14 @@ def masking_figure(table: pd.DataFrame, alpha: float = 0.05):
     dodge = 0.12 * (np.diff(shares).min() if len(shares) > 1 else 0.05)
     offsets = dict(zip(CONDITION_STYLES, (-dodge, 0.0, dodge)))
     datasets = sorted(curves["dataset"].unique())
-    fig, axes = plt.subplots(len(datasets), len(models), figsize=(4.2 * len(models), 3.4 * len(datasets)),
-                             squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        len(datasets),
+        len(models),
+        figsize=(4.2 * len(models), 3.4 * len(datasets)),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
     for row, dataset in enumerate(datasets):
         for col, model in enumerate(models):
             ax = axes[row, col]
@@ -63,11 +80,29 @@ def masking_figure(table: pd.DataFrame, alpha: float = 0.05):
                     continue
                 x, y = line["p"].to_numpy() + offsets[condition], line["drop_pp"].to_numpy()
                 err = np.vstack([y - line["lo"].to_numpy(), line["hi"].to_numpy() - y])
-                ax.errorbar(x, y, yerr=err, color=colour, linestyle=style, alpha=alpha_line, capsize=3, lw=1.6)
+                ax.errorbar(
+                    x,
+                    y,
+                    yerr=err,
+                    color=colour,
+                    linestyle=style,
+                    alpha=alpha_line,
+                    capsize=3,
+                    lw=1.6,
+                )
                 significant = line["mcnemar_p"].to_numpy() < alpha
-                ax.scatter(x[significant], y[significant], marker=marker, color=colour, s=36, zorder=3)
-                ax.scatter(x[~significant], y[~significant], marker=marker, facecolors="white",
-                           edgecolors=colour, s=36, zorder=3)
+                ax.scatter(
+                    x[significant], y[significant], marker=marker, color=colour, s=36, zorder=3
+                )
+                ax.scatter(
+                    x[~significant],
+                    y[~significant],
+                    marker=marker,
+                    facecolors="white",
+                    edgecolors=colour,
+                    s=36,
+                    zorder=3,
+                )
             ax.axhline(0.0, color="grey", lw=0.8)
             ax.set_xticks(shares, [f"{v:g}" for v in shares])
             ax.set_title(f"{model_label(model, family)} · {dataset}", fontsize=10)
@@ -76,12 +111,31 @@ def masking_figure(table: pd.DataFrame, alpha: float = 0.05):
                 ax.set_xlabel("masked share of image patches p")
             if col == 0:
                 ax.set_ylabel("accuracy drop vs full image (pp)")
-    handles = [plt.Line2D([], [], color="black", linestyle=style, marker=marker, alpha=a, label=label)
-               for label, style, marker, a in CONDITION_STYLES.values()]
-    handles.append(plt.Line2D([], [], color="black", marker="o", linestyle="", markerfacecolor="white",
-                              label=f"hollow: McNemar p ≥ {alpha:g}"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
-               bbox_to_anchor=(0.5, -0.02), fontsize=9)
-    fig.suptitle("Masking attention-ranked patches: accuracy drop against the masked share", fontsize=12)
+    handles = [
+        plt.Line2D([], [], color="black", linestyle=style, marker=marker, alpha=a, label=label)
+        for label, style, marker, a in CONDITION_STYLES.values()
+    ]
+    handles.append(
+        plt.Line2D(
+            [],
+            [],
+            color="black",
+            marker="o",
+            linestyle="",
+            markerfacecolor="white",
+            label=f"hollow: McNemar p ≥ {alpha:g}",
+        )
+    )
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncol=len(handles),
+        frameon=False,
+        bbox_to_anchor=(0.5, -0.02),
+        fontsize=9,
+    )
+    fig.suptitle(
+        "Masking attention-ranked patches: accuracy drop against the masked share", fontsize=12
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     return fig

@@ -24,7 +24,9 @@ def model_label(model: str, family: str) -> str:
     return label if model == family else f"{model} ({label})"
 
 
-def save_figure(fig, pdf_path: str | os.PathLike, png_path: str | os.PathLike, dpi: int = 150) -> None:
+def save_figure(
+    fig, pdf_path: str | os.PathLike, png_path: str | os.PathLike, dpi: int = 150
+) -> None:
     """Write ``fig`` as PDF and PNG (atomically) and close it."""
     with atomic_path(pdf_path, ".pdf") as tmp:
         # no creation date, so an unchanged figure gives the same bytes on a rerun

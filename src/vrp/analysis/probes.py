@@ -39,8 +39,16 @@ from vrp.config import known_fields
 # Score column -> (label as in the paper's tables, inference cost, what it is).
 READOUTS: dict[str, tuple[str, str, str]] = {
     "random": ("Random", "1x", "seeded uniform noise (the chance line)"),
-    "spatial_entropy": ("Spatial attention H_s", "1x", "-H_s of the attention stage (stats.parquet)"),
-    "cluster_count": ("Spatial attention C_k", "1x", "-C_k of the attention stage (attention.ck_method)"),
+    "spatial_entropy": (
+        "Spatial attention H_s",
+        "1x",
+        "-H_s of the attention stage (stats.parquet)",
+    ),
+    "cluster_count": (
+        "Spatial attention C_k",
+        "1x",
+        "-C_k of the attention stage (attention.ck_method)",
+    ),
     "logit_entropy": ("Logit entropy", "1x", "-next-token entropy at the last prompt position"),
     "output_confidence": (
         "Output confidence",
@@ -123,7 +131,9 @@ class ProbeSettings:
         return functools.partial(stats.logistic_probe, C=self.C)
 
     def mlp(self):
-        return functools.partial(stats.mlp_probe, hidden=self.mlp_hidden, seed=self.seed, max_iter=self.mlp_max_iter)
+        return functools.partial(
+            stats.mlp_probe, hidden=self.mlp_hidden, seed=self.seed, max_iter=self.mlp_max_iter
+        )
 
     def l1(self):
         return functools.partial(stats.l1_probe, C=self.l1_C, seed=self.seed)
@@ -156,18 +166,24 @@ def _labels(correct) -> np.ndarray:
 
 def _check_rows(name: str, array: np.ndarray, n: int) -> np.ndarray:
     if len(array) != n:
-        raise ValueError(f"{name} has {len(array)} rows but samples.parquet has {n}; they must be aligned")
+        raise ValueError(
+            f"{name} has {len(array)} rows but samples.parquet has {n}; they must be aligned"
+        )
     return array
 
 
-def probe_folds(correct, image_ids, settings: ProbeSettings = ProbeSettings()) -> list[tuple[np.ndarray, np.ndarray]]:
+def probe_folds(
+    correct, image_ids, settings: ProbeSettings = ProbeSettings()
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """The one split every learned readout of a (model, dataset) uses: image-grouped, stratified.
 
     :func:`vrp.stats.grouped_splits` (``StratifiedGroupKFold``, ``n_splits`` folds, shuffled with
     ``seed``) with the image id as the group: all questions about one image are in the same test
     fold, so no image is ever on both sides of a split.
     """
-    return stats.grouped_splits(_labels(correct), np.asarray(image_ids), settings.n_splits, settings.seed)
+    return stats.grouped_splits(
+        _labels(correct), np.asarray(image_ids), settings.n_splits, settings.seed
+    )
 
 
 def _parallel(jobs, n_jobs: int) -> list:
@@ -179,8 +195,15 @@ def _parallel(jobs, n_jobs: int) -> list:
     return Parallel(n_jobs=n_jobs)(delayed(job)() for job in jobs)
 
 
-def layer_probes(hidden, mlp_out, correct, groups, settings: ProbeSettings = ProbeSettings(),
-                 n_jobs: int = 1, keep_scores: bool = False):
+def layer_probes(
+    hidden,
+    mlp_out,
+    correct,
+    groups,
+    settings: ProbeSettings = ProbeSettings(),
+    n_jobs: int = 1,
+    keep_scores: bool = False,
+):
     """Held-out AUROC (+CIs, + in-sample AUROC) of three probes at every layer, on one shared split.
 
     * ``logistic`` on ``hidden`` (all L+1 entries: ``layer`` -1 = embeddings, then decoder layers),
@@ -196,29 +219,52 @@ def layer_probes(hidden, mlp_out, correct, groups, settings: ProbeSettings = Pro
     hidden = _check_rows("hidden", hidden, len(labels))
     mlp_out = _check_rows("mlp_out", mlp_out, len(labels))
     if hidden.ndim != 3 or mlp_out.ndim != 3 or hidden.shape[1] != mlp_out.shape[1] + 1:
-        raise ValueError(f"need hidden (n, L+1, d) and mlp_out (n, L, d); got {hidden.shape} and {mlp_out.shape}")
+        raise ValueError(
+            f"need hidden (n, L+1, d) and mlp_out (n, L, d); got {hidden.shape} and {mlp_out.shape}"
+        )
     folds = probe_folds(labels, groups, settings)
     specs = []  # (probe, features, layer, array_index, make_model, array)
-    for probe, make_model, features, array in (("logistic", settings.logistic(), "hidden", hidden),
-                                               ("mlp", settings.mlp(), "hidden", hidden),
-                                               ("l1", settings.l1(), "mlp_out", mlp_out)):
+    for probe, make_model, features, array in (
+        ("logistic", settings.logistic(), "hidden", hidden),
+        ("mlp", settings.mlp(), "hidden", hidden),
+        ("l1", settings.l1(), "mlp_out", mlp_out),
+    ):
         offset = 1 if features == "hidden" else 0  # hidden[:, 0] is the embeddings (layer -1)
-        specs += [(probe, features, index - offset, index, make_model, array) for index in range(array.shape[1])]
+        specs += [
+            (probe, features, index - offset, index, make_model, array)
+            for index in range(array.shape[1])
+        ]
 
     def jobs():  # lazily, so only the layers being fitted are copied out of the (memory-mapped) arrays
         for *_, index, make_model, array in specs:
-            yield functools.partial(stats.probe_auroc, np.asarray(array[:, index, :]), labels, groups, make_model,
-                                    seed=settings.seed, n_boot=settings.n_boot, folds=folds,
-                                    unit=settings.interval_unit, return_scores=True)
+            yield functools.partial(
+                stats.probe_auroc,
+                np.asarray(array[:, index, :]),
+                labels,
+                groups,
+                make_model,
+                seed=settings.seed,
+                n_boot=settings.n_boot,
+                folds=folds,
+                unit=settings.interval_unit,
+                return_scores=True,
+            )
 
     results = _parallel(jobs(), n_jobs)
-    rows = [{"probe": probe, "features": features, "layer": layer, "array_index": index, **result}
-            for (probe, features, layer, index, _, _), result in zip(specs, results)]
+    rows = [
+        {"probe": probe, "features": features, "layer": layer, "array_index": index, **result}
+        for (probe, features, layer, index, _, _), result in zip(specs, results)
+    ]
     table = pd.DataFrame(rows)
     if not keep_scores:
         return table[LAYER_COLUMNS]
-    oof = pd.DataFrame({f"logistic_L{row['layer']}": row["scores"] for row in rows
-                        if row["probe"] == "logistic" and row["layer"] >= 0})
+    oof = pd.DataFrame(
+        {
+            f"logistic_L{row['layer']}": row["scores"]
+            for row in rows
+            if row["probe"] == "logistic" and row["layer"] >= 0
+        }
+    )
     return table[LAYER_COLUMNS], oof
 
 
@@ -239,7 +285,7 @@ def nested_layer_choice(layer_scores: pd.DataFrame, correct, folds) -> list[int]
     columns = [c for c in layer_scores.columns if c.startswith("logistic_L")]
     if not columns:
         raise ValueError("layer_scores has no logistic_L<l> columns; rerun probe_layers")
-    layers = [int(c[len("logistic_L"):]) for c in columns]
+    layers = [int(c[len("logistic_L") :]) for c in columns]
     chosen = []
     for _, test in folds:
         outside = np.ones(len(labels), dtype=bool)
@@ -274,7 +320,7 @@ def peak_summary(layers: pd.DataFrame, probe: str = "logistic") -> dict:
         "features": str(row["features"]),
         "num_layers": int(table["layer"].max()) + 1,
         "indexing": "peak_layer is the decoder-layer index l in 0..L-1; its output is hidden[:, l+1] "
-                    "(hidden[:, 0] = embeddings) and its MLP output is mlp_out[:, l]",
+        "(hidden[:, 0] = embeddings) and its MLP output is mlp_out[:, l]",
     }
 
 
@@ -295,7 +341,9 @@ def neuron_ranking(mlp_out, correct, l1_C: float = 0.1, seed: int = 0) -> pd.Dat
     channel). Sorted by layer, then rank.
     """
     labels = _labels(correct)
-    mlp_out = _check_rows("mlp_out", mlp_out, len(labels))  # a lazy shard view stays lazy: one layer read at a time
+    mlp_out = _check_rows(
+        "mlp_out", mlp_out, len(labels)
+    )  # a lazy shard view stays lazy: one layer read at a time
     if mlp_out.ndim != 3:
         raise ValueError(f"mlp_out must have shape (n, L, d); got {mlp_out.shape}")
     frames = []
@@ -328,10 +376,15 @@ def _aligned_attention_stats(samples: pd.DataFrame, attention_stats: pd.DataFram
     return attention_stats[["hs", "ck"]].reset_index(drop=True)
 
 
-def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
-                       settings: ProbeSettings = ProbeSettings(), *,
-                       attention_stats: pd.DataFrame,
-                       layer_scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def reliability_scores(
+    samples: pd.DataFrame,
+    arrays: dict,
+    peak_layer: int,
+    settings: ProbeSettings = ProbeSettings(),
+    *,
+    attention_stats: pd.DataFrame,
+    layer_scores: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Every single-pass readout of :data:`READOUTS` for every question, learned ones out-of-fold.
 
     ``samples`` is the extraction's samples.parquet; ``arrays`` holds its ``hidden``, ``mlp_out``,
@@ -357,8 +410,12 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     hidden = _check_rows("hidden", arrays["hidden"], n)
     mlp_out = _check_rows("mlp_out", arrays["mlp_out"], n)
     lens = _check_rows("lens_margin", np.asarray(arrays["lens_margin"], dtype=np.float64), n)
-    lens_pred = _check_rows("lens_margin_pred", np.asarray(arrays["lens_margin_pred"], dtype=np.float64), n)
-    attention = _check_rows("image_attention", np.asarray(arrays["image_attention"], dtype=np.float64), n)
+    lens_pred = _check_rows(
+        "lens_margin_pred", np.asarray(arrays["lens_margin_pred"], dtype=np.float64), n
+    )
+    attention = _check_rows(
+        "image_attention", np.asarray(arrays["image_attention"], dtype=np.float64), n
+    )
     num_layers = hidden.shape[1] - 1
     if not 0 <= peak_layer < num_layers:
         raise ValueError(f"peak_layer {peak_layer} is not a decoder layer (0..{num_layers - 1})")
@@ -366,7 +423,9 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
     folds = probe_folds(labels, groups, settings)
 
     def held_out(x, make_model):
-        return stats.grouped_cv_scores(np.asarray(x, dtype=np.float64), labels, groups, make_model, folds=folds)
+        return stats.grouped_cv_scores(
+            np.asarray(x, dtype=np.float64), labels, groups, make_model, folds=folds
+        )
 
     if layer_scores is None:
         layer_scores = pd.DataFrame(
@@ -396,14 +455,18 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
         nested_logistic[test] = layer_scores[f"logistic_L{layer}"].to_numpy()[test]
 
     structure = _aligned_attention_stats(samples, attention_stats)
-    out = samples[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+    out = samples[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
+        drop=True
+    )
     out["correct"] = labels.astype(bool)
     out["fold"] = fold_of
     out["nested_layer"] = np.asarray(chosen, dtype=np.int64)[fold_of]
     out["hs"] = structure["hs"]
     out["ck"] = structure["ck"]
     scores = {
-        "random": np.random.default_rng([settings.seed, 1]).random(n),  # its own stream, not the split's
+        "random": np.random.default_rng([settings.seed, 1]).random(
+            n
+        ),  # its own stream, not the split's
         "spatial_entropy": -structure["hs"].to_numpy(dtype=np.float64),
         "cluster_count": -structure["ck"].to_numpy(dtype=np.float64),
         "logit_entropy": -samples["entropy"].to_numpy(dtype=np.float64),
@@ -416,9 +479,13 @@ def reliability_scores(samples: pd.DataFrame, arrays: dict, peak_layer: int,
         "probe_peak_in_sample_layer": layer_scores[f"logistic_L{peak_layer}"].to_numpy(),
         "mlp_probe_peak": nested(hidden, 1, settings.mlp()),
         "l1_probe_peak": nested(mlp_out, 0, settings.l1()),
-        "probe_last_k": held_out(hidden[:, num_layers + 1 - k:, :].reshape(n, -1), settings.logistic()),
+        "probe_last_k": held_out(
+            hidden[:, num_layers + 1 - k :, :].reshape(n, -1), settings.logistic()
+        ),
         # padding (no patch) carries no attention
-        "attention_ensemble": held_out(np.nan_to_num(attention, nan=0.0).reshape(n, -1), settings.mlp()),
+        "attention_ensemble": held_out(
+            np.nan_to_num(attention, nan=0.0).reshape(n, -1), settings.mlp()
+        ),
     }
     for name in READOUTS:
         out[name] = scores[name]
@@ -489,8 +556,14 @@ def _column_auroc(part: pd.DataFrame, column: str, n_boot: int, seed: int, unit:
 INTERVAL_COLUMNS = stats.INTERVAL_COLUMNS
 
 
-def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed: int = 0,
-                   subsets=None, unit: str = "image") -> pd.DataFrame:
+def readout_aurocs(
+    scores: pd.DataFrame,
+    readouts=None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    subsets=None,
+    unit: str = "image",
+) -> pd.DataFrame:
     """AUROC with CIs of each readout column on each subset (:func:`evaluation_subsets`).
 
     Returns long rows: task, pope_setting, method, auroc, the :data:`INTERVAL_COLUMNS`, n, n_pos,
@@ -523,8 +596,13 @@ def readout_aurocs(scores: pd.DataFrame, readouts=None, n_boot: int = 1000, seed
 # --------------------------------------------------------------------------------------------
 # Tables
 # --------------------------------------------------------------------------------------------
-def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, str], dict],
-           n_boot: int = 1000, seed: int = 0, unit: str = "image") -> pd.DataFrame:
+def table3(
+    scores: dict[tuple[str, str], pd.DataFrame],
+    peaks: dict[tuple[str, str], dict],
+    n_boot: int = 1000,
+    seed: int = 0,
+    unit: str = "image",
+) -> pd.DataFrame:
     """Table 3: held-out probe AUROC per family and task beside output-confidence AUROC.
 
     ``scores`` / ``peaks`` are keyed by (model, dataset). The probe is the logistic probe at the
@@ -539,11 +617,18 @@ def table3(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, s
     for (model, dataset), frame in scores.items():
         for task, setting, mask in evaluation_subsets(frame):
             part = frame[mask]
-            row = {"model": model, "dataset": dataset, "task": task, "pope_setting": setting, "n": int(mask.sum()),
-                   "n_images": int(part["image_id"].nunique()), "n_pos": int(part["correct"].sum()),
-                   "accuracy": float(part["correct"].mean()),
-                   "probe_layers_nested": nested_layers_label(frame),
-                   "probe_layer_in_sample": peaks[(model, dataset)]["peak_layer"]}
+            row = {
+                "model": model,
+                "dataset": dataset,
+                "task": task,
+                "pope_setting": setting,
+                "n": int(mask.sum()),
+                "n_images": int(part["image_id"].nunique()),
+                "n_pos": int(part["correct"].sum()),
+                "accuracy": float(part["correct"].mean()),
+                "probe_layers_nested": nested_layers_label(frame),
+                "probe_layer_in_sample": peaks[(model, dataset)]["peak_layer"],
+            }
             for prefix, method in (
                 ("probe", "probe_peak"),
                 ("probe_in_sample_layer", "probe_peak_in_sample_layer"),
@@ -570,14 +655,32 @@ TABLE7_METHODS = (
     "probe_last_k",
     "self_consistency",
 )
-TABLE8_METHODS = ("random", "spatial_entropy", "cluster_count", "probe_last_layer", "probe_peak",
-                  "probe_peak_in_sample_layer", "mlp_probe_peak", "l1_probe_peak", "probe_last_k",
-                  "attention_ensemble", "self_consistency")
+TABLE8_METHODS = (
+    "random",
+    "spatial_entropy",
+    "cluster_count",
+    "probe_last_layer",
+    "probe_peak",
+    "probe_peak_in_sample_layer",
+    "mlp_probe_peak",
+    "l1_probe_peak",
+    "probe_last_k",
+    "attention_ensemble",
+    "self_consistency",
+)
 
 
-def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[str, str], dict],
-                 consistency: pd.DataFrame, methods, subsets, n_boot: int = 1000, seed: int = 0,
-                 last_k_layers: int = 5, unit: str = "image") -> pd.DataFrame:
+def method_table(
+    scores: dict[tuple[str, str], pd.DataFrame],
+    peaks: dict[tuple[str, str], dict],
+    consistency: pd.DataFrame,
+    methods,
+    subsets,
+    n_boot: int = 1000,
+    seed: int = 0,
+    last_k_layers: int = 5,
+    unit: str = "image",
+) -> pd.DataFrame:
     """Tables 7 and 8: AUROC with CIs of each method per (model, dataset, subset), long format.
 
     ``consistency`` is a ``results/selfconsistency/k~{K}.csv`` table (rows per model, dataset,
@@ -636,7 +739,10 @@ def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[
         if "self_consistency" in methods:
             sc = consistency[(consistency["model"] == model) & (consistency["dataset"] == dataset)]
             for record in sc.to_dict("records"):
-                key = (record["task"], "" if pd.isna(record["pope_setting"]) else record["pope_setting"])
+                key = (
+                    record["task"],
+                    "" if pd.isna(record["pope_setting"]) else record["pope_setting"],
+                )
                 if key not in subsets:
                     continue
                 k = int(record["k"])
@@ -663,5 +769,7 @@ def method_table(scores: dict[tuple[str, str], pd.DataFrame], peaks: dict[tuple[
     subset_order = {s: i for i, s in enumerate(subsets)}
     table["_m"] = table["method"].map(order)
     table["_s"] = [subset_order[(t, s)] for t, s in zip(table["task"], table["pope_setting"])]
-    table = table.sort_values(["dataset", "_s", "_m", "model"], kind="stable").drop(columns=["_m", "_s"])
+    table = table.sort_values(["dataset", "_s", "_m", "model"], kind="stable").drop(
+        columns=["_m", "_s"]
+    )
     return table.reset_index(drop=True)

@@ -72,16 +72,86 @@ IMAGE_DIR_KEY = "datasets.<name>.coco.image_dir"
 COCO_BASE_URL = "http://images.cocodataset.org"
 # The 80 category names of instances_val2014.json, in category-id order (the object_id answers).
 COCO_CATEGORY_NAMES: tuple[str, ...] = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
 )
 
 _IRREGULAR_PLURALS = {
@@ -132,7 +202,9 @@ def plural(name: str) -> str:
 # annotations
 
 
-def load_coco_instances(annotations_path: str | os.PathLike | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_coco_instances(
+    annotations_path: str | os.PathLike | None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read an instances JSON; return (images, objects).
 
     ``images``: image_id, file_name, width, height. ``objects``: one row per annotation with
@@ -140,7 +212,9 @@ def load_coco_instances(annotations_path: str | os.PathLike | None) -> tuple[pd.
     image, category and annotation id.
     """
     if annotations_path is None:
-        raise FileNotFoundError(f"the config key `{ANNOTATIONS_KEY}` is not set; point it to instances_val2014.json")
+        raise FileNotFoundError(
+            f"the config key `{ANNOTATIONS_KEY}` is not set; point it to instances_val2014.json"
+        )
     path = Path(annotations_path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -151,7 +225,9 @@ def load_coco_instances(annotations_path: str | os.PathLike | None) -> tuple[pd.
         data = json.load(fh)
     for key in ("images", "annotations", "categories"):
         if key not in data:
-            raise ValueError(f"COCO annotation file {str(path)!r} has no {key!r} list; is it an instances_*.json file?")
+            raise ValueError(
+                f"COCO annotation file {str(path)!r} has no {key!r} list; is it an instances_*.json file?"
+            )
 
     images = _frame(data["images"], ("id", "width", "height"), path, "images")
     if "file_name" not in images:
@@ -163,7 +239,9 @@ def load_coco_instances(annotations_path: str | os.PathLike | None) -> tuple[pd.
     images = images.rename(columns={"id": "image_id"})[["image_id", "file_name", "width", "height"]]
 
     categories = _frame(data["categories"], ("id", "name"), path, "categories")
-    names = dict(zip(categories["id"].astype(int), categories["name"].astype(str).str.strip().str.lower()))
+    names = dict(
+        zip(categories["id"].astype(int), categories["name"].astype(str).str.strip().str.lower())
+    )
 
     columns = ("id", "image_id", "category_id", "bbox", "area", "iscrowd")
     objects = _frame(data["annotations"], columns, path, "annotations")[list(columns)]
@@ -180,8 +258,12 @@ def load_coco_instances(annotations_path: str | os.PathLike | None) -> tuple[pd.
     objects["cy"] = objects["y"] + objects["h"] / 2
     objects["category"] = objects["category_id"].astype(int).map(names)
     objects["iscrowd"] = objects["iscrowd"].astype(int)
-    objects = objects.drop(columns="bbox").merge(images[["image_id", "width", "height"]], on="image_id", how="inner")
-    objects = objects.sort_values(["image_id", "category_id", "id"], kind="stable").reset_index(drop=True)
+    objects = objects.drop(columns="bbox").merge(
+        images[["image_id", "width", "height"]], on="image_id", how="inner"
+    )
+    objects = objects.sort_values(["image_id", "category_id", "id"], kind="stable").reset_index(
+        drop=True
+    )
     return images.sort_values("image_id").reset_index(drop=True), objects
 
 
@@ -189,7 +271,9 @@ def _frame(records: list, required: Sequence[str], path: Path, section: str) -> 
     frame = pd.DataFrame.from_records(records)
     missing = [key for key in required if key not in frame.columns]
     if missing and len(frame):
-        raise ValueError(f"COCO annotation file {str(path)!r}: {section!r} entries lack key(s) {missing}")
+        raise ValueError(
+            f"COCO annotation file {str(path)!r}: {section!r} entries lack key(s) {missing}"
+        )
     for key in missing:
         frame[key] = pd.Series(dtype=object)
     return frame
@@ -207,7 +291,9 @@ def _with_size_flags(objects: pd.DataFrame, rules: CocoTaskRules) -> pd.DataFram
 # candidates (every question the rules allow), one frame per task
 
 
-def counting_candidates(objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRules()) -> pd.DataFrame:
+def counting_candidates(
+    objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRules()
+) -> pd.DataFrame:
     """Columns image_id, k (= category id), category, count."""
     flagged = _with_size_flags(objects, rules)
     groups = flagged.groupby(["image_id", "category_id", "category"], sort=True).agg(
@@ -215,22 +301,28 @@ def counting_candidates(objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRu
     )
     groups = groups.reset_index()
     keep = (groups["count"] == groups["n_sizeable"]) & groups["count"].between(1, rules.max_count)
-    found = groups.loc[keep, ["image_id", "category_id", "category", "count"]].rename(columns={"category_id": "k"})
+    found = groups.loc[keep, ["image_id", "category_id", "category", "count"]].rename(
+        columns={"category_id": "k"}
+    )
     return found.astype({"k": int, "count": int}).reset_index(drop=True)
 
 
-def spatial_candidates(objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRules()) -> pd.DataFrame:
+def spatial_candidates(
+    objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRules()
+) -> pd.DataFrame:
     """Columns image_id, k, left, right (the category seen further left, then the other)."""
     flagged = _with_size_flags(objects, rules)
     per_category = flagged.groupby(["image_id", "category_id"])["sizeable"].transform("size")
     singles = flagged.loc[
-        (per_category == 1) & flagged["sizeable"], ["image_id", "category_id", "category", "x", "w", "cx", "width"]
+        (per_category == 1) & flagged["sizeable"],
+        ["image_id", "category_id", "category", "x", "w", "cx", "width"],
     ]
     pairs = singles.merge(singles.drop(columns="width"), on="image_id", suffixes=("_a", "_b"))
     pairs = pairs.loc[pairs["category_id_a"] < pairs["category_id_b"]]
     apart = (pairs["cx_a"] - pairs["cx_b"]).abs() >= rules.margin_frac * pairs["width"]
     overlap = (
-        np.minimum(pairs["x_a"] + pairs["w_a"], pairs["x_b"] + pairs["w_b"]) - np.maximum(pairs["x_a"], pairs["x_b"])
+        np.minimum(pairs["x_a"] + pairs["w_a"], pairs["x_b"] + pairs["w_b"])
+        - np.maximum(pairs["x_a"], pairs["x_b"])
     ).clip(lower=0.0)
     narrower = np.minimum(pairs["w_a"], pairs["w_b"])
     pairs = pairs.loc[apart & (narrower > 0) & (overlap <= rules.max_x_overlap * narrower)]
@@ -246,7 +338,9 @@ def spatial_candidates(objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRul
     )
 
 
-def object_id_candidates(objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRules()) -> pd.DataFrame:
+def object_id_candidates(
+    objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskRules()
+) -> pd.DataFrame:
     """Columns image_id, k (= quadrant index), region, category."""
     flagged = _with_size_flags(objects, rules)
     flagged = flagged.loc[flagged["sizeable"] | flagged["big_crowd"]].copy()
@@ -267,7 +361,9 @@ def object_id_candidates(objects: pd.DataFrame, rules: CocoTaskRules = CocoTaskR
 # selection and the question table
 
 
-def _select(candidates: pd.DataFrame, n: int, rng: random.Random, max_per_image: int) -> pd.DataFrame:
+def _select(
+    candidates: pd.DataFrame, n: int, rng: random.Random, max_per_image: int
+) -> pd.DataFrame:
     order = list(range(len(candidates)))
     rng.shuffle(order)
     chosen, per_image = [], {}
@@ -291,7 +387,9 @@ def _questions(task: str, chosen: pd.DataFrame) -> list[dict]:
             answer, obj = str(c.count), c.category
         elif task == "spatial":
             # Alternate the order asked so that yes and no are balanced.
-            subject, reference, answer = (c.left, c.right, "yes") if i % 2 == 0 else (c.right, c.left, "no")
+            subject, reference, answer = (
+                (c.left, c.right, "yes") if i % 2 == 0 else (c.right, c.left, "no")
+            )
             question = SPATIAL_TEMPLATE.format(subject=subject, reference=reference)
             obj = subject
         else:
@@ -336,12 +434,18 @@ def build_coco_tasks(
     """
     unknown = sorted(set(tasks) - set(COCO_TASKS))
     if unknown or not tasks:
-        raise ValueError(f"COCO tasks must be a non-empty subset of {list(COCO_TASKS)}, got {list(tasks)}")
+        raise ValueError(
+            f"COCO tasks must be a non-empty subset of {list(COCO_TASKS)}, got {list(tasks)}"
+        )
     if rules is None:
         rules = CocoTaskRules(**rule_overrides)
     elif rule_overrides:
         raise ValueError("give either rules= or keyword thresholds, not both")
-    counts = dict(n_per_task) if isinstance(n_per_task, Mapping) else {task: n_per_task for task in tasks}
+    counts = (
+        dict(n_per_task)
+        if isinstance(n_per_task, Mapping)
+        else {task: n_per_task for task in tasks}
+    )
     for task in tasks:
         if int(counts.get(task, 0)) < 1:
             raise ValueError(f"n_per_task for {task!r} must be >= 1, got {counts.get(task)!r}")
@@ -370,11 +474,16 @@ def build_coco_tasks(
             )
         rows.extend(_questions(task, chosen))
     if not rows:
-        raise ValueError(f"no COCO question satisfies the rules {rules} in {str(annotations_path)!r}")
+        raise ValueError(
+            f"no COCO question satisfies the rules {rules} in {str(annotations_path)!r}"
+        )
 
     table = pd.DataFrame.from_records(rows)
     file_names = dict(zip(images["image_id"], images["file_name"]))
-    image_bytes = {coco_id: _read_image(image_dir, file_names[coco_id]) for coco_id in table["coco_id"].unique()}
+    image_bytes = {
+        coco_id: _read_image(image_dir, file_names[coco_id])
+        for coco_id in table["coco_id"].unique()
+    }
     table["image"] = table["coco_id"].map(image_bytes)
     table["image_id"] = table["coco_id"].map(coco_image_key)
     table["pope_setting"] = ""
@@ -463,10 +572,18 @@ def _fetch(
             headers = getattr(response, "headers", None)
             length = headers.get("Content-Length") if headers is not None else None
             total = (int(length) + (offset if resumed else 0)) if length else None
-            with open(part, "ab" if resumed else "wb") as fh, tqdm(
-                total=total, initial=offset if resumed else 0, unit="B", unit_scale=True,
-                desc=dest.name, mininterval=5, disable=total is None or total < (64 << 20),
-            ) as bar:
+            with (
+                open(part, "ab" if resumed else "wb") as fh,
+                tqdm(
+                    total=total,
+                    initial=offset if resumed else 0,
+                    unit="B",
+                    unit_scale=True,
+                    desc=dest.name,
+                    mininterval=5,
+                    disable=total is None or total < (64 << 20),
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(1 << 20), b""):
                     fh.write(block)
                     bar.update(len(block))

@@ -45,11 +45,20 @@ from vrp.benchmark.schema import POPE_SETTINGS, validate_questions
 from vrp.hub import HUB_PROBE_TIMEOUT_S, network_errors
 
 POPE_REPO_ID = "lmms-lab/POPE"
-POPE_COLUMNS: tuple[str, ...] = ("question_id", "question", "answer", "image_source", "image", "category")
+POPE_COLUMNS: tuple[str, ...] = (
+    "question_id",
+    "question",
+    "answer",
+    "image_source",
+    "image",
+    "category",
+)
 LOCAL_DIR_KEY = "datasets.<name>.pope.local_dir"
 
 # "Is there a dining table in the image?" -> "dining table"
-_QUESTION_RE = re.compile(r"^\s*is\s+there\s+an?\s+(?P<object>.+?)\s+in\s+the\s+image\s*\?\s*$", re.IGNORECASE)
+_QUESTION_RE = re.compile(
+    r"^\s*is\s+there\s+an?\s+(?P<object>.+?)\s+in\s+the\s+image\s*\?\s*$", re.IGNORECASE
+)
 _COCO_STEM_RE = re.compile(r"^(?:COCO_val2014_)?0*(?P<id>\d+)(?:\.jpe?g)?$", re.IGNORECASE)
 _TRUE_ENV = {"1", "true", "yes", "on"}
 
@@ -84,7 +93,9 @@ def parse_presence_object(question: str) -> str:
     """The object of a POPE question "Is there a/an {object} in the image?" (``ValueError`` if not that form)."""
     match = _QUESTION_RE.match(question) if isinstance(question, str) else None
     if match is None:
-        raise ValueError(f"question {question!r} is not of the form 'Is there a/an {{object}} in the image?'")
+        raise ValueError(
+            f"question {question!r} is not of the form 'Is there a/an {{object}} in the image?'"
+        )
     return " ".join(match.group("object").lower().split())
 
 
@@ -92,7 +103,9 @@ def _check_settings(settings: Iterable[str]) -> tuple[str, ...]:
     settings = tuple(settings)
     unknown = sorted(set(settings) - set(POPE_SETTINGS))
     if unknown or not settings:
-        raise ValueError(f"POPE settings must be a non-empty subset of {list(POPE_SETTINGS)}, got {list(settings)}")
+        raise ValueError(
+            f"POPE settings must be a non-empty subset of {list(POPE_SETTINGS)}, got {list(settings)}"
+        )
     return settings
 
 
@@ -108,7 +121,10 @@ def hub_offline_requested() -> bool:
     """
     from huggingface_hub import constants
 
-    env = (os.environ.get(name, "").strip().lower() for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    env = (
+        os.environ.get(name, "").strip().lower()
+        for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
     return any(value in _TRUE_ENV for value in env) or bool(constants.HF_HUB_OFFLINE)
 
 
@@ -129,7 +145,9 @@ def pope_parquet_patterns(
         return ["*.parquet"]
     by_name = {entry.get("config_name", "default"): entry for entry in configs}
     if config not in by_name:
-        raise ValueError(f"POPE dataset card has no config {config!r}; available configs: {sorted(by_name)}")
+        raise ValueError(
+            f"POPE dataset card has no config {config!r}; available configs: {sorted(by_name)}"
+        )
     data_files = by_name[config].get("data_files")
     if isinstance(data_files, (str, dict)):
         data_files = [data_files]
@@ -144,7 +162,9 @@ def pope_parquet_patterns(
         path = entry.get("path", [])
         patterns.extend([path] if isinstance(path, str) else list(path))
     if not patterns:
-        raise ValueError(f"POPE dataset card config {config!r} lists no data files for settings {list(settings)}")
+        raise ValueError(
+            f"POPE dataset card config {config!r} lists no data files for settings {list(settings)}"
+        )
     return patterns
 
 
@@ -183,7 +203,13 @@ def download_pope(
     settings = _check_settings(settings)
     dest_dir = Path(dest_dir)
     offline = hub_offline_requested()
-    common = dict(repo_id=repo_id, repo_type="dataset", revision=revision, local_dir=dest_dir, local_files_only=offline)
+    common = dict(
+        repo_id=repo_id,
+        repo_type="dataset",
+        revision=revision,
+        local_dir=dest_dir,
+        local_files_only=offline,
+    )
     try:
         if not offline:
             # one metadata request with a timeout and no retries: an unreachable Hub fails in
@@ -192,7 +218,9 @@ def download_pope(
                 repo_id, repo_type="dataset", revision=revision, timeout=HUB_PROBE_TIMEOUT_S
             )
         card_path = hf_hub_download(filename="README.md", **common)
-        patterns = pope_parquet_patterns(Path(card_path).read_text(encoding="utf-8"), config, settings)
+        patterns = pope_parquet_patterns(
+            Path(card_path).read_text(encoding="utf-8"), config, settings
+        )
         snapshot_download(allow_patterns=patterns, **common)
     except (hub_errors.RepositoryNotFoundError, hub_errors.RevisionNotFoundError) as err:
         # The Hub answered: a wrong id / revision, or a gated dataset without a token.
@@ -202,16 +230,26 @@ def download_pope(
             f"`hf auth login` if it is gated), or set `{LOCAL_DIR_KEY}` to a folder holding the parquet files."
         ) from err
     except _network_errors() as err:
-        reason = "HF_HUB_OFFLINE is set and no local copy exists" if offline else f"{type(err).__name__}: {err}"
+        reason = (
+            "HF_HUB_OFFLINE is set and no local copy exists"
+            if offline
+            else f"{type(err).__name__}: {err}"
+        )
         raise DataUnavailableError(_unavailable_message(repo_id, reason, dataset)) from err
 
     found = sorted(
         path
         for path in dest_dir.rglob("*.parquet")
-        if any(fnmatch.fnmatch(path.relative_to(dest_dir).as_posix(), pattern) for pattern in patterns)
+        if any(
+            fnmatch.fnmatch(path.relative_to(dest_dir).as_posix(), pattern) for pattern in patterns
+        )
     )
     if not found:
-        reason = "HF_HUB_OFFLINE is set and no local copy exists" if offline else f"no parquet file matched {patterns}"
+        reason = (
+            "HF_HUB_OFFLINE is set and no local copy exists"
+            if offline
+            else f"no parquet file matched {patterns}"
+        )
         raise DataUnavailableError(_unavailable_message(repo_id, reason, dataset))
     return found
 
@@ -239,7 +277,9 @@ def find_pope_parquets(local_dir: str | os.PathLike) -> list[Path]:
 
 def _read_shard(path: Path) -> pd.DataFrame:
     if not path.is_file():
-        raise FileNotFoundError(f"POPE parquet file {str(path)!r} does not exist (check `{LOCAL_DIR_KEY}`)")
+        raise FileNotFoundError(
+            f"POPE parquet file {str(path)!r} does not exist (check `{LOCAL_DIR_KEY}`)"
+        )
     present = set(pq.read_schema(path).names)
     missing = [column for column in POPE_COLUMNS if column not in present]
     if missing:
@@ -256,7 +296,9 @@ def _image_bytes(value: object, where: str) -> bytes:
     # The Hub stores images as struct {bytes, path}; accept a plain binary column too.
     data = value.get("bytes") if isinstance(value, dict) else value
     if not isinstance(data, (bytes, bytearray)) or len(data) == 0:
-        raise ValueError(f"{where}: column 'image' holds no embedded image bytes (got {type(data).__name__})")
+        raise ValueError(
+            f"{where}: column 'image' holds no embedded image bytes (got {type(data).__name__})"
+        )
     return bytes(data)
 
 
@@ -276,17 +318,23 @@ def load_pope(
         raise ValueError(f"limit_per_setting must be >= 1 or None, got {limit_per_setting!r}")
     paths = [Path(p) for p in parquet_paths]
     if not paths:
-        raise ValueError(f"no POPE parquet files given; set `{LOCAL_DIR_KEY}` or download them first")
+        raise ValueError(
+            f"no POPE parquet files given; set `{LOCAL_DIR_KEY}` or download them first"
+        )
     raw = pd.concat([_read_shard(path) for path in sorted(set(paths))], ignore_index=True)
 
     raw["category"] = raw["category"].astype(str).str.strip().str.lower()
     unknown = sorted(set(raw["category"]) - set(POPE_SETTINGS))
     if unknown:
-        raise ValueError(f"POPE files hold unknown category value(s) {unknown}; expected {list(POPE_SETTINGS)}")
+        raise ValueError(
+            f"POPE files hold unknown category value(s) {unknown}; expected {list(POPE_SETTINGS)}"
+        )
     raw = raw.loc[raw["category"].isin(settings)].copy()
     raw["question_id"] = raw["question_id"].astype(str).str.strip()
     # The default and Full configs hold the same rows; reading both must not double them.
-    raw = raw.drop_duplicates(subset=["category", "question_id", "question", "answer"], keep="first")
+    raw = raw.drop_duplicates(
+        subset=["category", "question_id", "question", "answer"], keep="first"
+    )
 
     raw["setting_rank"] = raw["category"].map({s: i for i, s in enumerate(POPE_SETTINGS)})
     raw["number"] = raw["question_id"].map(_question_number)
@@ -318,5 +366,7 @@ def load_pope(
             }
         )
     if not records:
-        raise ValueError(f"POPE files {[str(p) for p in paths]} hold no rows for settings {list(settings)}")
+        raise ValueError(
+            f"POPE files {[str(p) for p in paths]} hold no rows for settings {list(settings)}"
+        )
     return validate_questions(pd.DataFrame.from_records(records), source="POPE question table")

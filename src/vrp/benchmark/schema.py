@@ -72,11 +72,15 @@ def _decodes(data) -> bool:
     return True
 
 
-FIX = ("Rebuild the table from its source (snakemake -R data_synthetic / data_pope / "
-       "data_coco_tasks) or fix the rows")
+FIX = (
+    "Rebuild the table from its source (snakemake -R data_synthetic / data_pope / "
+    "data_coco_tasks) or fix the rows"
+)
 
 
-def validate_questions(df: pd.DataFrame, source: str = "question table", check_images: bool = True) -> pd.DataFrame:
+def validate_questions(
+    df: pd.DataFrame, source: str = "question table", check_images: bool = True
+) -> pd.DataFrame:
     """Check columns, types and value sets; return the frame with columns in canonical order.
 
     Checked: every column of :data:`COLUMNS`; unique non-empty question_id; known tasks; POPE
@@ -85,7 +89,9 @@ def validate_questions(df: pd.DataFrame, source: str = "question table", check_i
     image). Every message names the column, the offending rows' question_ids and the fix.
     """
     if not isinstance(df, pd.DataFrame):
-        raise BenchmarkSchemaError(f"{source}: expected a table (DataFrame), got {type(df).__name__}")
+        raise BenchmarkSchemaError(
+            f"{source}: expected a table (DataFrame), got {type(df).__name__}"
+        )
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise BenchmarkSchemaError(
@@ -96,10 +102,14 @@ def validate_questions(df: pd.DataFrame, source: str = "question table", check_i
     for col in ("question_id", "image_id", "question", "answer", "task", "pope_setting", "object"):
         bad = ~df[col].map(lambda v: isinstance(v, str))
         if bad.any():
-            raise BenchmarkSchemaError(f"{source}: column {col!r} must hold strings; {_rows(df, bad)}. {FIX}")
+            raise BenchmarkSchemaError(
+                f"{source}: column {col!r} must hold strings; {_rows(df, bad)}. {FIX}"
+            )
     empty_id = df["question_id"].str.strip() == ""
     if empty_id.any():
-        raise BenchmarkSchemaError(f"{source}: column 'question_id' is empty in {int(empty_id.sum())} row(s). {FIX}")
+        raise BenchmarkSchemaError(
+            f"{source}: column 'question_id' is empty in {int(empty_id.sum())} row(s). {FIX}"
+        )
     duplicated = df["question_id"].duplicated(keep=False)
     if duplicated.any():
         dups = sorted(df.loc[duplicated, "question_id"].unique())
@@ -127,7 +137,9 @@ def validate_questions(df: pd.DataFrame, source: str = "question table", check_i
         )
     empty_question = df["question"].str.strip() == ""
     if empty_question.any():
-        raise BenchmarkSchemaError(f"{source}: column 'question' is empty in {_rows(df, empty_question)}. {FIX}")
+        raise BenchmarkSchemaError(
+            f"{source}: column 'question' is empty in {_rows(df, empty_question)}. {FIX}"
+        )
     for task, expected in TASK_ANSWERS.items():
         bad = (df["task"] == task) & ~df["answer"].map(lambda a, t=task: _answer_ok(t, a))
         if bad.any():
@@ -138,7 +150,9 @@ def validate_questions(df: pd.DataFrame, source: str = "question table", check_i
             )
     empty_answer = df["answer"].str.strip() == ""
     if empty_answer.any():
-        raise BenchmarkSchemaError(f"{source}: column 'answer' is empty in {_rows(df, empty_answer)}. {FIX}")
+        raise BenchmarkSchemaError(
+            f"{source}: column 'answer' is empty in {_rows(df, empty_answer)}. {FIX}"
+        )
     not_bytes = ~df["image"].map(lambda b: isinstance(b, (bytes, bytearray)) and len(b) > 0)
     if not_bytes.any():
         raise BenchmarkSchemaError(
@@ -147,7 +161,9 @@ def validate_questions(df: pd.DataFrame, source: str = "question table", check_i
     if check_images:
         digests = df["image"].map(lambda b: hashlib.sha256(b).digest())
         first = ~digests.duplicated()
-        broken = {d for d, data in zip(digests[first], df.loc[first, "image"]) if not _decodes(data)}
+        broken = {
+            d for d, data in zip(digests[first], df.loc[first, "image"]) if not _decodes(data)
+        }
         if broken:
             raise BenchmarkSchemaError(
                 f"{source}: column 'image' holds bytes that do not decode as an image in "
@@ -161,5 +177,7 @@ def read_questions(path, source: str | None = None) -> pd.DataFrame:
     try:
         df = pd.read_parquet(path)
     except (OSError, ValueError) as err:
-        raise BenchmarkSchemaError(f"{path}: not a readable Parquet question table ({err}). {FIX}") from err
+        raise BenchmarkSchemaError(
+            f"{path}: not a readable Parquet question table ({err}). {FIX}"
+        ) from err
     return validate_questions(df, source=source or str(path))

@@ -80,14 +80,28 @@ from PIL import Image, ImageDraw, ImageFilter
 from vrp.benchmark.schema import COLUMNS, POPE_SETTINGS, validate_questions
 
 OBJECTS: tuple[str, ...] = (
-    "apple", "brick", "banana", "star", "ball", "window", "leaf", "cactus", "grape", "kite",
+    "apple",
+    "brick",
+    "banana",
+    "star",
+    "ball",
+    "window",
+    "leaf",
+    "cactus",
+    "grape",
+    "kite",
 )
 OBJECT_SHAPES: dict[str, str] = {
-    "apple": "circle", "brick": "square",
-    "banana": "bar", "star": "star",
-    "ball": "circle", "window": "frame",
-    "leaf": "triangle", "cactus": "cross",
-    "grape": "hexagon", "kite": "diamond",
+    "apple": "circle",
+    "brick": "square",
+    "banana": "bar",
+    "star": "star",
+    "ball": "circle",
+    "window": "frame",
+    "leaf": "triangle",
+    "cactus": "cross",
+    "grape": "hexagon",
+    "kite": "diamond",
 }
 _COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (205, 45, 45),
@@ -97,16 +111,29 @@ _COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (145, 55, 175),
 }
 OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "apple": _COLOURS["red"], "brick": _COLOURS["red"],
-    "banana": _COLOURS["yellow"], "star": _COLOURS["yellow"],
-    "ball": _COLOURS["blue"], "window": _COLOURS["blue"],
-    "leaf": _COLOURS["green"], "cactus": _COLOURS["green"],
-    "grape": _COLOURS["purple"], "kite": _COLOURS["purple"],
+    "apple": _COLOURS["red"],
+    "brick": _COLOURS["red"],
+    "banana": _COLOURS["yellow"],
+    "star": _COLOURS["yellow"],
+    "ball": _COLOURS["blue"],
+    "window": _COLOURS["blue"],
+    "leaf": _COLOURS["green"],
+    "cactus": _COLOURS["green"],
+    "grape": _COLOURS["purple"],
+    "kite": _COLOURS["purple"],
 }
 # Plurals for the counting question (real English, so "leaves", not "leafs").
 OBJECT_PLURALS: dict[str, str] = {
-    "apple": "apples", "brick": "bricks", "banana": "bananas", "star": "stars", "ball": "balls",
-    "window": "windows", "leaf": "leaves", "cactus": "cacti", "grape": "grapes", "kite": "kites",
+    "apple": "apples",
+    "brick": "bricks",
+    "banana": "bananas",
+    "star": "stars",
+    "ball": "balls",
+    "window": "windows",
+    "leaf": "leaves",
+    "cactus": "cacti",
+    "grape": "grapes",
+    "kite": "kites",
 }
 # Each theme favours four kinds, always both members of two colour pairs: the kinds that co-occur
 # with an object are then also the ones that look like it, as in real hallucination (a fork where
@@ -197,11 +224,15 @@ class SyntheticBenchmarkConfig:
             (self.pope_questions_per_image >= 1, "pope_questions_per_image must be >= 1"),
             (self.train_presence_per_image >= 0, "train_presence_per_image must be >= 0"),
             (1 <= self.max_count <= 9, "max_count must be in 1..9 (answers are one digit)"),
-            (self.max_count * len(OBJECTS) >= self.max_objects,
-             "max_count * number of kinds must be >= max_objects"),
+            (
+                self.max_count * len(OBJECTS) >= self.max_objects,
+                "max_count * number of kinds must be >= max_objects",
+            ),
             (self.spatial_margin >= 0, "spatial_margin must be >= 0"),
-            (min(self.counting_per_image, self.spatial_per_image, self.object_id_per_image) >= 0,
-             "per-image question counts must be >= 0"),
+            (
+                min(self.counting_per_image, self.spatial_per_image, self.object_id_per_image) >= 0,
+                "per-image question counts must be >= 0",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -291,8 +322,9 @@ def make_scenes(config: SyntheticBenchmarkConfig, split: str) -> list[Scene]:
     return [make_scene(config, split, i) for i in range(_n_images(config, split))]
 
 
-def render_image(config: SyntheticBenchmarkConfig, split: str, index: int,
-                 scene: Scene | None = None) -> Image.Image:
+def render_image(
+    config: SyntheticBenchmarkConfig, split: str, index: int, scene: Scene | None = None
+) -> Image.Image:
     """Render image ``index`` of ``split`` as an RGB PIL image of ``image_size`` px."""
     if scene is None:
         scene = make_scene(config, split, index)
@@ -356,8 +388,14 @@ def cooccurrence(scenes: Iterable[Scene]) -> pd.DataFrame:
     return pd.DataFrame(counts, index=list(OBJECTS), columns=list(OBJECTS))
 
 
-def pope_negatives(setting: str, present: Iterable[str], n: int, rng: np.random.Generator,
-                   frequency: pd.Series, cooccurrence_counts: pd.DataFrame) -> list[str]:
+def pope_negatives(
+    setting: str,
+    present: Iterable[str],
+    n: int,
+    rng: np.random.Generator,
+    frequency: pd.Series,
+    cooccurrence_counts: pd.DataFrame,
+) -> list[str]:
     """``n`` absent kinds for an image with kinds ``present`` under one POPE ``setting``.
 
     random draws uniformly without replacement from the absent kinds; popular takes the absent
@@ -367,7 +405,9 @@ def pope_negatives(setting: str, present: Iterable[str], n: int, rng: np.random.
     present = list(present)
     absent = [name for name in OBJECTS if name not in present]
     if n > len(absent):
-        raise ValueError(f"pope_negatives: asked for {n} negatives but only {len(absent)} kinds are absent")
+        raise ValueError(
+            f"pope_negatives: asked for {n} negatives but only {len(absent)} kinds are absent"
+        )
     if setting == "random":
         return [absent[i] for i in rng.choice(len(absent), size=n, replace=False)]
     if setting == "popular":
@@ -375,7 +415,9 @@ def pope_negatives(setting: str, present: Iterable[str], n: int, rng: np.random.
     elif setting == "adversarial":
         score = cooccurrence_counts.loc[present, absent].sum(axis=0)
     else:
-        raise ValueError(f"pope_negatives: unknown setting {setting!r}; use one of {list(POPE_SETTINGS)}")
+        raise ValueError(
+            f"pope_negatives: unknown setting {setting!r}; use one of {list(POPE_SETTINGS)}"
+        )
     return list(score.sort_values(ascending=False, kind="stable").index[:n])
 
 
@@ -394,9 +436,16 @@ def generate_split(config: SyntheticBenchmarkConfig, split: str) -> pd.DataFrame
         questions += _spatial_questions(config, scene, rng)
         questions += _object_id_questions(config, scene, rng)
         if split == "train" and config.train_caption:
-            questions.append({"question_id": f"{scene.image_id}-caption-0", "question": CAPTION_QUESTION,
-                              "answer": " ".join(scene.present()), "task": "caption",
-                              "pope_setting": "", "object": ""})
+            questions.append(
+                {
+                    "question_id": f"{scene.image_id}-caption-0",
+                    "question": CAPTION_QUESTION,
+                    "answer": " ".join(scene.present()),
+                    "task": "caption",
+                    "pope_setting": "",
+                    "object": "",
+                }
+            )
         for question in questions:
             rows.append({"image_id": scene.image_id, "image": png, **question})
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
@@ -412,11 +461,24 @@ def vocabulary(config: SyntheticBenchmarkConfig | None = None) -> list[str]:
     """Every word the question and answer texts can contain, split as the zoo's word-level
     tokenizer does (whitespace, punctuation isolated), sorted; for building that tokenizer."""
     config = config or SyntheticBenchmarkConfig()
-    texts = [PRESENCE_TEMPLATE, COUNTING_TEMPLATE, SPATIAL_TEMPLATE, OBJECT_ID_TEMPLATE,
-             CAPTION_QUESTION, "yes no", " ".join(REGIONS), " ".join(OBJECTS),
-             " ".join(OBJECT_PLURALS.values()), " ".join(str(k) for k in range(1, config.max_count + 1))]
-    words = {token for text in texts for token in text.replace("?", " ? ").replace(".", " . ").split()
-             if not token.startswith("{")}  # drop the template placeholders
+    texts = [
+        PRESENCE_TEMPLATE,
+        COUNTING_TEMPLATE,
+        SPATIAL_TEMPLATE,
+        OBJECT_ID_TEMPLATE,
+        CAPTION_QUESTION,
+        "yes no",
+        " ".join(REGIONS),
+        " ".join(OBJECTS),
+        " ".join(OBJECT_PLURALS.values()),
+        " ".join(str(k) for k in range(1, config.max_count + 1)),
+    ]
+    words = {
+        token
+        for text in texts
+        for token in text.replace("?", " ? ").replace(".", " . ").split()
+        if not token.startswith("{")
+    }  # drop the template placeholders
     return sorted(words)
 
 
@@ -436,14 +498,22 @@ def _presence_questions(config, split, scene, rng, frequency, cooccurrence_count
     for setting in settings:
         negatives = pope_negatives(setting, present, n_pairs, rng, frequency, cooccurrence_counts)
         # Alternate yes/no (positive k, then negative k) rather than listing all positives first.
-        asked = [item for positive, negative in zip(positives, negatives)
-                 for item in ((positive, "yes"), (negative, "no"))]
+        asked = [
+            item
+            for positive, negative in zip(positives, negatives)
+            for item in ((positive, "yes"), (negative, "no"))
+        ]
         for k, (name, answer) in enumerate(asked):
-            questions.append({
-                "question_id": f"{scene.image_id}-presence-{setting}-{k}",
-                "question": PRESENCE_TEMPLATE.format(object=name), "answer": answer,
-                "task": "presence", "pope_setting": setting, "object": name,
-            })
+            questions.append(
+                {
+                    "question_id": f"{scene.image_id}-presence-{setting}-{k}",
+                    "question": PRESENCE_TEMPLATE.format(object=name),
+                    "answer": answer,
+                    "task": "presence",
+                    "pope_setting": setting,
+                    "object": name,
+                }
+            )
     return questions
 
 
@@ -456,19 +526,29 @@ def _counting_questions(config, scene, rng) -> list[dict]:
     weights = np.array([counts[name] for name in names], dtype=float)
     picked = rng.choice(len(names), size=n, replace=False, p=weights / weights.sum()) if n else []
     chosen = [names[i] for i in np.sort(picked)]
-    return [{
-        "question_id": f"{scene.image_id}-counting-{k}",
-        "question": COUNTING_TEMPLATE.format(plural=OBJECT_PLURALS[name]),
-        "answer": str(counts[name]), "task": "counting", "pope_setting": "", "object": name,
-    } for k, name in enumerate(chosen)]
+    return [
+        {
+            "question_id": f"{scene.image_id}-counting-{k}",
+            "question": COUNTING_TEMPLATE.format(plural=OBJECT_PLURALS[name]),
+            "answer": str(counts[name]),
+            "task": "counting",
+            "pope_setting": "",
+            "object": name,
+        }
+        for k, name in enumerate(chosen)
+    ]
 
 
 def _spatial_questions(config, scene, rng) -> list[dict]:
     counts = scene.counts()
     singles = [o for o in scene.objects if counts[o.name] == 1]
     singles.sort(key=lambda o: OBJECTS.index(o.name))
-    pairs = [(a, b) for i, a in enumerate(singles) for b in singles[i + 1:]
-             if abs(a.x - b.x) >= config.spatial_margin]
+    pairs = [
+        (a, b)
+        for i, a in enumerate(singles)
+        for b in singles[i + 1 :]
+        if abs(a.x - b.x) >= config.spatial_margin
+    ]
     n = min(config.spatial_per_image, len(pairs))
     chosen = [pairs[i] for i in np.sort(rng.choice(len(pairs), size=n, replace=False))] if n else []
     questions = []
@@ -476,11 +556,16 @@ def _spatial_questions(config, scene, rng) -> list[dict]:
         left, right = (first, second) if first.x < second.x else (second, first)
         answer = "yes" if rng.random() < 0.5 else "no"
         a, b = (left, right) if answer == "yes" else (right, left)
-        questions.append({
-            "question_id": f"{scene.image_id}-spatial-{k}",
-            "question": SPATIAL_TEMPLATE.format(a=a.name, b=b.name), "answer": answer,
-            "task": "spatial", "pope_setting": "", "object": a.name,
-        })
+        questions.append(
+            {
+                "question_id": f"{scene.image_id}-spatial-{k}",
+                "question": SPATIAL_TEMPLATE.format(a=a.name, b=b.name),
+                "answer": answer,
+                "task": "spatial",
+                "pope_setting": "",
+                "object": a.name,
+            }
+        )
     return questions
 
 
@@ -496,12 +581,22 @@ def _object_id_questions(config, scene, rng) -> list[dict]:
         by_region[quadrant(obj.x, obj.y, config.image_size)].append(obj)
     eligible = [region for region in REGIONS if len(by_region[region]) == 1]
     n = min(config.object_id_per_image, len(eligible))
-    chosen = [eligible[i] for i in np.sort(rng.choice(len(eligible), size=n, replace=False))] if n else []
-    return [{
-        "question_id": f"{scene.image_id}-object_id-{k}",
-        "question": OBJECT_ID_TEMPLATE.format(region=region), "answer": by_region[region][0].name,
-        "task": "object_id", "pope_setting": "", "object": by_region[region][0].name,
-    } for k, region in enumerate(chosen)]
+    chosen = (
+        [eligible[i] for i in np.sort(rng.choice(len(eligible), size=n, replace=False))]
+        if n
+        else []
+    )
+    return [
+        {
+            "question_id": f"{scene.image_id}-object_id-{k}",
+            "question": OBJECT_ID_TEMPLATE.format(region=region),
+            "answer": by_region[region][0].name,
+            "task": "object_id",
+            "pope_setting": "",
+            "object": by_region[region][0].name,
+        }
+        for k, region in enumerate(chosen)
+    ]
 
 
 # --- layout and drawing ----------------------------------------------------------------------
@@ -517,15 +612,21 @@ def _n_images(config: SyntheticBenchmarkConfig, split: str) -> int:
     return config.n_train_images if split == "train" else config.n_eval_images
 
 
-def _rng(config: SyntheticBenchmarkConfig, split: str, index: int, stream: int) -> np.random.Generator:
+def _rng(
+    config: SyntheticBenchmarkConfig, split: str, index: int, stream: int
+) -> np.random.Generator:
     """An independent stream per (split, image, purpose), all derived from the one seed."""
     _check_split(split)
     sequence = np.random.SeedSequence(config.seed, spawn_key=(SPLITS.index(split), index, stream))
     return np.random.default_rng(sequence)
 
 
-def _draw_kind(rng: np.random.Generator, favoured: tuple[str, ...], placed: list[SceneObject],
-               config: SyntheticBenchmarkConfig) -> str:
+def _draw_kind(
+    rng: np.random.Generator,
+    favoured: tuple[str, ...],
+    placed: list[SceneObject],
+    config: SyntheticBenchmarkConfig,
+) -> str:
     """A kind from the theme (probability theme_strength) or from all kinds, among kinds that
     have fewer than max_count instances so far."""
     names = [o.name for o in placed]
@@ -536,8 +637,13 @@ def _draw_kind(rng: np.random.Generator, favoured: tuple[str, ...], placed: list
     return available[int(rng.integers(len(available)))]
 
 
-def _place(rng: np.random.Generator, name: str, placed: list[SceneObject],
-           config: SyntheticBenchmarkConfig, tries: int = 60) -> SceneObject | None:
+def _place(
+    rng: np.random.Generator,
+    name: str,
+    placed: list[SceneObject],
+    config: SyntheticBenchmarkConfig,
+    tries: int = 60,
+) -> SceneObject | None:
     """Position a new object fully inside the image; None if no free spot is found."""
     size = config.image_size
     for _ in range(tries):
@@ -548,14 +654,22 @@ def _place(rng: np.random.Generator, name: str, placed: list[SceneObject],
         for other in placed:
             distance = math.hypot(x - other.x, y - other.y)
             # Same kinds must not touch (countable); different kinds may partly occlude.
-            needed = (radius + other.radius + 1.0 if other.name == name
-                      else config.min_separation * (radius + other.radius))
+            needed = (
+                radius + other.radius + 1.0
+                if other.name == name
+                else config.min_separation * (radius + other.radius)
+            )
             if distance < needed:
                 fits = False
                 break
         if fits:
-            return SceneObject(name=name, x=round(x, 3), y=round(y, 3), radius=round(radius, 3),
-                               angle=round(angle, 3))
+            return SceneObject(
+                name=name,
+                x=round(x, 3),
+                y=round(y, 3),
+                radius=round(radius, 3),
+                angle=round(angle, 3),
+            )
     return None
 
 
@@ -565,18 +679,27 @@ def _clutter_colour(rng: np.random.Generator) -> tuple[int, int, int]:
     return tuple(int(c) for c in np.clip(level + rng.uniform(-18, 18, size=3), 0, 255))
 
 
-def _rotated(points: list[tuple[float, float]], cx: float, cy: float, degrees: float) -> list[tuple[float, float]]:
+def _rotated(
+    points: list[tuple[float, float]], cx: float, cy: float, degrees: float
+) -> list[tuple[float, float]]:
     theta = math.radians(degrees)
     cos, sin = math.cos(theta), math.sin(theta)
     return [(cx + px * cos - py * sin, cy + px * sin + py * cos) for px, py in points]
 
 
 def _star_points(outer: float, inner: float) -> list[tuple[float, float]]:
-    return [((outer if k % 2 == 0 else inner) * math.sin(math.pi * k / 5),
-             -(outer if k % 2 == 0 else inner) * math.cos(math.pi * k / 5)) for k in range(10)]
+    return [
+        (
+            (outer if k % 2 == 0 else inner) * math.sin(math.pi * k / 5),
+            -(outer if k % 2 == 0 else inner) * math.cos(math.pi * k / 5),
+        )
+        for k in range(10)
+    ]
 
 
-def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, obj: SceneObject, colour: tuple[int, int, int]) -> None:
+def _draw_shape(
+    draw: ImageDraw.ImageDraw, shape: str, obj: SceneObject, colour: tuple[int, int, int]
+) -> None:
     """Draw one shape inside the circle of ``obj.radius`` (on the supersampled canvas)."""
     s = _SUPERSAMPLE
     cx, cy, r = obj.x * s, obj.y * s, obj.radius * s
@@ -588,20 +711,39 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, obj: SceneObject, colour:
         draw.regular_polygon((cx, cy, r), 4, rotation=obj.angle % 90, fill=colour)
     elif shape == "bar":
         half_len, half_thick = r, 0.38 * r
-        corners = [(-half_len, -half_thick), (half_len, -half_thick), (half_len, half_thick), (-half_len, half_thick)]
+        corners = [
+            (-half_len, -half_thick),
+            (half_len, -half_thick),
+            (half_len, half_thick),
+            (-half_len, half_thick),
+        ]
         draw.polygon(_rotated(corners, cx, cy, obj.angle), fill=colour)
     elif shape == "star":
         draw.polygon(_rotated(_star_points(r, 0.45 * r), cx, cy, obj.angle), fill=colour)
     elif shape == "frame":
         half = r / math.sqrt(2)
         corners = [(-half, -half), (half, -half), (half, half), (-half, half)]
-        draw.polygon(_rotated(corners, cx, cy, tilt), outline=colour, width=max(2 * s, round(0.32 * r)))
+        draw.polygon(
+            _rotated(corners, cx, cy, tilt), outline=colour, width=max(2 * s, round(0.32 * r))
+        )
     elif shape == "triangle":
         draw.regular_polygon((cx, cy, r), 3, rotation=obj.angle, fill=colour)
     elif shape == "cross":
         arm, half = r, 0.32 * r
-        plus = [(-half, -arm), (half, -arm), (half, -half), (arm, -half), (arm, half), (half, half),
-                (half, arm), (-half, arm), (-half, half), (-arm, half), (-arm, -half), (-half, -half)]
+        plus = [
+            (-half, -arm),
+            (half, -arm),
+            (half, -half),
+            (arm, -half),
+            (arm, half),
+            (half, half),
+            (half, arm),
+            (-half, arm),
+            (-half, half),
+            (-arm, half),
+            (-arm, -half),
+            (-half, -half),
+        ]
         draw.polygon(_rotated(plus, cx, cy, tilt), fill=colour)
     elif shape == "hexagon":
         draw.regular_polygon((cx, cy, r), 6, rotation=obj.angle % 60, fill=colour)
@@ -615,4 +757,6 @@ def _draw_shape(draw: ImageDraw.ImageDraw, shape: str, obj: SceneObject, colour:
 def _incidence(scenes: Iterable[Scene]) -> pd.DataFrame:
     """Scene x kind 0/1 matrix (columns in :data:`OBJECTS` order)."""
     rows = [[int(name in scene.present()) for name in OBJECTS] for scene in scenes]
-    return pd.DataFrame(np.array(rows, dtype=np.int64).reshape(-1, len(OBJECTS)), columns=list(OBJECTS))
+    return pd.DataFrame(
+        np.array(rows, dtype=np.int64).reshape(-1, len(OBJECTS)), columns=list(OBJECTS)
+    )

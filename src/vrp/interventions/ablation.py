@@ -53,10 +53,14 @@ def _channel_index(channels: Sequence[int] | None, hidden_size: int) -> torch.Te
         return None
     index = np.asarray(list(channels), dtype=np.int64)
     if index.size == 0:
-        raise ValueError("ablation needs at least one channel (or channels=None for the MLP bypass)")
+        raise ValueError(
+            "ablation needs at least one channel (or channels=None for the MLP bypass)"
+        )
     if index.min() < 0 or index.max() >= hidden_size:
-        raise ValueError(f"channel indices must lie in [0, {hidden_size}) (the MLP output width); got "
-                         f"{index.min()}..{index.max()}")
+        raise ValueError(
+            f"channel indices must lie in [0, {hidden_size}) (the MLP output width); got "
+            f"{index.min()}..{index.max()}"
+        )
     if len(np.unique(index)) != len(index):
         raise ValueError("channel indices must be distinct")
     return torch.from_numpy(index)
@@ -84,7 +88,9 @@ def ablate_mlp_channels(
 
     def hook(mod, args, output):
         if not isinstance(output, torch.Tensor):
-            raise TypeError(f"{adapter.family}: MLP of layer {layer} returned {type(output).__name__}, not a tensor")
+            raise TypeError(
+                f"{adapter.family}: MLP of layer {layer} returned {type(output).__name__}, not a tensor"
+            )
         if index is None:
             if values is None:
                 return torch.zeros_like(output)
@@ -102,7 +108,9 @@ def ablate_mlp_channels(
 
 
 @torch.no_grad()
-def channel_means(adapter: FamilyAdapter, questions: pd.DataFrame, layer: int, batch_size: int = 16) -> torch.Tensor:
+def channel_means(
+    adapter: FamilyAdapter, questions: pd.DataFrame, layer: int, batch_size: int = 16
+) -> torch.Tensor:
     """(d,) mean of decoder ``layer``'s MLP output over every real (non-padding) token of ``questions``."""
     total = torch.zeros(adapter.hidden_size, dtype=torch.float64)
     count = 0
@@ -137,18 +145,26 @@ def scale_layers(layers: Sequence[int], num_layers: int, depth: int | None = Non
     for layer in layers:
         if depth is None:
             if not -num_layers <= layer < num_layers:
-                raise ValueError(f"ablation layer {layer} does not exist in a model with {num_layers} decoder layers")
+                raise ValueError(
+                    f"ablation layer {layer} does not exist in a model with {num_layers} decoder layers"
+                )
             mapped = layer % num_layers
         else:
             if not 0 <= layer < depth:
-                raise ValueError(f"ablation layer {layer} is not a layer of the reference depth {depth} (0..{depth - 1})")
-            mapped = 0 if depth == 1 else int(math.floor(layer * (num_layers - 1) / (depth - 1) + 0.5))
+                raise ValueError(
+                    f"ablation layer {layer} is not a layer of the reference depth {depth} (0..{depth - 1})"
+                )
+            mapped = (
+                0 if depth == 1 else int(math.floor(layer * (num_layers - 1) / (depth - 1) + 0.5))
+            )
         if mapped not in out:
             out.append(mapped)
     return out
 
 
-def layer_plan(num_layers: int, layers: Sequence[int], depth: int | None, k_sweep_layer: int) -> dict:
+def layer_plan(
+    num_layers: int, layers: Sequence[int], depth: int | None, k_sweep_layer: int
+) -> dict:
     """Which decoder layers a model's ablation sweeps use: the k sweep's layer and the layer sweep."""
     return {
         "num_layers": int(num_layers),
@@ -161,21 +177,31 @@ def ranked_channels(ranking: pd.DataFrame, layer: int, k: int) -> list[int]:
     """The ``k`` top channels of ``layer`` in a neuron ranking (columns layer, channel, rank; low rank = top)."""
     missing = {"layer", "channel", "rank"} - set(ranking.columns)
     if missing:
-        raise ValueError(f"the neuron ranking lacks column(s) {sorted(missing)}; it needs layer, channel, rank")
+        raise ValueError(
+            f"the neuron ranking lacks column(s) {sorted(missing)}; it needs layer, channel, rank"
+        )
     rows = ranking[ranking["layer"] == layer]
     if rows.empty:
-        raise ValueError(f"the neuron ranking has no channels for decoder layer {layer}; it ranks layers "
-                         f"{sorted(ranking['layer'].unique().tolist())} (make the probe stage rank this layer "
-                         "or change ablation.layers)")
+        raise ValueError(
+            f"the neuron ranking has no channels for decoder layer {layer}; it ranks layers "
+            f"{sorted(ranking['layer'].unique().tolist())} (make the probe stage rank this layer "
+            "or change ablation.layers)"
+        )
     rows = rows.sort_values(["rank", "channel"], kind="stable")
     if len(rows) < k:
-        raise ValueError(f"the neuron ranking has {len(rows)} channels at layer {layer}, fewer than k={k}")
+        raise ValueError(
+            f"the neuron ranking has {len(rows)} channels at layer {layer}, fewer than k={k}"
+        )
     return rows["channel"].astype(int).tolist()[:k]
 
 
 def channel_seed(global_seed: int, seed: int, layer: int, size: int) -> int:
     """One integer seed per (config seed, random seed, layer, number of channels) for a random draw."""
-    return int(np.random.SeedSequence([int(global_seed), int(seed), int(layer), int(size)]).generate_state(1)[0])
+    return int(
+        np.random.SeedSequence([int(global_seed), int(seed), int(layer), int(size)]).generate_state(
+            1
+        )[0]
+    )
 
 
 # ---------------------------------------------------------------------------- conditions
@@ -198,11 +224,15 @@ class AblationCondition:
     def labels(self, hidden_size: int) -> dict:
         values = asdict(self)
         values["n_channels"] = hidden_size if self.channels is None else len(self.channels)
-        values["channels"] = "all" if self.channels is None else " ".join(str(c) for c in self.channels)
+        values["channels"] = (
+            "all" if self.channels is None else " ".join(str(c) for c in self.channels)
+        )
         return values
 
 
-def build_conditions(plan: dict, layer: int, ranking: pd.DataFrame | None, hidden_size: int, global_seed: int = 0) -> list[AblationCondition]:
+def build_conditions(
+    plan: dict, layer: int, ranking: pd.DataFrame | None, hidden_size: int, global_seed: int = 0
+) -> list[AblationCondition]:
     """The conditions of one sweep job.
 
     ``plan["kind"]``: ``top_k`` (needs ``k``; adds ``random_k`` for each of ``random_seeds``),
@@ -215,8 +245,14 @@ def build_conditions(plan: dict, layer: int, ranking: pd.DataFrame | None, hidde
         top = ranked_channels(ranking, layer, k)
         conditions = [AblationCondition("top_k", layer, tuple(top), k=k)]
         for seed in plan.get("random_seeds", []):
-            drawn = random_channels(hidden_size, k, channel_seed(global_seed, seed, layer, k), exclude=top)
-            conditions.append(AblationCondition("random_k", layer, tuple(int(c) for c in drawn), k=k, seed=int(seed)))
+            drawn = random_channels(
+                hidden_size, k, channel_seed(global_seed, seed, layer, k), exclude=top
+            )
+            conditions.append(
+                AblationCondition(
+                    "random_k", layer, tuple(int(c) for c in drawn), k=k, seed=int(seed)
+                )
+            )
         return conditions
     if kind == "single":
         rank = int(plan["rank"])
@@ -230,14 +266,26 @@ def build_conditions(plan: dict, layer: int, ranking: pd.DataFrame | None, hidde
         if size == 0:
             raise ValueError(f"fraction {fraction} of {hidden_size} channels rounds to 0 channels")
         return [
-            AblationCondition("random_fraction", layer,
-                              tuple(int(c) for c in random_channels(hidden_size, size, channel_seed(global_seed, s, layer, size))),
-                              k=size, seed=int(s), fraction=fraction)
+            AblationCondition(
+                "random_fraction",
+                layer,
+                tuple(
+                    int(c)
+                    for c in random_channels(
+                        hidden_size, size, channel_seed(global_seed, s, layer, size)
+                    )
+                ),
+                k=size,
+                seed=int(s),
+                fraction=fraction,
+            )
             for s in plan["random_seeds"]
         ]
     if kind == "bypass":
         return [AblationCondition("bypass", layer, None, k=hidden_size, fraction=1.0)]
-    raise ValueError(f"unknown ablation plan kind {kind!r}; use top_k, single, random_fraction or bypass")
+    raise ValueError(
+        f"unknown ablation plan kind {kind!r}; use top_k, single, random_fraction or bypass"
+    )
 
 
 def run_ablation(
@@ -267,7 +315,9 @@ def run_ablation(
                 means[cond.layer] = channel_means(adapter, questions, cond.layer, batch_size)
             values = means[cond.layer][list(cond.channels)]
         with ablate_mlp_channels(adapter, cond.layer, cond.channels, values):
-            scored = predict(adapter, questions, candidates, batch_size=batch_size, share_prefix=share_prefix)
+            scored = predict(
+                adapter, questions, candidates, batch_size=batch_size, share_prefix=share_prefix
+            )
         labels = cond.labels(adapter.hidden_size)
         frame = scored.loc[:, list(PREDICTION_COLUMNS)]
         for key in CONDITION_KEYS:

@@ -56,7 +56,9 @@ PREDICTION_COLUMNS = (
 
 
 # ---------------------------------------------------------------------------- questions
-def causal_questions(eval_table: pd.DataFrame, samples: pd.DataFrame, max_images: int | None = None) -> pd.DataFrame:
+def causal_questions(
+    eval_table: pd.DataFrame, samples: pd.DataFrame, max_images: int | None = None
+) -> pd.DataFrame:
     """The questions the causal sweeps score, aligned with the extraction's rows.
 
     ``eval_table`` is the dataset's question table (``results/data/{dataset}/eval.parquet``),
@@ -66,7 +68,10 @@ def causal_questions(eval_table: pd.DataFrame, samples: pd.DataFrame, max_images
     distinct images (table order; every question of a kept image is kept), for a cheaper demo.
     """
     scored = eval_table[~eval_table["task"].isin(SCORED_TASKS_EXCLUDED)].reset_index(drop=True)
-    if len(scored) != len(samples) or not (scored["question_id"].to_numpy() == samples["question_id"].to_numpy()).all():
+    if (
+        len(scored) != len(samples)
+        or not (scored["question_id"].to_numpy() == samples["question_id"].to_numpy()).all()
+    ):
         raise ValueError(
             "the question table and the extraction's samples.parquet list different questions "
             f"({len(scored)} vs {len(samples)} rows); rerun the extraction for this dataset"
@@ -88,7 +93,9 @@ def load_causal_inputs(questions_path, samples_path, manifest_path, max_images: 
 
 
 # ---------------------------------------------------------------------------- patch geometry
-def patch_scores(image_attention: np.ndarray, rows: Sequence[int], layer: int, grids: Sequence[tuple[int, int]]) -> list[np.ndarray]:
+def patch_scores(
+    image_attention: np.ndarray, rows: Sequence[int], layer: int, grids: Sequence[tuple[int, int]]
+) -> list[np.ndarray]:
     """Per question, the 1-D attention scores of its ``rows*cols`` patches at decoder ``layer``.
 
     ``image_attention`` is the extraction's ``(n, L, S_max)`` array (NaN-padded beyond a
@@ -96,20 +103,26 @@ def patch_scores(image_attention: np.ndarray, rows: Sequence[int], layer: int, g
     """
     n_layers = image_attention.shape[1]
     if not -n_layers <= layer < n_layers:
-        raise ValueError(f"rank_layer {layer} does not exist: the extraction has {n_layers} decoder layers "
-                         f"(use 0..{n_layers - 1}, or -1 for the last)")
+        raise ValueError(
+            f"rank_layer {layer} does not exist: the extraction has {n_layers} decoder layers "
+            f"(use 0..{n_layers - 1}, or -1 for the last)"
+        )
     scores = []
     for row, (grid_rows, grid_cols) in zip(rows, grids):
         size = int(grid_rows) * int(grid_cols)
         values = np.asarray(image_attention[row, layer, :size], dtype=np.float64)
         if values.shape[0] != size or not np.all(np.isfinite(values)):
-            raise ValueError(f"extraction row {row}: image attention has no finite score for each of its "
-                             f"{grid_rows}x{grid_cols} patches; the extraction and samples.parquet disagree")
+            raise ValueError(
+                f"extraction row {row}: image attention has no finite score for each of its "
+                f"{grid_rows}x{grid_cols} patches; the extraction and samples.parquet disagree"
+            )
         scores.append(values)
     return scores
 
 
-def mask_cells(image: Image.Image, boxes: np.ndarray, cells: Sequence[int], fill=GREY) -> Image.Image:
+def mask_cells(
+    image: Image.Image, boxes: np.ndarray, cells: Sequence[int], fill=GREY
+) -> Image.Image:
     """A copy of ``image`` with the pixel boxes of the flat (row-major) ``cells`` painted ``fill``.
 
     ``boxes`` is ``adapter.cell_boxes(image.size, grid)``: ``(rows, cols, 4)`` half-open
@@ -184,13 +197,26 @@ def run_masking(
         for start in range(0, len(questions), chunk_size):
             chunk = questions.iloc[start : start + chunk_size]
             stop = start + len(chunk)
-            rngs = [sample_rng(global_seed, seed, r) for r in chunk["row"]] if mode == "random" else None
+            rngs = (
+                [sample_rng(global_seed, seed, r) for r in chunk["row"]]
+                if mode == "random"
+                else None
+            )
             images, counts = masked_images(
-                adapter, decode_images(chunk["image"]), scores[start:stop], grids[start:stop], p, mode, rngs, fill
+                adapter,
+                decode_images(chunk["image"]),
+                scores[start:stop],
+                grids[start:stop],
+                p,
+                mode,
+                rngs,
+                fill,
             )
             # every question masks its own patches (its attention ranking, its random draw): no
             # two prompts share an image, so one batched full pass beats per-question prefixes
-            scored = predict(adapter, chunk, candidates, batch_size=batch_size, images=images, share_prefix=False)
+            scored = predict(
+                adapter, chunk, candidates, batch_size=batch_size, images=images, share_prefix=False
+            )
             parts.append(
                 scored.loc[:, list(PREDICTION_COLUMNS)].assign(
                     condition=mode,

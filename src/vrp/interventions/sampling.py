@@ -50,7 +50,16 @@ from vrp.config import known_fields
 from vrp.prompt_pass import generate, prompt_passes, select_rows
 from vrp.scoring import SCORED_TASKS_EXCLUDED, image_batches
 
-SAMPLE_COLUMNS = ["question_id", "image_id", "task", "pope_setting", "answer", "sample", "text", "normalized"]
+SAMPLE_COLUMNS = [
+    "question_id",
+    "image_id",
+    "task",
+    "pope_setting",
+    "answer",
+    "sample",
+    "text",
+    "normalized",
+]
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,9 @@ class ConsistencySettings:
         if self.k_max < 1:
             raise ValueError(f"consistency.k_max must be >= 1, got {self.k_max}")
         if self.temperature <= 0:
-            raise ValueError(f"consistency.temperature must be > 0 for sampling, got {self.temperature}")
+            raise ValueError(
+                f"consistency.temperature must be > 0 for sampling, got {self.temperature}"
+            )
         if not 0 < self.top_p <= 1:
             raise ValueError(f"consistency.top_p must lie in (0, 1], got {self.top_p}")
         if self.top_k < 0:
@@ -126,7 +137,9 @@ def _scored(questions: pd.DataFrame) -> pd.DataFrame:
 
 def _long_frame(questions: pd.DataFrame, texts: np.ndarray, k_max: int) -> pd.DataFrame:
     """One row per question and sample (questions in table order, samples 0..k_max-1)."""
-    meta = questions[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(drop=True)
+    meta = questions[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
+        drop=True
+    )
     frame = meta.loc[meta.index.repeat(k_max)].reset_index(drop=True)
     frame["sample"] = np.tile(np.arange(k_max, dtype=np.int64), len(questions))
     frame["text"] = texts.reshape(-1)
@@ -157,9 +170,13 @@ def sample_answers(
         batches = image_batches(questions["image_id"].tolist(), settings.batch_size)
     else:
         size = settings.batch_size
-        batches = [list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)]
+        batches = [
+            list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)
+        ]
     device = adapter.device
-    bar = tqdm(total=len(questions), desc=f"sample {adapter.family}", mininterval=5, disable=not progress)
+    bar = tqdm(
+        total=len(questions), desc=f"sample {adapter.family}", mininterval=5, disable=not progress
+    )
     for rows in batches:
         batch = questions.iloc[rows]
         images, prompts = decode_images(batch["image"]), batch["question"].tolist()
@@ -175,8 +192,11 @@ def sample_answers(
                     for g, s in chunk
                 ]
                 ids = generate(
-                    adapter, prompt.logits[pick], select_rows(prompt.state, pick),
-                    settings.max_new_tokens, seeded_sampler(settings, generators),
+                    adapter,
+                    prompt.logits[pick],
+                    select_rows(prompt.state, pick),
+                    settings.max_new_tokens,
+                    seeded_sampler(settings, generators),
                 )
                 decoded = adapter.tokenizer.batch_decode(ids, skip_special_tokens=True)
                 for (g, s), text in zip(chunk, decoded):
@@ -189,16 +209,22 @@ def sample_answers(
 
 @torch.no_grad()
 def sample_answers_reference(
-    adapter: FamilyAdapter, questions: pd.DataFrame, settings: ConsistencySettings = ConsistencySettings()
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    settings: ConsistencySettings = ConsistencySettings(),
 ) -> pd.DataFrame:
     """The plain pattern :func:`sample_answers` must equal: one ``generate(do_sample=True)`` per
     question and sample, each its own prefill, seeded with :func:`sample_seed`."""
     questions = _scored(questions)
     tokenizer = adapter.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = (
+        tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    )
     texts = np.empty((len(questions), settings.k_max), dtype=object)
     images = decode_images(questions["image"])
-    for q, (question_id, question) in enumerate(zip(questions["question_id"], questions["question"])):
+    for q, (question_id, question) in enumerate(
+        zip(questions["question_id"], questions["question"])
+    ):
         inputs = adapter.encode([images[q]], [question])
         for s in range(settings.k_max):
             torch.manual_seed(sample_seed(settings.seed, question_id, s))

@@ -57,7 +57,14 @@ from vrp.stats.cluster import (
 )
 from vrp.stats.consistency import normalize_answer, precision_at_full_agreement, self_consistency
 from vrp.stats.correlation import as_binary, fisher_z_interval, pearson, point_biserial
-from vrp.stats.paired import accuracy_drop_ci, flips, mcnemar_exact, paired_table, paired_ttest, wilson_interval
+from vrp.stats.paired import (
+    accuracy_drop_ci,
+    flips,
+    mcnemar_exact,
+    paired_table,
+    paired_ttest,
+    wilson_interval,
+)
 from vrp.stats.selection import n_masked, random_channels, select_patches
 from vrp.stats.summary import layer_mean_ci
 

@@ -141,14 +141,18 @@ def cluster_count_components(map2d, mass: float = 0.30, connectivity: int = 8) -
     """
     grid = np.asarray(map2d)
     if grid.ndim != 2:
-        raise ValueError(f"cluster_count_components takes one 2-D map; got shape {grid.shape}. "
-                         "Use cluster_count(maps) for batches.")
+        raise ValueError(
+            f"cluster_count_components takes one 2-D map; got shape {grid.shape}. "
+            "Use cluster_count(maps) for batches."
+        )
     _check_mass(mass)
     probs = normalize_maps(grid)[None]
     return int(_components_batch(probs, mass, connectivity)[0])
 
 
-def cluster_count_dbscan(map2d, quantile: float = 0.90, eps: float = 1.5, min_samples: int = 3) -> int:
+def cluster_count_dbscan(
+    map2d, quantile: float = 0.90, eps: float = 1.5, min_samples: int = 3
+) -> int:
     """C_k by DBSCAN (COLM paper / official code): clusters among the top-decile patches.
 
     Keeps grid coordinates whose value is >= the ``quantile`` of the map (``np.quantile``,
@@ -158,8 +162,10 @@ def cluster_count_dbscan(map2d, quantile: float = 0.90, eps: float = 1.5, min_sa
     """
     grid = np.asarray(map2d)
     if grid.ndim != 2:
-        raise ValueError(f"cluster_count_dbscan takes one 2-D map; got shape {grid.shape}. "
-                         "Use cluster_count(maps, method='dbscan') for batches.")
+        raise ValueError(
+            f"cluster_count_dbscan takes one 2-D map; got shape {grid.shape}. "
+            "Use cluster_count(maps, method='dbscan') for batches."
+        )
     if not 0.0 <= quantile <= 1.0:
         raise ValueError(f"quantile must lie in [0, 1], got {quantile}")
     probs = normalize_maps(grid)
@@ -170,7 +176,9 @@ def cluster_count_dbscan(map2d, quantile: float = 0.90, eps: float = 1.5, min_sa
     return int(len(set(labels.tolist()) - {-1}))
 
 
-def cluster_count(maps, method: Literal["components", "dbscan"] = "components", **params) -> np.ndarray | int:
+def cluster_count(
+    maps, method: Literal["components", "dbscan"] = "components", **params
+) -> np.ndarray | int:
     """C_k for every map in ``maps`` (grid in the last two axes); integer array of the leading shape.
 
     ``method="components"`` (default; params ``mass``, ``connectivity``) is vectorised over the
@@ -178,7 +186,9 @@ def cluster_count(maps, method: Literal["components", "dbscan"] = "components", 
     """
     arr = np.asarray(maps)
     if arr.ndim < 2:
-        raise ValueError(f"cluster_count needs maps with a (rows, cols) grid; got shape {arr.shape}")
+        raise ValueError(
+            f"cluster_count needs maps with a (rows, cols) grid; got shape {arr.shape}"
+        )
     lead = arr.shape[:-2]
     stack = arr.reshape((-1,) + arr.shape[-2:])
     if method == "components":
@@ -249,17 +259,17 @@ def centroid_spread(maps) -> np.ndarray | float:
 # "cluster count, spatial entropy, concentration metrics and polynomial interaction terms"
 # without the exact list; this is our documented choice.
 ATTENTION_FEATURES: tuple[str, ...] = (
-    "ck_components",        # C_k, connected components on the top-30% mass (8-connectivity)
-    "ck_dbscan",            # C_k, DBSCAN on the top-decile patches (eps 1.5, min_samples 3)
-    "entropy",              # H_s in nats
-    "entropy_normalized",   # H_s / log S
-    "top10_mass",           # share of mass in the top 10% of patches
-    "gini",                 # Gini coefficient of patch values
-    "max_mass",             # largest single-patch share
-    "centroid_spread",      # spatial variance around the attention centroid (patch units^2)
-    "ck_x_entropy",         # interaction C_k(components) x H_s
-    "entropy_sq",           # H_s^2
-    "top10_mass_x_entropy", # interaction top-10% mass x H_s
+    "ck_components",  # C_k, connected components on the top-30% mass (8-connectivity)
+    "ck_dbscan",  # C_k, DBSCAN on the top-decile patches (eps 1.5, min_samples 3)
+    "entropy",  # H_s in nats
+    "entropy_normalized",  # H_s / log S
+    "top10_mass",  # share of mass in the top 10% of patches
+    "gini",  # Gini coefficient of patch values
+    "max_mass",  # largest single-patch share
+    "centroid_spread",  # spatial variance around the attention centroid (patch units^2)
+    "ck_x_entropy",  # interaction C_k(components) x H_s
+    "entropy_sq",  # H_s^2
+    "top10_mass_x_entropy",  # interaction top-10% mass x H_s
 )
 
 
@@ -290,8 +300,12 @@ def attention_features(maps) -> pd.DataFrame:
         "entropy_sq": entropy**2,
         "top10_mass_x_entropy": top10 * entropy,
     }
-    frame = pd.DataFrame({name: np.atleast_1d(np.asarray(features[name], dtype=np.float64))
-                          for name in ATTENTION_FEATURES})
+    frame = pd.DataFrame(
+        {
+            name: np.atleast_1d(np.asarray(features[name], dtype=np.float64))
+            for name in ATTENTION_FEATURES
+        }
+    )
     return frame
 
 
@@ -303,7 +317,9 @@ def layer_delta_entropy(per_layer_entropy, axis: int = -1) -> np.ndarray:
     """
     arr = np.asarray(per_layer_entropy, dtype=np.float64)
     if arr.ndim == 0 or arr.shape[axis] < 2:
-        raise ValueError(f"layer_delta_entropy needs at least 2 layers along axis {axis}; got shape {arr.shape}")
+        raise ValueError(
+            f"layer_delta_entropy needs at least 2 layers along axis {axis}; got shape {arr.shape}"
+        )
     return np.diff(arr, axis=axis)
 
 

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.base import clone
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier, VotingClassifier
+from sklearn.ensemble import (
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+    VotingClassifier,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -79,8 +83,15 @@ def _batched_auroc(y_resampled: np.ndarray, s_resampled: np.ndarray) -> np.ndarr
         return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
-def auroc_with_ci(y, score, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
-                  stratified: bool = True, batch: int = 250) -> dict:
+def auroc_with_ci(
+    y,
+    score,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    stratified: bool = True,
+    batch: int = 250,
+) -> dict:
     """AUROC (exactly :func:`sklearn.metrics.roc_auc_score`) with a percentile bootstrap CI.
 
     Resampling: with ``stratified=True`` (default) positives and negatives are resampled with
@@ -94,7 +105,9 @@ def auroc_with_ci(y, score, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
     labels = as_binary(y, "y")
     scores = np.asarray(score, dtype=np.float64)
     if scores.shape != labels.shape:
-        raise ValueError(f"score has shape {scores.shape} but y has {labels.shape}; pass one score per sample")
+        raise ValueError(
+            f"score has shape {scores.shape} but y has {labels.shape}; pass one score per sample"
+        )
     if not np.all(np.isfinite(scores)):
         raise ValueError("score contains NaN or inf; AUROC needs finite scores")
     n, n_pos = len(labels), int(labels.sum())
@@ -107,7 +120,10 @@ def auroc_with_ci(y, score, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
     for start in range(0, n_boot, batch):
         size = min(batch, n_boot - start)
         if stratified:
-            idx = np.concatenate([rng.choice(pos, size=(size, len(pos))), rng.choice(neg, size=(size, len(neg)))], axis=1)
+            idx = np.concatenate(
+                [rng.choice(pos, size=(size, len(pos))), rng.choice(neg, size=(size, len(neg)))],
+                axis=1,
+            )
         else:
             idx = rng.integers(0, n, size=(size, n))
         values.append(_batched_auroc(labels[idx], scores[idx]))
@@ -118,7 +134,9 @@ def auroc_with_ci(y, score, n_boot: int = 1000, seed: int = 0, ci: float = 0.95,
 # --------------------------------------------------------------------------------------------
 # Grouped cross-validation
 # --------------------------------------------------------------------------------------------
-def check_group_folds(n_splits: int, n_groups: int, what: str = "grouped CV", key: str = "n_splits") -> None:
+def check_group_folds(
+    n_splits: int, n_groups: int, what: str = "grouped CV", key: str = "n_splits"
+) -> None:
     """Refuse ``n_splits`` image-grouped folds that cannot exist: fewer than 2, or more than images.
 
     ``what`` names the computation and ``key`` the setting, so the error says what to change.
@@ -129,7 +147,9 @@ def check_group_folds(n_splits: int, n_groups: int, what: str = "grouped CV", ke
         )
 
 
-def grouped_splits(y, groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+def grouped_splits(
+    y, groups, n_splits: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds of ``StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)``: [(train, test), ...].
 
     ``groups`` are image ids: every sample of one image lands in the same test fold. Raises
@@ -138,16 +158,23 @@ def grouped_splits(y, groups, n_splits: int = 5, seed: int = 0) -> list[tuple[np
     labels = as_binary(y, "y")
     group_arr = np.asarray(groups)
     if group_arr.shape != labels.shape:
-        raise ValueError(f"groups has shape {group_arr.shape} but y has {labels.shape}; pass one image id per sample")
+        raise ValueError(
+            f"groups has shape {group_arr.shape} but y has {labels.shape}; pass one image id per sample"
+        )
     check_group_folds(n_splits, len(np.unique(group_arr)))
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         # "least populated class has only m members" is about stratification quality, not validity.
         warnings.filterwarnings("ignore", message=".*least populated class.*", category=UserWarning)
-        folds = [(train, test) for train, test in splitter.split(np.zeros(len(labels)), labels, group_arr)]
+        folds = [
+            (train, test)
+            for train, test in splitter.split(np.zeros(len(labels)), labels, group_arr)
+        ]
     for i, (train, _) in enumerate(folds):
         if len(np.unique(labels[train])) < 2:
-            raise ValueError(f"training fold {i} holds one class only; use fewer folds or more data")
+            raise ValueError(
+                f"training fold {i} holds one class only; use fewer folds or more data"
+            )
     return folds
 
 
@@ -156,7 +183,9 @@ def _fresh_model(make_model):
         return clone(make_model)
     if callable(make_model):
         return make_model()
-    raise TypeError(f"make_model must be an estimator or a factory returning one, got {type(make_model).__name__}")
+    raise TypeError(
+        f"make_model must be an estimator or a factory returning one, got {type(make_model).__name__}"
+    )
 
 
 def _as_features(X, n: int) -> np.ndarray:
@@ -164,14 +193,17 @@ def _as_features(X, n: int) -> np.ndarray:
     if features.ndim == 1:
         features = features[:, None]
     if features.ndim != 2 or len(features) != n:
-        raise ValueError(f"X must be (n_samples, n_features) with n_samples={n}; got shape {features.shape}")
+        raise ValueError(
+            f"X must be (n_samples, n_features) with n_samples={n}; got shape {features.shape}"
+        )
     if not np.all(np.isfinite(features)):
         raise ValueError("X contains NaN or inf; probes need finite features")
     return features
 
 
-def grouped_cv_scores(X, y, groups, make_model: Callable | object, n_splits: int = 5, seed: int = 0,
-                      folds=None) -> np.ndarray:
+def grouped_cv_scores(
+    X, y, groups, make_model: Callable | object, n_splits: int = 5, seed: int = 0, folds=None
+) -> np.ndarray:
     """Out-of-fold P(correct) for every sample, from :func:`grouped_splits` folds.
 
     Uses :func:`sklearn.model_selection.cross_val_predict` with ``method="predict_proba"``;
@@ -182,7 +214,9 @@ def grouped_cv_scores(X, y, groups, make_model: Callable | object, n_splits: int
     if folds is None:
         folds = grouped_splits(labels, groups, n_splits, seed)
     with _quiet_single_threaded_fit():
-        proba = cross_val_predict(_fresh_model(make_model), features, labels, cv=folds, method="predict_proba")
+        proba = cross_val_predict(
+            _fresh_model(make_model), features, labels, cv=folds, method="predict_proba"
+        )
     return proba[:, 1]
 
 
@@ -210,7 +244,9 @@ def per_fold_feature_scores(
 # --------------------------------------------------------------------------------------------
 def logistic_probe(C: float = 1.0) -> Pipeline:
     """StandardScaler + L2 logistic regression (lbfgs, max_iter 1000): the linear reliability probe."""
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=1000))
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=C, l1_ratio=0.0, solver="lbfgs", max_iter=1000)
+    )
 
 
 def mlp_probe(hidden: int = 256, seed: int = 0, max_iter: int = 50) -> Pipeline:
@@ -220,9 +256,17 @@ def mlp_probe(hidden: int = 256, seed: int = 0, max_iter: int = 50) -> Pipeline:
     200 at scikit-learn's default lr 1e-3 (as fast, and converges on thousands of samples).
     Early stopping is off so every fit sees all its training data.
     """
-    return make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(hidden,), activation="relu",
-                                                         solver="adam", max_iter=max_iter, early_stopping=False,
-                                                         random_state=seed))
+    return make_pipeline(
+        StandardScaler(),
+        MLPClassifier(
+            hidden_layer_sizes=(hidden,),
+            activation="relu",
+            solver="adam",
+            max_iter=max_iter,
+            early_stopping=False,
+            random_state=seed,
+        ),
+    )
 
 
 def l1_probe(C: float = 0.1, seed: int = 0) -> Pipeline:
@@ -231,8 +275,10 @@ def l1_probe(C: float = 0.1, seed: int = 0) -> Pipeline:
     Solver ``saga`` as in the paper's code (``penalty='l1', solver='saga', C=0.1,
     max_iter=1000``); the penalty is spelled ``l1_ratio=1.0`` (scikit-learn >= 1.8).
     """
-    return make_pipeline(StandardScaler(), LogisticRegression(C=C, l1_ratio=1.0, solver="saga", max_iter=1000,
-                                                              random_state=seed))
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(C=C, l1_ratio=1.0, solver="saga", max_iter=1000, random_state=seed),
+    )
 
 
 def ensemble_classifier(seed: int = 0) -> VotingClassifier:
@@ -241,7 +287,9 @@ def ensemble_classifier(seed: int = 0) -> VotingClassifier:
     The paper names an "XGBoost-Random Forest ensemble"; HistGradientBoosting is scikit-learn's
     gradient-boosted trees (XGBoost is not a dependency). 300 trees, min 5 samples per leaf.
     """
-    forest = RandomForestClassifier(n_estimators=300, min_samples_leaf=5, random_state=seed, n_jobs=1)
+    forest = RandomForestClassifier(
+        n_estimators=300, min_samples_leaf=5, random_state=seed, n_jobs=1
+    )
     boosting = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05, random_state=seed)
     return VotingClassifier([("rf", forest), ("hgb", boosting)], voting="soft")
 
@@ -256,9 +304,19 @@ def _in_sample_auroc(features: np.ndarray, labels: np.ndarray, make_model) -> fl
     return float(roc_auc_score(labels, model.predict_proba(features)[:, 1]))
 
 
-def probe_auroc(X, y, groups, make_model=logistic_probe, n_splits: int = 5, seed: int = 0,
-                n_boot: int = 1000, folds=None, in_sample: bool = True, unit: str = "image",
-                return_scores: bool = False) -> dict:
+def probe_auroc(
+    X,
+    y,
+    groups,
+    make_model=logistic_probe,
+    n_splits: int = 5,
+    seed: int = 0,
+    n_boot: int = 1000,
+    folds=None,
+    in_sample: bool = True,
+    unit: str = "image",
+    return_scores: bool = False,
+) -> dict:
     """Held-out AUROC of a probe with image-clustered and question-level intervals, and in-sample.
 
     ``auroc``: AUROC of the pooled out-of-fold probabilities over all samples
@@ -275,7 +333,9 @@ def probe_auroc(X, y, groups, make_model=logistic_probe, n_splits: int = 5, seed
         folds = grouped_splits(labels, groups, n_splits, seed)
     held_out = grouped_cv_scores(features, labels, groups, make_model, folds=folds)
     result = auroc_intervals(labels, held_out, groups, n_boot=n_boot, seed=seed, unit=unit)
-    result["auroc_in_sample"] = _in_sample_auroc(features, labels, make_model) if in_sample else np.nan
+    result["auroc_in_sample"] = (
+        _in_sample_auroc(features, labels, make_model) if in_sample else np.nan
+    )
     if return_scores:
         result["scores"] = held_out
     return result
@@ -304,12 +364,27 @@ def l1_channel_ranking(X, y, C: float = 0.1, seed: int = 0) -> pd.DataFrame:
     weights = model[-1].coef_.ravel()
     channels = np.arange(len(weights))
     order = np.lexsort((channels, -np.abs(weights)))
-    return pd.DataFrame({"channel": channels[order], "weight": weights[order],
-                         "abs_weight": np.abs(weights[order]), "rank": np.arange(1, len(weights) + 1)})
+    return pd.DataFrame(
+        {
+            "channel": channels[order],
+            "weight": weights[order],
+            "abs_weight": np.abs(weights[order]),
+            "rank": np.arange(1, len(weights) + 1),
+        }
+    )
 
 
-def cv_accuracy_auroc(X, y, groups, make_model=ensemble_classifier, n_splits: int = 5, seed: int = 0,
-                      threshold: float = 0.5, n_boot: int = 1000, unit: str = "image") -> dict:
+def cv_accuracy_auroc(
+    X,
+    y,
+    groups,
+    make_model=ensemble_classifier,
+    n_splits: int = 5,
+    seed: int = 0,
+    threshold: float = 0.5,
+    n_boot: int = 1000,
+    unit: str = "image",
+) -> dict:
     """Accuracy and AUROC of out-of-fold predictions (the supervised stress test).
 
     Accuracy thresholds the out-of-fold P(correct) at ``threshold``. ``majority_accuracy`` is

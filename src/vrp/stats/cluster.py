@@ -157,8 +157,13 @@ def cluster_bootstrap(
                     np.asarray(statistic(counts[:, codes].astype(np.float64)), dtype=np.float64)
                 )
     lo, hi, used = percentile_interval(values, ci)
-    return {"lo": lo, "hi": hi, "n_clusters": int(n_clusters), "n_boot_used": used,
-            "method": interval_method(unit, n_boot)}
+    return {
+        "lo": lo,
+        "hi": hi,
+        "n_clusters": int(n_clusters),
+        "n_boot_used": used,
+        "method": interval_method(unit, n_boot),
+    }
 
 
 # ---------------------------------------------------------------------------- weighted statistics
@@ -214,8 +219,11 @@ def _ratio(cov, vx, vy) -> np.ndarray:
         r = cov / denom
     # a constant side (zero variance up to rounding) has no r
     scale = np.maximum(np.abs(vx), np.abs(vy))
-    return np.where((vx <= 1e-12 * np.maximum(scale, 1.0)) | (vy <= 1e-12 * np.maximum(scale, 1.0)),
-                    np.nan, np.clip(r, -1.0, 1.0))
+    return np.where(
+        (vx <= 1e-12 * np.maximum(scale, 1.0)) | (vy <= 1e-12 * np.maximum(scale, 1.0)),
+        np.nan,
+        np.clip(r, -1.0, 1.0),
+    )
 
 
 def weighted_pearson(x, y) -> Callable[[np.ndarray], np.ndarray]:
@@ -340,8 +348,12 @@ def clustered_mcnemar(correct_a, correct_b, groups) -> dict:
     else:
         statistic = float(d.sum() ** 2 / denom)
         p = float(stats.chi2.sf(statistic, df=1))
-    return {"statistic": statistic, "p": p, "n_clusters": int(n_clusters),
-            "method": "clustered McNemar by image (Obuchowski/Durkalski)"}
+    return {
+        "statistic": statistic,
+        "p": p,
+        "n_clusters": int(n_clusters),
+        "method": "clustered McNemar by image (Obuchowski/Durkalski)",
+    }
 
 
 # ---------------------------------------------------------------------------- both units, labelled
@@ -370,9 +382,15 @@ def unit_intervals(
         q = cluster_bootstrap(statistic, groups, n_boot, seed, ci, unit="question")
         question = (q["lo"], q["hi"], q["method"])
     chosen = (image["lo"], image["hi"], image["method"]) if unit == "image" else question
-    return {f"{prefix}lo": chosen[0], f"{prefix}hi": chosen[1], f"{prefix}ci_method": chosen[2],
-            f"{prefix}lo_image": image["lo"], f"{prefix}hi_image": image["hi"],
-            f"{prefix}lo_question": question[0], f"{prefix}hi_question": question[1]}
+    return {
+        f"{prefix}lo": chosen[0],
+        f"{prefix}hi": chosen[1],
+        f"{prefix}ci_method": chosen[2],
+        f"{prefix}lo_image": image["lo"],
+        f"{prefix}hi_image": image["hi"],
+        f"{prefix}lo_question": question[0],
+        f"{prefix}hi_question": question[1],
+    }
 
 
 def nan_intervals(prefix: str = "", method: str = "") -> dict:
@@ -380,8 +398,9 @@ def nan_intervals(prefix: str = "", method: str = "") -> dict:
     return {f"{prefix}{k}": (method if k == "ci_method" else math.nan) for k in INTERVAL_COLUMNS}
 
 
-def auroc_intervals(y, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image",
-                    prefix: str = "") -> dict:
+def auroc_intervals(
+    y, score, groups, n_boot: int = 1000, seed: int = 0, unit: str = "image", prefix: str = ""
+) -> dict:
     """AUROC (:func:`sklearn.metrics.roc_auc_score`) with :func:`unit_intervals` (by image).
 
     Returns ``{prefix}auroc``, n, n_pos, n_images and the interval columns; NaN intervals when
@@ -392,8 +411,12 @@ def auroc_intervals(y, score, groups, n_boot: int = 1000, seed: int = 0, unit: s
     labels = np.asarray(y).astype(np.int64)
     scores = np.asarray(score, dtype=np.float64)
     n, n_pos = len(labels), int(labels.sum())
-    out = {f"{prefix}auroc": math.nan, "n": n, "n_pos": n_pos,
-           "n_images": int(len(pd.unique(np.asarray(groups))))}
+    out = {
+        f"{prefix}auroc": math.nan,
+        "n": n,
+        "n_pos": n_pos,
+        "n_images": int(len(pd.unique(np.asarray(groups)))),
+    }
     if n_pos in (0, n):
         return {**out, **nan_intervals(prefix, interval_method(unit, n_boot))}
     out[f"{prefix}auroc"] = float(roc_auc_score(labels, scores))

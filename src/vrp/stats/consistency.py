@@ -49,7 +49,9 @@ def self_consistency(samples, k: int, normalize: bool = True) -> tuple[np.ndarra
         return np.array([], dtype=object), np.array([], dtype=np.float64)
     k_max = min(len(row) for row in rows)
     if k < 1 or k > k_max:
-        raise ValueError(f"k must lie in [1, {k_max}] (the fewest samples any question has), got {k}")
+        raise ValueError(
+            f"k must lie in [1, {k_max}] (the fewest samples any question has), got {k}"
+        )
     majority = np.empty(len(rows), dtype=object)
     share = np.empty(len(rows), dtype=np.float64)
     for i, row in enumerate(rows):
@@ -69,9 +71,17 @@ def precision_at_full_agreement(s_sc, correct, alpha: float = 0.05) -> dict:
     share = np.asarray(s_sc, dtype=np.float64)
     y = as_binary(correct)
     if share.shape != y.shape:
-        raise ValueError(f"s_sc has shape {share.shape} but correct has {y.shape}; pass one value per question")
+        raise ValueError(
+            f"s_sc has shape {share.shape} but correct has {y.shape}; pass one value per question"
+        )
     full = np.isclose(share, 1.0)
     n = int(full.sum())
     n_correct = int(y[full].sum())
     lo, hi = wilson_interval(n_correct, n, alpha)
-    return {"precision": n_correct / n if n else math.nan, "n": n, "n_correct": n_correct, "lo": lo, "hi": hi}
+    return {
+        "precision": n_correct / n if n else math.nan,
+        "n": n,
+        "n_correct": n_correct,
+        "lo": lo,
+        "hi": hi,
+    }

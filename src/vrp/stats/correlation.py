@@ -37,7 +37,9 @@ def _as_score(values, n: int, name: str = "score") -> np.ndarray:
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     if len(arr) != n:
-        raise ValueError(f"{name} has {len(arr)} values but the labels have {n}; pass one score per sample")
+        raise ValueError(
+            f"{name} has {len(arr)} values but the labels have {n}; pass one score per sample"
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf; drop or impute those samples first")
     return arr
@@ -85,8 +87,14 @@ def _pearson_last_axis(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarr
         return (xc * yc).sum(axis=-1) / denom
 
 
-def point_biserial(score, correct, n_boot: int = 2000, seed: int = 0, ci: float = 0.95,
-                   boot_method: str = "percentile") -> dict:
+def point_biserial(
+    score,
+    correct,
+    n_boot: int = 2000,
+    seed: int = 0,
+    ci: float = 0.95,
+    boot_method: str = "percentile",
+) -> dict:
     """Point-biserial correlation R_pb(score, correct) with Fisher-z and bootstrap CIs.
 
     * ``r``, ``p``: :func:`scipy.stats.pointbiserialr` (two-sided p).
@@ -102,8 +110,17 @@ def point_biserial(score, correct, n_boot: int = 2000, seed: int = 0, ci: float 
     y = as_binary(correct)
     x = _as_score(score, len(y))
     n = len(y)
-    result = {"r": math.nan, "p": math.nan, "n": int(n), "fisher_lo": math.nan, "fisher_hi": math.nan,
-              "boot_lo": math.nan, "boot_hi": math.nan, "boot_degenerate": 0, "constant_input": False}
+    result = {
+        "r": math.nan,
+        "p": math.nan,
+        "n": int(n),
+        "fisher_lo": math.nan,
+        "fisher_hi": math.nan,
+        "boot_lo": math.nan,
+        "boot_hi": math.nan,
+        "boot_degenerate": 0,
+        "constant_input": False,
+    }
     if n < 3:
         raise ValueError(f"point_biserial needs at least 3 samples, got {n}")
     if np.ptp(x) == 0 or np.ptp(y) == 0:
@@ -117,15 +134,25 @@ def point_biserial(score, correct, n_boot: int = 2000, seed: int = 0, ci: float 
     return result
 
 
-def _bootstrap_r(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, ci: float, method: str) -> dict:
+def _bootstrap_r(
+    x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, ci: float, method: str
+) -> dict:
     with warnings.catch_warnings():
         # A NaN resample (constant side) makes scipy warn about a degenerate distribution; the
         # interval is recomputed without those resamples below.
         warnings.simplefilter("ignore", category=stats.DegenerateDataWarning)
         warnings.simplefilter("ignore", category=RuntimeWarning)
-        res = stats.bootstrap((y.astype(np.float64), x), _pearson_last_axis, n_resamples=n_boot,
-                              paired=True, vectorized=True, confidence_level=ci, method=method,
-                              rng=np.random.default_rng(seed), batch=250)
+        res = stats.bootstrap(
+            (y.astype(np.float64), x),
+            _pearson_last_axis,
+            n_resamples=n_boot,
+            paired=True,
+            vectorized=True,
+            confidence_level=ci,
+            method=method,
+            rng=np.random.default_rng(seed),
+            batch=250,
+        )
     distribution = np.asarray(res.bootstrap_distribution)
     degenerate = int(np.isnan(distribution).sum())
     lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)

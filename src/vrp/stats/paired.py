@@ -22,15 +22,24 @@ from statsmodels.stats.proportion import proportion_confint
 
 from vrp.stats.correlation import as_binary
 
-__all__ = ["paired_table", "mcnemar_exact", "paired_ttest", "accuracy_drop_ci", "flips", "wilson_interval"]
+__all__ = [
+    "paired_table",
+    "mcnemar_exact",
+    "paired_ttest",
+    "accuracy_drop_ci",
+    "flips",
+    "wilson_interval",
+]
 
 
 def _pair(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
     a = as_binary(correct_a, "correct_a")
     b = as_binary(correct_b, "correct_b")
     if len(a) != len(b):
-        raise ValueError(f"correct_a has {len(a)} samples but correct_b has {len(b)}; "
-                         "paired tests need the same samples in the same order")
+        raise ValueError(
+            f"correct_a has {len(a)} samples but correct_b has {len(b)}; "
+            "paired tests need the same samples in the same order"
+        )
     if len(a) == 0:
         raise ValueError("paired tests need at least one sample")
     return a, b
@@ -39,8 +48,13 @@ def _pair(correct_a, correct_b) -> tuple[np.ndarray, np.ndarray]:
 def paired_table(correct_a, correct_b) -> np.ndarray:
     """2x2 table [[a right & b right, a right & b wrong], [a wrong & b right, a wrong & b wrong]]."""
     a, b = _pair(correct_a, correct_b)
-    return np.array([[np.sum((a == 1) & (b == 1)), np.sum((a == 1) & (b == 0))],
-                     [np.sum((a == 0) & (b == 1)), np.sum((a == 0) & (b == 0))]], dtype=np.int64)
+    return np.array(
+        [
+            [np.sum((a == 1) & (b == 1)), np.sum((a == 1) & (b == 0))],
+            [np.sum((a == 0) & (b == 1)), np.sum((a == 0) & (b == 0))],
+        ],
+        dtype=np.int64,
+    )
 
 
 def mcnemar_exact(correct_a, correct_b) -> dict:
@@ -51,8 +65,13 @@ def mcnemar_exact(correct_a, correct_b) -> dict:
     """
     table = paired_table(correct_a, correct_b)
     result = mcnemar(table, exact=True)
-    return {"n": int(table.sum()), "b": int(table[0, 1]), "c": int(table[1, 0]),
-            "statistic": float(result.statistic), "p": float(result.pvalue)}
+    return {
+        "n": int(table.sum()),
+        "b": int(table[0, 1]),
+        "c": int(table[1, 0]),
+        "statistic": float(result.statistic),
+        "p": float(result.pvalue),
+    }
 
 
 def paired_ttest(correct_a, correct_b) -> dict:
@@ -72,11 +91,18 @@ def paired_ttest(correct_a, correct_b) -> dict:
         with np.errstate(divide="ignore", invalid="ignore"):
             res = stats.ttest_rel(a, b)
         statistic, p = float(res.statistic), float(res.pvalue)
-    return {"statistic": statistic, "p": p, "n": int(len(a)),
-            "mean_diff": float(diff.mean()), "degenerate": degenerate}
+    return {
+        "statistic": statistic,
+        "p": p,
+        "n": int(len(a)),
+        "mean_diff": float(diff.mean()),
+        "degenerate": degenerate,
+    }
 
 
-def accuracy_drop_ci(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> dict:
+def accuracy_drop_ci(
+    correct_a, correct_b, n_boot: int = 2000, seed: int = 0, ci: float = 0.95
+) -> dict:
     """Accuracy drop mean(a) - mean(b) in percentage points with a paired percentile bootstrap CI.
 
     Samples are resampled as pairs (the bootstrap of the per-sample difference a - b),
@@ -89,18 +115,36 @@ def accuracy_drop_ci(correct_a, correct_b, n_boot: int = 2000, seed: int = 0, ci
     if np.ptp(diff_pp) == 0:
         lo = hi = drop  # every resample has the same mean
     else:
-        res = stats.bootstrap((diff_pp,), np.mean, n_resamples=n_boot, vectorized=True,
-                              confidence_level=ci, method="percentile", rng=np.random.default_rng(seed))
+        res = stats.bootstrap(
+            (diff_pp,),
+            np.mean,
+            n_resamples=n_boot,
+            vectorized=True,
+            confidence_level=ci,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-    return {"acc_a": 100.0 * float(a.mean()), "acc_b": 100.0 * float(b.mean()),
-            "drop_pp": drop, "lo": lo, "hi": hi, "n": int(len(a))}
+    return {
+        "acc_a": 100.0 * float(a.mean()),
+        "acc_b": 100.0 * float(b.mean()),
+        "drop_pp": drop,
+        "lo": lo,
+        "hi": hi,
+        "n": int(len(a)),
+    }
 
 
 def flips(correct_a, correct_b) -> dict:
     """Counts of answer changes from a to b: right_to_wrong, wrong_to_right, both_right, both_wrong, n."""
     table = paired_table(correct_a, correct_b)
-    return {"right_to_wrong": int(table[0, 1]), "wrong_to_right": int(table[1, 0]),
-            "both_right": int(table[0, 0]), "both_wrong": int(table[1, 1]), "n": int(table.sum())}
+    return {
+        "right_to_wrong": int(table[0, 1]),
+        "wrong_to_right": int(table[1, 0]),
+        "both_right": int(table[0, 0]),
+        "both_wrong": int(table[1, 1]),
+        "n": int(table.sum()),
+    }
 
 
 def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -109,7 +153,9 @@ def wilson_interval(successes: int, n: int, alpha: float = 0.05) -> tuple[float,
     Returns (nan, nan) for n = 0 (no observations, no interval).
     """
     if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}")
+        raise ValueError(
+            f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}"
+        )
     if n == 0:
         return (math.nan, math.nan)
     lo, hi = proportion_confint(int(successes), int(n), alpha=alpha, method="wilson")

@@ -33,7 +33,9 @@ def _as_generator(rng) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
-def select_patches(scores, p: float, mode: Literal["high", "low", "random"] = "high", rng=None) -> np.ndarray:
+def select_patches(
+    scores, p: float, mode: Literal["high", "low", "random"] = "high", rng=None
+) -> np.ndarray:
     """Indices of exactly ``n_masked(p, len(scores))`` patches, sorted ascending.
 
     * ``"high"``: the highest-scoring patches; ties broken by lower index first.
@@ -43,7 +45,9 @@ def select_patches(scores, p: float, mode: Literal["high", "low", "random"] = "h
     """
     values = np.asarray(scores, dtype=np.float64)
     if values.ndim != 1:
-        raise ValueError(f"scores must be 1-D (one score per patch, flattened row-major); got shape {values.shape}")
+        raise ValueError(
+            f"scores must be 1-D (one score per patch, flattened row-major); got shape {values.shape}"
+        )
     if not np.all(np.isfinite(values)):
         raise ValueError("scores contain NaN or inf; cannot rank patches")
     k = n_masked(p, len(values))
@@ -74,6 +78,8 @@ def random_channels(n_channels: int, k: int, seed: int, exclude=None) -> np.ndar
             raise ValueError(f"exclude holds channel indices outside [0, {n_channels})")
         pool = np.setdiff1d(pool, excluded)
     if not 0 <= k <= len(pool):
-        raise ValueError(f"cannot draw k={k} channels from {len(pool)} available "
-                         f"({n_channels} channels minus {n_channels - len(pool)} excluded)")
+        raise ValueError(
+            f"cannot draw k={k} channels from {len(pool)} available "
+            f"({n_channels} channels minus {n_channels - len(pool)} excluded)"
+        )
     return np.sort(np.random.default_rng(seed).choice(pool, size=k, replace=False)).astype(np.int64)

@@ -26,5 +26,12 @@ def layer_mean_ci(values, ci: float = 0.95) -> pd.DataFrame:
         variance = (np.where(finite, arr - mean, 0.0) ** 2).sum(axis=0) / (counts - 1)
         sem = np.where(counts > 1, np.sqrt(variance / counts), np.nan)
     half = sps.t.ppf(0.5 + ci / 2.0, np.maximum(counts - 1, 1)) * sem
-    return pd.DataFrame({"layer": np.arange(arr.shape[1]), "n": counts, "mean": mean,
-                         "lo": mean - half, "hi": mean + half})
+    return pd.DataFrame(
+        {
+            "layer": np.arange(arr.shape[1]),
+            "n": counts,
+            "mean": mean,
+            "lo": mean - half,
+            "hi": mean + half,
+        }
+    )

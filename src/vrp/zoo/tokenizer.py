@@ -31,7 +31,12 @@ def multimodal_tokens(families: Iterable[str] = FAMILIES) -> tuple[str, ...]:
     they are registered as special tokens, so they are matched whole before pre-tokenisation."""
     chosen = {get_adapter_class(family).family for family in families}  # unknown names fail here
     return tuple(
-        dict.fromkeys(token for family in FAMILIES if family in chosen for token in ADAPTERS[family].special_tokens)
+        dict.fromkeys(
+            token
+            for family in FAMILIES
+            if family in chosen
+            for token in ADAPTERS[family].special_tokens
+        )
     )
 
 
@@ -60,7 +65,9 @@ def questions_tokenizer(
     post-prompt instruction)."""
     families = tuple(families)
     texts = [*questions["question"], *questions["answer"]]
-    return build_word_tokenizer(texts, extra_words=[*template_words(families), *extra_words], families=families)
+    return build_word_tokenizer(
+        texts, extra_words=[*template_words(families), *extra_words], families=families
+    )
 
 
 def word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
@@ -94,7 +101,9 @@ def build_word_tokenizer(
     words: set[str] = set()
     for text in texts:
         if not isinstance(text, str):
-            raise TypeError(f"build_word_tokenizer: texts must be strings, got {type(text).__name__}")
+            raise TypeError(
+                f"build_word_tokenizer: texts must be strings, got {type(text).__name__}"
+            )
         words.update(split_words(text))
     for word in extra_words:
         words.update(split_words(word))

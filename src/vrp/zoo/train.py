@@ -60,7 +60,9 @@ def row_probabilities(tasks: pd.Series, weights: dict[str, float] | None) -> np.
     present = set(tasks.unique())
     unknown = sorted(set(weights) - present)
     if unknown:
-        raise ValueError(f"task_weights name tasks absent from the train split: {unknown}; present: {sorted(present)}")
+        raise ValueError(
+            f"task_weights name tasks absent from the train split: {unknown}; present: {sorted(present)}"
+        )
     counts = tasks.value_counts()
     per_row = tasks.map(lambda t: weights.get(t, 0.0) / counts[t]).to_numpy(dtype=float)
     if per_row.sum() <= 0:
@@ -69,7 +71,11 @@ def row_probabilities(tasks: pd.Series, weights: dict[str, float] | None) -> np.
 
 
 def train_adapter(
-    adapter: FamilyAdapter, train: pd.DataFrame, config: TrainConfig, seed: int, progress: bool = True
+    adapter: FamilyAdapter,
+    train: pd.DataFrame,
+    config: TrainConfig,
+    seed: int,
+    progress: bool = True,
 ) -> dict:
     """Train ``adapter.model`` in place on ``train`` rows; return the loss history and settings."""
     if len(train) < config.batch_size:
@@ -84,14 +90,18 @@ def train_adapter(
 
     model = adapter.model
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_multiplier(s, config))
 
     probabilities = row_probabilities(train["task"], config.task_weights)
     order = rng.permutation(len(train))
     cursor = 0
     losses: list[float] = []
-    bar = tqdm(range(config.steps), desc=f"train {adapter.family}", mininterval=5, disable=not progress)
+    bar = tqdm(
+        range(config.steps), desc=f"train {adapter.family}", mininterval=5, disable=not progress
+    )
     for _ in bar:
         if probabilities is not None:
             rows = rng.choice(len(train), size=config.batch_size, replace=False, p=probabilities)
