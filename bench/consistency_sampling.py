@@ -36,6 +36,7 @@ def before(adapter, questions: pd.DataFrame, settings, seed: int) -> pd.DataFram
 
     from vrp import stats
     from vrp.benchmark.images import decode_images
+    from vrp.interventions.sampling import generate_kwargs
 
     tokenizer = adapter.tokenizer
     parts = []
@@ -49,14 +50,7 @@ def before(adapter, questions: pd.DataFrame, settings, seed: int) -> pd.DataFram
             )
             with torch.no_grad():
                 output = adapter.model.generate(
-                    **inputs,
-                    do_sample=True,
-                    temperature=settings.temperature,
-                    top_p=settings.top_p,
-                    top_k=settings.top_k,
-                    repetition_penalty=1.0,
-                    max_new_tokens=settings.max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
+                    **inputs, **generate_kwargs(settings, tokenizer.pad_token_id)
                 )
             texts = tokenizer.batch_decode(output[:, length:], skip_special_tokens=True)
             parts.append(

@@ -161,25 +161,37 @@ def table7_rows(probe=(0.956, 0.738, 0.971), width=0.004, confidence=(0.54, 0.55
     return pd.DataFrame(rows)
 
 
+def per_model_rows(axis: str, values, **columns) -> pd.DataFrame:
+    """One row per family and value of ``axis`` on the synthetic dataset, the other columns fixed."""
+    rows = [{"model": m, "dataset": "synthetic", axis: v} for m in FAMILIES for v in values]
+    return pd.DataFrame([{**row, **columns} for row in rows])
+
+
 def masking_rows(drop=8.2, ci=(5.0, 11.4), p=1e-6):
-    rows = []
-    for model in FAMILIES:
-        for contrast in ("full_vs_high", "full_vs_low"):
-            rows.append(
-                {
-                    "model": model,
-                    "dataset": "synthetic",
-                    "p": 0.3,
-                    "contrast": contrast,
-                    "subset": "all",
-                    "n": 1000,
-                    "drop_pp": drop,
-                    "drop_lo": ci[0],
-                    "drop_hi": ci[1],
-                    "mcnemar_p": p,
-                }
-            )
-    return pd.DataFrame(rows)
+    return per_model_rows(
+        "contrast",
+        ("full_vs_high", "full_vs_low"),
+        p=0.3,
+        subset="all",
+        n=1000,
+        drop_pp=drop,
+        drop_lo=ci[0],
+        drop_hi=ci[1],
+        mcnemar_p=p,
+    )[
+        [
+            "model",
+            "dataset",
+            "p",
+            "contrast",
+            "subset",
+            "n",
+            "drop_pp",
+            "drop_lo",
+            "drop_hi",
+            "mcnemar_p",
+        ]
+    ]
 
 
 def write(folder: Path, name: str, frame: pd.DataFrame) -> Path:
@@ -283,33 +295,28 @@ def table1_rows(stress=(0.53, 0.55, 0.52), r2=(0.008, 0.080, 0.007), n=3000):
 
 
 def selfconsistency_rows(r_pb=0.43, r_ci=(0.40, 0.46), precision=0.908, p_ci=(0.884, 0.928)):
-    rows = []
-    for model in FAMILIES:
-        for task in ("all", "presence"):
-            rows.append(
-                {
-                    "model": model,
-                    "dataset": "synthetic",
-                    "k": 10,
-                    "task": task,
-                    "pope_setting": "",
-                    "n": 3090,
-                    "n_pos": 2000,
-                    "r_pb": r_pb,
-                    "r_pb_lo": r_ci[0],
-                    "r_pb_hi": r_ci[1],
-                    "r_pb_p": 1e-9,
-                    "auroc": 0.78,
-                    "lo": 0.76,
-                    "hi": 0.80,
-                    "precision_at_sc1": precision,
-                    "n_sc1": 660,
-                    "n_sc1_correct": 600,
-                    "precision_lo": p_ci[0],
-                    "precision_hi": p_ci[1],
-                }
-            )
-    return pd.DataFrame(rows)
+    frame = per_model_rows(
+        "task",
+        ("all", "presence"),
+        k=10,
+        pope_setting="",
+        n=3090,
+        n_pos=2000,
+        r_pb=r_pb,
+        r_pb_lo=r_ci[0],
+        r_pb_hi=r_ci[1],
+        r_pb_p=1e-9,
+        auroc=0.78,
+        lo=0.76,
+        hi=0.80,
+        precision_at_sc1=precision,
+        n_sc1=660,
+        n_sc1_correct=600,
+        precision_lo=p_ci[0],
+        precision_hi=p_ci[1],
+    )
+    first = ["model", "dataset", "k", "task"]
+    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def table5_rows(drop_last=(8.3, -5.0, 25.0), drop_other=(-50.0, -60.0, -40.0)):

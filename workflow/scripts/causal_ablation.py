@@ -17,12 +17,7 @@ if len(plans) != len(snakemake.output):
         f"{len(plans)} ablation plan(s) for {len(snakemake.output)} output file(s); the rule's "
         "params.plans must hold one plan per output, in output order"
     )
-questions, samples, manifest = load_causal_inputs(
-    snakemake.input.questions,
-    snakemake.input.samples,
-    snakemake.input.manifest,
-    settings["max_images"],
-)
+questions, samples, manifest = load_causal_inputs(snakemake.input, settings["max_images"])
 
 
 def plan_layer(plan):

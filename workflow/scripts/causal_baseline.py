@@ -10,12 +10,7 @@ from vrp.scoring import predict
 
 log = setup_job_logging(snakemake.log[0], threads=snakemake.threads)
 settings = snakemake.params.causal
-questions, samples, manifest = load_causal_inputs(
-    snakemake.input.questions,
-    snakemake.input.samples,
-    snakemake.input.manifest,
-    settings["max_images"],
-)
+questions, samples, manifest = load_causal_inputs(snakemake.input, settings["max_images"])
 adapter = load_model_from_spec(snakemake.params.model)
 log.info(
     "loaded %r; scoring %d questions of %d images",

@@ -9,12 +9,7 @@ from vrp.shards import load_array
 log = setup_job_logging(snakemake.log[0], threads=snakemake.threads)
 settings, masking = snakemake.params.causal, snakemake.params.masking
 p = float(snakemake.wildcards.p)
-questions, samples, manifest = load_causal_inputs(
-    snakemake.input.questions,
-    snakemake.input.samples,
-    snakemake.input.manifest,
-    settings["max_images"],
-)
+questions, samples, manifest = load_causal_inputs(snakemake.input, settings["max_images"])
 adapter = load_model_from_spec(snakemake.params.model)
 grids = list(
     zip(

@@ -244,6 +244,19 @@ def _rows(table: pd.DataFrame, name: str, **where) -> pd.DataFrame:
     return table[mask]
 
 
+def _correlation(row, value: str, p: str, evidence: str, **fields) -> "Measurement":
+    """A correlation row as a measurement: its value, n and p (one p for either interval unit)."""
+    p_value = _float(row[p])
+    return Measurement(
+        _float(row[value]),
+        n=int(row["n"]),
+        p_value=p_value,
+        p_value_question=p_value,
+        evidence=evidence,
+        **fields,
+    )
+
+
 def _float(value) -> float:
     try:
         return float(value)
@@ -333,14 +346,7 @@ def rpb_near_zero(metric: str) -> Callable[[pd.DataFrame, Context], Measurement]
                 "ci_low_question": _float(row["fisher_lo"]),
                 "ci_high_question": _float(row["fisher_hi"]),
             }
-        return Measurement(
-            _float(row["r"]),
-            n=int(row["n"]),
-            p_value=_float(row["p"]),
-            p_value_question=_float(row["p"]),
-            evidence=evidence,
-            **fields,
-        )
+        return _correlation(row, "r", "p", evidence, **fields)
 
     return measure
 
@@ -502,14 +508,7 @@ def sc_rpb(family: str, table: pd.DataFrame, ctx: Context) -> Measurement:
     row, evidence = _selfconsistency_all(table, ctx, family)
     if row is None:
         return Measurement.absent(f"no K = {SC_K} row", evidence)
-    return Measurement(
-        _float(row["r_pb"]),
-        n=int(row["n"]),
-        p_value=_float(row["r_pb_p"]),
-        p_value_question=_float(row["r_pb_p"]),
-        evidence=evidence,
-        **_interval(row, "r_pb_"),
-    )
+    return _correlation(row, "r_pb", "r_pb_p", evidence, **_interval(row, "r_pb_"))
 
 
 @_per_family

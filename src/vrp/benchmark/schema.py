@@ -105,11 +105,16 @@ def validate_questions(
             raise BenchmarkSchemaError(
                 f"{source}: column {col!r} must hold strings; {_rows(df, bad)}. {FIX}"
             )
-    empty_id = df["question_id"].str.strip() == ""
-    if empty_id.any():
-        raise BenchmarkSchemaError(
-            f"{source}: column 'question_id' is empty in {int(empty_id.sum())} row(s). {FIX}"
-        )
+
+    def refuse(bad: pd.Series, message) -> None:
+        """Raise naming the table, ``message(bad)`` and the fix when any row is ``bad``."""
+        if bad.any():
+            raise BenchmarkSchemaError(f"{source}: {message(bad)}. {FIX}")
+
+    refuse(
+        df["question_id"].str.strip() == "",
+        lambda bad: f"column 'question_id' is empty in {int(bad.sum())} row(s)",
+    )
     duplicated = df["question_id"].duplicated(keep=False)
     if duplicated.any():
         dups = sorted(df.loc[duplicated, "question_id"].unique())
@@ -124,22 +129,21 @@ def validate_questions(
             f"{_rows(df, ~df['task'].isin(TASKS))}; allowed {list(TASKS)}. {FIX}"
         )
     presence = df["task"] == "presence"
-    bad_setting = presence & ~df["pope_setting"].isin(POPE_SETTINGS)
-    if bad_setting.any():
-        raise BenchmarkSchemaError(
-            f"{source}: column 'pope_setting' of presence rows must be one of {list(POPE_SETTINGS)}, found "
-            f"{sorted(set(df.loc[bad_setting, 'pope_setting']))} in {_rows(df, bad_setting)}. {FIX}"
-        )
-    other_setting = ~presence & (df["pope_setting"] != "")
-    if other_setting.any():
-        raise BenchmarkSchemaError(
-            f"{source}: column 'pope_setting' must be '' for non-presence rows; {_rows(df, other_setting)}. {FIX}"
-        )
-    empty_question = df["question"].str.strip() == ""
-    if empty_question.any():
-        raise BenchmarkSchemaError(
-            f"{source}: column 'question' is empty in {_rows(df, empty_question)}. {FIX}"
-        )
+    refuse(
+        presence & ~df["pope_setting"].isin(POPE_SETTINGS),
+        lambda bad: (
+            f"column 'pope_setting' of presence rows must be one of {list(POPE_SETTINGS)}, "
+            f"found {sorted(set(df.loc[bad, 'pope_setting']))} in {_rows(df, bad)}"
+        ),
+    )
+    refuse(
+        ~presence & (df["pope_setting"] != ""),
+        lambda bad: f"column 'pope_setting' must be '' for non-presence rows; {_rows(df, bad)}",
+    )
+    refuse(
+        df["question"].str.strip() == "",
+        lambda bad: f"column 'question' is empty in {_rows(df, bad)}",
+    )
     for task, expected in TASK_ANSWERS.items():
         bad = (df["task"] == task) & ~df["answer"].map(lambda a, t=task: _answer_ok(t, a))
         if bad.any():

@@ -85,11 +85,13 @@ def causal_questions(
     return scored
 
 
-def load_causal_inputs(questions_path, samples_path, manifest_path, max_images: int | None = None):
-    """(questions from :func:`causal_questions`, samples.parquet, manifest) of one model on one dataset."""
-    samples = pd.read_parquet(samples_path)
-    questions = causal_questions(read_questions(questions_path), samples, max_images)
-    return questions, samples, read_json(manifest_path)
+def load_causal_inputs(inputs, max_images: int | None = None):
+    """(questions from :func:`causal_questions`, samples.parquet, manifest) of one model on one
+    dataset; ``inputs`` names the files as ``.questions``, ``.samples`` and ``.manifest`` (a causal
+    rule's ``input``)."""
+    samples = pd.read_parquet(inputs.samples)
+    questions = causal_questions(read_questions(inputs.questions), samples, max_images)
+    return questions, samples, read_json(inputs.manifest)
 
 
 # ---------------------------------------------------------------------------- patch geometry

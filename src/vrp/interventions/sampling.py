@@ -207,6 +207,19 @@ def sample_answers(
     return _long_frame(questions, texts, k_max)
 
 
+def generate_kwargs(settings: ConsistencySettings, pad_token_id: int) -> dict:
+    """``model.generate`` sampling kwargs with every knob explicit (module docstring)."""
+    return {
+        "do_sample": True,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "top_k": settings.top_k,
+        "repetition_penalty": 1.0,
+        "max_new_tokens": settings.max_new_tokens,
+        "pad_token_id": pad_token_id,
+    }
+
+
 @torch.no_grad()
 def sample_answers_reference(
     adapter: FamilyAdapter,
@@ -228,16 +241,7 @@ def sample_answers_reference(
         inputs = adapter.encode([images[q]], [question])
         for s in range(settings.k_max):
             torch.manual_seed(sample_seed(settings.seed, question_id, s))
-            output = adapter.model.generate(
-                **inputs,
-                do_sample=True,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
-                top_k=settings.top_k,
-                repetition_penalty=1.0,
-                max_new_tokens=settings.max_new_tokens,
-                pad_token_id=pad_id,
-            )
+            output = adapter.model.generate(**inputs, **generate_kwargs(settings, pad_id))
             new = output[0, inputs["input_ids"].shape[1] :]
             texts[q, s] = tokenizer.decode(new, skip_special_tokens=True).strip()
     return _long_frame(questions, texts, settings.k_max)
