@@ -7,7 +7,7 @@ own hook. A second forward on a grey image of the same size gives the blank-imag
 the visual-attribution margin.
 
 Arrays written per shard (n = questions in the shard, L = decoder layers, d = hidden size,
-S = image tokens, H = query heads; float32 except ``head_attention``, float16):
+S = image tokens, H = query heads; all float32):
 
 ==================  ================  =====================================================
 name                shape             meaning
@@ -36,11 +36,11 @@ answer token's final logit exactly (the decoders here are pure residual sums); p
 to the attention block's. Images with fewer than S_max tokens (Qwen2-VL's dynamic grid) are
 NaN-padded; ``grid_rows``/``grid_cols`` in samples.parquet give each grid.
 
-``head_attention`` is float16: n x L x H x S values dominate the shards (LLaVA-1.5 on POPE's 9,000
-questions: 21 GB in float32). Attention weights lie in [0, 1], where float16 keeps 11 significant
-bits: a relative error <= 2**-11 (0.05%) for weights >= 6e-5 and an absolute one <= 3e-8 below.
-Table 1 reads these maps only through L1-normalised head mixes and their spatial entropy, whose
-change under such a perturbation is far below the digits the table reports; NaN padding survives.
+``head_attention`` is float32, although its n x L x H x S values dominate the shards (LLaVA-1.5 on
+POPE's 9,000 questions: 21 GB). float16 was tried and failed: trained heads that look away from
+the image put under 3e-8 on every image token, which float16 rounds to 0, so such a map becomes all zeros, and Table
+1's L1-normalised head mixes are then undefined. The readers memory-map the shards and read only
+the heads they need.
 
 Shards are written atomically (temp folder, then rename). Each shard's meta.json records its
 fingerprint (the model spec, checkpoint file contents, settings, answer candidates, the code's
@@ -106,9 +106,7 @@ from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
 BLANK_GREY = (128, 128, 128)
 MANIFEST_VERSION = 2
 # Bump when a change to this module changes what a shard holds: old shards are then redone.
-EXTRACTION_VERSION = 4
-# Stored as float16 (see the module docstring): per-head maps dominate the shards' size.
-FLOAT16_ARRAYS = frozenset({"head_attention"})
+EXTRACTION_VERSION = 5
 
 log = logging.getLogger(__name__)
 
@@ -781,9 +779,10 @@ def _write_shard(
     with atomic_dir(shard_dir) as tmp:
         samples.to_parquet(tmp / "samples.parquet", index=False)
         for name, array in arrays.items():
-            dtype = np.float16 if name in FLOAT16_ARRAYS else np.float32
             np.save(
-                tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=dtype), allow_pickle=False
+                tmp / f"{name}.npy",
+                np.ascontiguousarray(array, dtype=np.float32),
+                allow_pickle=False,
             )
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir())}
         (tmp / "meta.json").write_text(json.dumps({**meta, "files": files}, sort_keys=True))
