@@ -47,8 +47,8 @@ def test_tables_have_one_row_per_model_and_valid_numbers(demo_workdir):
     assert set(table4["model"]) == MODELS | {"pooled", "pooled_stacked"}
     assert set(table4["metric"]) == {"C_k", "H_s"}
     pooled = table4[table4["model"].isin(["pooled", "pooled_stacked"])]
-    assert (pooled["n"] == 3 * len(samples)).all()
-    # the three models answer about the same images: one cluster per image, not per (model, image)
+    assert (pooled["n"] == len(MODELS) * len(samples)).all()
+    # the models answer about the same images: one cluster per image, not per (model, image)
     assert (pooled["n_images"] == samples["image_id"].nunique()).all()
     finite = table4.dropna(subset=["r"])
     assert ((finite["fisher_lo"] <= finite["r"]) & (finite["r"] <= finite["fisher_hi"])).all()
@@ -113,7 +113,8 @@ READS_ATTENTION_STATS = {
 
 
 def test_changing_the_ck_definition_reruns_tables_4_7_8_and_the_claims(demo_workdir, tmp_path):
-    per_model = {"attention_stats": 3, "attention_stress_test": 3, "probes_scores": 3}
+    n = len(MODELS)
+    per_model = {"attention_stats": n, "attention_stress_test": n, "probes_scores": n}
     assert _changed(demo_workdir, tmp_path, {"ck_method": "dbscan"}) == {
         **READS_ATTENTION_STATS,
         **per_model,
@@ -129,7 +130,7 @@ def test_changing_one_models_layer_range_reruns_only_that_model(demo_workdir, tm
 
 def test_changing_k_reruns_only_the_top_heads_and_table1(demo_workdir, tmp_path):
     assert _changed(demo_workdir, tmp_path, {"top_k_heads": [2]}) == {
-        "attention_top_heads": 3,
+        "attention_top_heads": len(MODELS),
         "attention_table1": 1,
         "report_claims": 1,
     }

@@ -112,20 +112,27 @@ def test_table6_is_at_the_peak_layer(demo_workdir):
     [
         (
             {"masking": {"p_values": [0.3, 0.4]}},
-            {"causal_masking": 3, "causal_table_masking": 1, "causal_figure_masking": 1},
+            {"causal_masking": len(MODELS), "causal_table_masking": 1, "causal_figure_masking": 1},
         ),
         # one new largest k -> top-3 and the single-neuron job (now ranks 1..3), per model
         (
             {"ablation": {"k_values": [2, 3]}},
-            {"causal_ablation_top_k": 3, "causal_ablation_single": 3, "causal_table5": 1},
+            {
+                "causal_ablation_top_k": len(MODELS),
+                "causal_ablation_single": len(MODELS),
+                "causal_table5": 1,
+            },
         ),
         # a new k below the largest adds no rank: the single-neuron jobs stay done
-        ({"ablation": {"k_values": [1, 2]}}, {"causal_ablation_top_k": 3, "causal_table5": 1}),
+        (
+            {"ablation": {"k_values": [1, 2]}},
+            {"causal_ablation_top_k": len(MODELS), "causal_table5": 1},
+        ),
         (
             {
                 "ablation": {"large_scale": {"fractions": [0.5, 0.25]}}
             },  # the fractions job of each model
-            {"causal_ablation_peak_fraction": 3, "causal_table6": 1},
+            {"causal_ablation_peak_fraction": len(MODELS), "causal_table6": 1},
         ),
     ],
     ids=["new-p", "new-largest-k", "new-smaller-k", "new-fraction"],

@@ -183,7 +183,7 @@ def test_config_changes_rerun_only_their_jobs(demo_workdir, tmp_path):
             "consistency_figure",
         )
     } == {
-        "consistency_sample": 3,
+        "consistency_sample": len(MODELS),
         "consistency_k": 2,
         "probes_table7": 1,
         "probes_table8": 1,
@@ -199,8 +199,8 @@ def test_config_changes_rerun_only_their_jobs(demo_workdir, tmp_path):
 
     planned = _jobs_for(demo_workdir, tmp_path, {"probes": {"mlp_hidden": 12}})
     assert (
-        planned["probes_layers"] == 3
-        and planned["probes_scores"] == 3
+        planned["probes_layers"] == len(MODELS)
+        and planned["probes_scores"] == len(MODELS)
         and planned["probes_table3"] == 1
     )
     assert not {
