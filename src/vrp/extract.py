@@ -96,9 +96,9 @@ from vrp.scoring import (
     generation_selected,
     generation_summary,
     greedy_generations,
-    image_batches,
     in_batch_order,
     parse_generation,
+    question_batches,
     score_pass,
 )
 from vrp.shards import REPAIR_ADVICE, ShardError, pad_last
@@ -445,12 +445,7 @@ class Extractor:
     def batches(self, questions: pd.DataFrame) -> list[list[int]]:
         """Row indices of ``questions`` in batches: whole images together when prefixes are
         shared (each image's prefix computed once), else consecutive rows."""
-        size = self.settings.batch_size
-        if self.share:
-            return image_batches(questions["image_id"].tolist(), size)
-        return [
-            list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)
-        ]
+        return question_batches(questions, self.settings.batch_size, self.share)
 
     def _blank_prefix(
         self, size: tuple[int, int], shared: SharedPrompts, question: str

@@ -176,12 +176,9 @@ def uses_shared_prefix(adapter: FamilyAdapter, requested: bool) -> bool:
 def pass_record(adapter: FamilyAdapter, requested: bool) -> dict:
     """What a manifest says about the prompt pass of a model."""
     mode = "shared_prefix" if uses_shared_prefix(adapter, requested) else "full"
-    if mode == "full" and requested:
-        reason = adapter.prefix_sharing_note
-    elif mode == "full":
-        reason = "prefix sharing switched off in the config"
-    else:
-        reason = adapter.prefix_sharing_note
+    reason = (
+        adapter.prefix_sharing_note if requested else "prefix sharing switched off in the config"
+    )
     return {"mode": mode, "requested": bool(requested), "reason": reason}
 
 

@@ -80,7 +80,14 @@ import pandas as pd
 import torch
 
 from vrp.adapters.base import FamilyAdapter
-from vrp.prompt_pass import PromptPass, PromptState, cache_rows, generate, prompt_passes
+from vrp.prompt_pass import (
+    PromptPass,
+    PromptState,
+    cache_rows,
+    generate,
+    prompt_passes,
+    uses_shared_prefix,
+)
 
 SCORED_TASKS_EXCLUDED = ("caption",)
 YES_NO_TASKS = ("presence", "spatial")
@@ -414,6 +421,15 @@ def image_batches(image_ids: Sequence, batch_size: int) -> list[list[int]]:
     return batches
 
 
+def question_batches(questions: pd.DataFrame, batch_size: int, by_image: bool) -> list[list[int]]:
+    """Row indices of ``questions`` in batches: whole images together (:func:`image_batches`)
+    when prefixes are shared, else consecutive rows."""
+    if by_image:
+        return image_batches(questions["image_id"].tolist(), batch_size)
+    n = len(questions)
+    return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+
+
 @torch.no_grad()
 def predict(
     adapter: FamilyAdapter,
@@ -440,13 +456,10 @@ def predict(
     if images is not None and len(images) != len(questions):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions")
     index = CandidateIndex(adapter, candidates)
-    if images is None and share_prefix and adapter.shares_prefix:
-        batches = image_batches(questions["image_id"].tolist(), batch_size)
-    else:
-        batches = [
-            list(range(s, min(s + batch_size, len(questions))))
-            for s in range(0, len(questions), batch_size)
-        ]
+    # given images (patch-masked copies) differ per row: nothing to group by
+    batches = question_batches(
+        questions, batch_size, images is None and uses_shared_prefix(adapter, share_prefix)
+    )
     parts = []
     for rows in tqdm(
         batches, desc=f"predict {adapter.family}", mininterval=5, disable=not progress

@@ -47,8 +47,8 @@ from vrp import stats
 from vrp.adapters.base import FamilyAdapter
 from vrp.benchmark.images import decode_images
 from vrp.config import known_fields
-from vrp.prompt_pass import generate, prompt_passes, select_rows
-from vrp.scoring import SCORED_TASKS_EXCLUDED, image_batches
+from vrp.prompt_pass import generate, prompt_passes, select_rows, uses_shared_prefix
+from vrp.scoring import SCORED_TASKS_EXCLUDED, question_batches
 
 SAMPLE_COLUMNS = [
     "question_id",
@@ -166,13 +166,9 @@ def sample_answers(
     questions = _scored(questions)
     k_max = settings.k_max
     texts = np.empty((len(questions), k_max), dtype=object)
-    if share_prefix and adapter.shares_prefix:
-        batches = image_batches(questions["image_id"].tolist(), settings.batch_size)
-    else:
-        size = settings.batch_size
-        batches = [
-            list(range(s, min(s + size, len(questions)))) for s in range(0, len(questions), size)
-        ]
+    batches = question_batches(
+        questions, settings.batch_size, uses_shared_prefix(adapter, share_prefix)
+    )
     device = adapter.device
     bar = tqdm(
         total=len(questions), desc=f"sample {adapter.family}", mininterval=5, disable=not progress
