@@ -59,8 +59,11 @@ rule causal_masking:
     params:
         model=model_spec,
         causal=config["causal"],
-        masking=causal_settings("masking", "rank_layer", "random_seeds", "fill"),
+        masking=causal_settings(
+            "masking", "rank_layer", "random_seeds", "random_unit", "fill"
+        ),
         seed=config["seed"],
+        prefix_sharing=config["runtime"]["prefix_sharing"],
     script:
         "../workflow/scripts/causal_masking.py"
 

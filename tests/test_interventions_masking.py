@@ -13,10 +13,11 @@ from vrp.interventions.masking import (
     causal_questions,
     mask_cells,
     masked_images,
+    random_mask_rngs,
     run_masking,
     sample_rng,
 )
-from vrp.scoring import candidate_sets, predict
+from vrp.scoring import candidate_sets, content_batches, predict
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
@@ -117,6 +118,59 @@ def test_random_masks_are_seeded_per_seed_and_question(adapters):
     assert np.array_equal(cells(1, 7), cells(1, 7))
     assert not np.array_equal(cells(1, 7), cells(2, 7))
     assert not np.array_equal(cells(1, 7), cells(1, 8))
+
+
+def test_image_unit_random_masks_are_one_per_image_and_seed(adapters):
+    adapter = adapters["qwen2vl"]
+    image, scores, grid = noise_image((64, 64)), np.zeros(64), (8, 8)
+    chunk = pd.DataFrame({"image_id": ["a", "a", "b", "a"], "row": [0, 1, 2, 3]})
+
+    def cells(seed, frame, unit="image"):
+        rngs = random_mask_rngs(frame, 0, seed, unit)
+        n = len(frame)
+        masked, _ = masked_images(
+            adapter, [image] * n, [scores] * n, [grid] * n, 0.3, "random", rngs
+        )
+        return [np.array(m) for m in masked]
+
+    first = cells(1, chunk)
+    # every question about image a gets the same patches; image b and another seed get others
+    assert np.array_equal(first[0], first[1]) and np.array_equal(first[0], first[3])
+    assert not np.array_equal(first[0], first[2])
+    assert not np.array_equal(first[0], cells(2, chunk)[0])
+    # an image's mask does not depend on which other questions are scored
+    assert np.array_equal(cells(1, chunk.iloc[[3]])[0], first[0])
+    # the question unit keeps one draw per extraction row
+    per_question = cells(1, chunk, "question")
+    assert not np.array_equal(per_question[0], per_question[1])
+    with pytest.raises(ValueError, match="random_unit"):
+        random_mask_rngs(chunk, 0, 1, "pixel")
+
+
+def test_content_batches_share_only_images_that_enough_rows_repeat():
+    grey, white = Image.new("RGB", (8, 8), (128,) * 3), Image.new("RGB", (8, 8), (255,) * 3)
+    noise = [noise_image((8, 8), seed) for seed in range(3)]
+    images = [grey, noise[0], grey, white, grey, noise[1], white, grey, noise[2]]
+    batches = content_batches(images, batch_size=8, min_shared=3)
+    assert batches == [([0, 2, 4, 7], True), ([1, 3, 5, 6, 8], False)]
+    covered = sorted(row for rows, _ in batches for row in rows)
+    assert covered == list(range(len(images)))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_masked_images_score_the_same_shared_and_in_full_passes(adapters, questions, family):
+    """The fast path (rows with equal masked pixels share a prefix) equals the plain one."""
+    adapter = adapters[family]
+    subset = questions[questions["task"] != "caption"].head(12).reset_index(drop=True)
+    images = [noise_image((64, 64), i % 2) for i in range(len(subset))]  # two masks, six rows each
+    images[0] = noise_image((64, 64), 7)  # and one row alone
+    plain = predict(adapter, subset, candidate_sets(questions), images=images, share_prefix=False)
+    shared = predict(
+        adapter, subset, candidate_sets(questions), images=images, batch_size=5, share_prefix=True
+    )
+    assert shared["prediction"].tolist() == plain["prediction"].tolist()
+    np.testing.assert_allclose(shared["p_answer"], plain["p_answer"], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(shared["confidence"], plain["confidence"], rtol=1e-5, atol=1e-7)
 
 
 def test_mask_cells_paints_half_open_boxes():

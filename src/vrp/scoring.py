@@ -85,6 +85,7 @@ from vrp.prompt_pass import (
     PromptState,
     cache_rows,
     generate,
+    image_key,
     prompt_passes,
     uses_shared_prefix,
 )
@@ -426,8 +427,41 @@ def question_batches(questions: pd.DataFrame, batch_size: int, by_image: bool) -
     when prefixes are shared, else consecutive rows."""
     if by_image:
         return image_batches(questions["image_id"].tolist(), batch_size)
-    n = len(questions)
+    return consecutive_batches(len(questions), batch_size)
+
+
+def consecutive_batches(n: int, batch_size: int) -> list[list[int]]:
+    """``range(n)`` in batches of ``batch_size``."""
     return [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+
+
+# An image's prefix pass and its suffix pass are two forwards of their own, so sharing pays only
+# where enough questions see the same pixels (on the demo's zoo, groups of two or three, e.g.
+# HIGH masks that rank the same patches first, ran slower shared than in batched full passes).
+MIN_SHARED_ROWS = 4
+
+
+def content_batches(
+    images: Sequence, batch_size: int, min_shared: int = MIN_SHARED_ROWS
+) -> list[tuple[list[int], bool]]:
+    """Batches ``(rows, share)`` of given images (e.g. patch-masked copies), by pixel content.
+
+    Rows whose pixels at least ``min_shared`` rows have (an image's RANDOM mask, the same for each
+    of its questions) are batched image by image and share one prefix (``share`` True); the other
+    rows run together as batched full passes (``share`` False).
+    """
+    keys = [image_key(image) for image in images]
+    counts = pd.Series(keys).value_counts()
+    repeated = [row for row, key in enumerate(keys) if counts[key] >= min_shared]
+    single = [row for row, key in enumerate(keys) if counts[key] < min_shared]
+    shared = [
+        ([repeated[i] for i in rows], True)
+        for rows in image_batches([keys[r] for r in repeated], batch_size)
+    ]
+    alone = [
+        ([single[i] for i in rows], False) for rows in consecutive_batches(len(single), batch_size)
+    ]
+    return shared + alone
 
 
 @torch.no_grad()
@@ -446,7 +480,8 @@ def predict(
     ``images`` (PIL, one per row) replaces the table's own images, e.g. patch-masked copies;
     interventions on the model (ablation hooks) are registered by the caller around this call and
     act on every pass, the shared prefixes included. With ``share_prefix`` the rows of one image
-    are batched together and share one prefix pass (:mod:`vrp.prompt_pass`).
+    are batched together and share one prefix pass (:mod:`vrp.prompt_pass`); given images share
+    where their pixels are equal (:func:`content_batches`).
     """
     from tqdm.auto import tqdm
 
@@ -456,12 +491,15 @@ def predict(
     if images is not None and len(images) != len(questions):
         raise ValueError(f"got {len(images)} images for {len(questions)} questions")
     index = CandidateIndex(adapter, candidates)
-    # given images (patch-masked copies) differ per row: nothing to group by
-    batches = question_batches(
-        questions, batch_size, images is None and uses_shared_prefix(adapter, share_prefix)
-    )
+    sharing = uses_shared_prefix(adapter, share_prefix)
+    if images is None:
+        batches = [(rows, sharing) for rows in question_batches(questions, batch_size, sharing)]
+    elif sharing:  # given images: rows share a prefix where their pixels are equal
+        batches = content_batches(images, batch_size)
+    else:
+        batches = [(rows, False) for rows in consecutive_batches(len(questions), batch_size)]
     parts = []
-    for rows in tqdm(
+    for rows, share in tqdm(
         batches, desc=f"predict {adapter.family}", mininterval=5, disable=not progress
     ):
         batch = questions.iloc[rows]
@@ -475,7 +513,7 @@ def predict(
             batch["question"].tolist(),
             batch["task"].tolist(),
             batch["answer"].tolist(),
-            share_prefix,
+            share,
             max_continuation_rows,
         )
         meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(

@@ -27,8 +27,10 @@ runs = run_masking(
     rank_layer=masking["rank_layer"],
     random_seeds=masking["random_seeds"],
     global_seed=snakemake.params.seed,
+    random_unit=masking["random_unit"],
     fill=tuple(masking["fill"]),
     batch_size=settings["batch_size"],
+    share_prefix=snakemake.params.prefix_sharing,
 )
 log.info(
     "p=%g: accuracy per condition\n%s",

@@ -8,12 +8,18 @@ question's own grid), so ranking needs no new forward pass. For a share ``p`` ex
 :func:`vrp.stats.n_masked` ``(p, S)`` patches are chosen by :func:`vrp.stats.select_patches`:
 
 * ``high``: the most-attended patches, ``low``: the least-attended, ``random``: uniform, drawn from
-  a generator seeded by (config seed, random seed, the question's row in the extraction), so a
-  question's random mask does not depend on which other questions are scored.
+  a generator seeded by (config seed, random seed, unit), so a random mask does not depend on
+  which other questions are scored. The unit (``masking.random_unit``) is the image by default:
+  one random mask per image and seed, the same patches for every question about that image, as
+  a control should be (it does not look at the question), and those questions share one prefix
+  pass. ``question`` draws one per question (seeded by its extraction row). The paper's dev set
+  has one question per image, where the two agree.
 
 The chosen patches' pixel boxes in the ORIGINAL image come from ``adapter.cell_boxes`` (the
 processor's own resize / crop geometry) and are painted with the fill colour (grey by default);
-the masked images are re-scored with :func:`vrp.scoring.predict`.
+the masked images are re-scored with :func:`vrp.scoring.predict`. Questions whose masked images
+are pixel-identical (an image's RANDOM mask; HIGH / LOW masks that rank the same patches first)
+share one prefix pass (causal families), the others run as batched full passes.
 
 The paper's dev code used an unseeded random mask, a fixed 14-px grid that ignored the
 processor's crop, and a paired t-test on 0/1 outcomes; here the random mask is seeded, the boxes
@@ -28,6 +34,7 @@ the ablation sweeps' Tables 5 and 6 are in :mod:`vrp.analysis.causal_tables`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -139,9 +146,30 @@ def mask_cells(
     return Image.fromarray(pixels)
 
 
+RANDOM_UNITS: tuple[str, ...] = ("image", "question")
+
+
 def sample_rng(global_seed: int, seed: int, row: int) -> np.random.Generator:
     """The generator of one question's random mask: seeded by (config seed, random seed, extraction row)."""
     return np.random.default_rng([int(global_seed), int(seed), int(row)])
+
+
+def image_rng(global_seed: int, seed: int, image_id) -> np.random.Generator:
+    """The generator of one image's random mask: seeded by (config seed, random seed, image id)."""
+    digest = hashlib.sha256(str(image_id).encode()).digest()
+    return np.random.default_rng([int(global_seed), int(seed), int.from_bytes(digest[:8], "big")])
+
+
+def random_mask_rngs(
+    chunk: pd.DataFrame, global_seed: int, seed: int, unit: str
+) -> list[np.random.Generator]:
+    """One generator per question of ``chunk``; with ``unit`` image, questions about one image get
+    generators in the same state, so they draw the same patches (their grids are the image's)."""
+    if unit == "question":
+        return [sample_rng(global_seed, seed, row) for row in chunk["row"]]
+    if unit == "image":
+        return [image_rng(global_seed, seed, image_id) for image_id in chunk["image_id"]]
+    raise ValueError(f"masking.random_unit must be one of {RANDOM_UNITS}, got {unit!r}")
 
 
 def masked_images(
@@ -178,9 +206,11 @@ def run_masking(
     rank_layer: int = -1,
     random_seeds: Sequence[int] = (0, 1, 2),
     global_seed: int = 0,
+    random_unit: str = "image",
     fill=GREY,
     batch_size: int = 16,
     chunk_size: int = 256,
+    share_prefix: bool = True,
 ) -> pd.DataFrame:
     """Re-score ``questions`` (from :func:`causal_questions`) with HIGH, LOW and seeded RANDOM masks.
 
@@ -191,6 +221,8 @@ def run_masking(
     """
     if len(grids) != len(questions):
         raise ValueError(f"got {len(grids)} grids for {len(questions)} questions")
+    if random_unit not in RANDOM_UNITS:
+        raise ValueError(f"masking.random_unit must be one of {RANDOM_UNITS}, got {random_unit!r}")
     questions = questions.reset_index(drop=True)
     scores = patch_scores(image_attention, questions["row"].to_numpy(), rank_layer, grids)
     conditions = [("high", -1), ("low", -1)] + [("random", int(s)) for s in random_seeds]
@@ -200,7 +232,7 @@ def run_masking(
             chunk = questions.iloc[start : start + chunk_size]
             stop = start + len(chunk)
             rngs = (
-                [sample_rng(global_seed, seed, r) for r in chunk["row"]]
+                random_mask_rngs(chunk, global_seed, seed, random_unit)
                 if mode == "random"
                 else None
             )
@@ -214,10 +246,14 @@ def run_masking(
                 rngs,
                 fill,
             )
-            # every question masks its own patches (its attention ranking, its random draw): no
-            # two prompts share an image, so one batched full pass beats per-question prefixes
+            # questions with pixel-identical masked images share a prefix (predict groups them)
             scored = predict(
-                adapter, chunk, candidates, batch_size=batch_size, images=images, share_prefix=False
+                adapter,
+                chunk,
+                candidates,
+                batch_size=batch_size,
+                images=images,
+                share_prefix=share_prefix,
             )
             parts.append(
                 scored.loc[:, list(PREDICTION_COLUMNS)].assign(
