@@ -9,7 +9,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    roc_auc_score,
+)
 
 from vrp import stats
 from vrp.adapters import get_adapter_class
@@ -27,9 +31,12 @@ from vrp.monitor import (
     expected_calibration_error,
     image_bootstrap_metric_ci,
     main,
+    metrics_with_ci,
     read_bundle,
+    score_metrics,
     selective_accuracy,
     shift_evaluation,
+    weighted_score_metrics,
     write_bundle,
 )
 from vrp.shards import load_array
@@ -100,6 +107,80 @@ def test_image_bootstrap_resamples_whole_images():
         counts = np.bincount(index, minlength=30).reshape(10, 3)
         assert (counts == counts[:, :1]).all()  # an image's questions are drawn together
         assert counts.sum() == 30
+
+
+def _scored(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.6).astype(int)
+    p = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.25, n), 0, 1)
+    p[: n // 2] = np.round(p[: n // 2], 1)  # ties, within and across classes
+    return y, p
+
+
+COVERAGES = (0.8, 0.9, 0.95)
+
+
+def _reference(y, p):
+    """score_metrics with scikit-learn's AUROC / Brier / AUPRC (and the unweighted ECE, accuracy)."""
+    out = score_metrics(y, p, 10, COVERAGES)
+    out["auroc"] = roc_auc_score(y, p)
+    out["brier"] = brier_score_loss(y, p)
+    out["auprc"] = average_precision_score(y, p)
+    return out
+
+
+def test_weighted_metrics_with_unit_weights_are_the_unweighted_metrics():
+    y, p = _scored()
+    weighted = weighted_score_metrics(y, p, 10, COVERAGES)
+    reference = _reference(y, p)
+    assert set(weighted) == set(reference)
+    for key, statistic in weighted.items():
+        np.testing.assert_allclose(statistic(np.ones((1, len(y))))[0], reference[key], rtol=1e-12)
+
+
+def test_weighted_metrics_with_integer_weights_are_the_metrics_of_repeated_rows():
+    # the bootstrap's equivalence: weight k = the question repeated k times (0 = left out)
+    y, p = _scored(seed=1)
+    rng = np.random.default_rng(2)
+    counts = rng.integers(0, 4, size=(6, len(y)))
+    counts[0, y == 0] = 0  # one class only: the rank metrics are undefined
+    weighted = weighted_score_metrics(y, p, 10, COVERAGES)
+    values = {key: statistic(counts.astype(np.float64)) for key, statistic in weighted.items()}
+    for b, row in enumerate(counts):
+        ry, rp = np.repeat(y, row), np.repeat(p, row)
+        expected = score_metrics(ry, rp, 10, COVERAGES)  # its selective accuracy, ECE, NaNs
+        if 0 < ry.sum() < len(ry):
+            expected["auroc"] = roc_auc_score(ry, rp)
+            expected["auprc"] = average_precision_score(ry, rp)
+        expected["brier"] = brier_score_loss(ry, rp, labels=[0, 1])
+        for key in weighted:
+            np.testing.assert_allclose(values[key][b], expected[key], rtol=1e-12, err_msg=key)
+        # ... and scikit-learn's own weighted forms agree
+        if b:
+            assert values["auprc"][b] == pytest.approx(
+                average_precision_score(y, p, sample_weight=row), rel=1e-12
+            )
+    assert np.isnan(values["auroc"][0]) and np.isnan(values["auprc"][0])
+
+
+def test_metrics_with_ci_keep_the_point_estimates_and_bracket_them():
+    y, p = _scored(n=400, seed=3)
+    groups = np.repeat(np.arange(100), 4)
+    confidence = np.clip(p + np.random.default_rng(4).normal(0, 0.1, len(p)), 0, 1)
+    rows = metrics_with_ci(y, {"monitor": p, "confidence": confidence}, groups, n_boot=200)
+    for row, score in zip(rows, (p, confidence), strict=True):
+        point = _reference(y, score)
+        for key, value in point.items():
+            assert row[key] == pytest.approx(value, rel=1e-12)
+            assert row[f"{key}_lo"] <= value <= row[f"{key}_hi"], key
+            assert row[f"{key}_lo"] < row[f"{key}_hi"], key
+    # the unit of resampling matters: questions sharing an image give a wider image interval
+    same = np.repeat(p[::4], 4), np.repeat(y[::4], 4)
+    image = metrics_with_ci(same[1], {"m": same[0]}, groups, n_boot=300)[0]
+    question = metrics_with_ci(same[1], {"m": same[0]}, groups, n_boot=300, unit="question")[0]
+    assert image["brier_hi"] - image["brier_lo"] > 1.5 * (
+        question["brier_hi"] - question["brier_lo"]
+    )
 
 
 # ---------------------------------------------------------------------------------------------

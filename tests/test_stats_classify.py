@@ -4,7 +4,9 @@ import functools
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 
 from vrp.stats import classify as C
 
@@ -86,6 +88,26 @@ def test_mlp_and_l1_probes_find_the_planted_signal(planted):
     assert roc_auc_score(y, oof) > 0.93
     oof = C.grouped_cv_scores(X, y, groups, C.l1_probe(C=0.1))  # an estimator is cloned per fold
     assert roc_auc_score(y, oof) > 0.95
+
+
+def test_l1_probe_reaches_the_tightly_converged_saga_optimum():
+    # known answer: the paper's objective (L1 logistic, C = 0.1, standardised features, intercept
+    # unpenalised) solved by saga to tol 1e-8; liblinear must land on the same optimum
+    rng = np.random.default_rng(5)
+    n, d = 600, 15
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, size=d) + rng.normal(size=d)
+    Z = StandardScaler().fit_transform(X)
+    logit = 1.5 * Z[:, 2] - 1.0 * Z[:, 9] + 0.5 * Z[:, 4] + 0.3
+    y = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    reference = LogisticRegression(
+        C=0.1, l1_ratio=1.0, solver="saga", tol=1e-8, max_iter=100_000, random_state=0
+    ).fit(Z, y)
+    fitted = C.l1_probe(C=0.1).fit(X, y)[-1]
+    assert fitted.solver == "liblinear"
+    np.testing.assert_allclose(fitted.coef_, reference.coef_, atol=2e-3)
+    np.testing.assert_allclose(fitted.intercept_, reference.intercept_, atol=5e-3)
+    np.testing.assert_array_equal(fitted.coef_ != 0, reference.coef_ != 0)
+    assert 0 < (reference.coef_ != 0).sum() < d  # the penalty is active: some channels are zero
 
 
 def test_l1_channel_ranking_puts_planted_channels_first():

@@ -39,7 +39,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
 
 from vrp.io import atomic_dir
+from vrp.stats.cluster import (
+    cluster_codes,
+    cluster_resample_counts,
+    percentile_interval,
+    weighted_auroc,
+)
 
 FORMAT_VERSION = 1
 CARD_FILE = "monitor.json"
@@ -270,35 +276,137 @@ def metric_names(coverages: Sequence[float] = (0.8, 0.9, 0.95)) -> list[str]:
     return ["auroc", "ece", "brier", "auprc"] + [coverage_key(c) for c in coverages]
 
 
-def image_bootstrap_metric_ci(
-    groups, metric_fn, n_boot: int = 200, seed: int = 0, ci: float = 0.95
-) -> dict[str, tuple[float, float]]:
-    """Plain percentile bootstrap CIs that resample whole IMAGES with replacement.
+# ----------------------------------------------------------------------- weighted forms, for CIs
+# Each factory returns a statistic in the convention of vrp.stats.cluster: ``statistic(w)`` takes
+# a (b, n) matrix of per-question weights (one bootstrap resample per row; a question's weight is
+# how often its image was drawn) and returns b values. With integer weights each equals the
+# unweighted metric on the row-repeated data (tested), so all resamples are scored at once
+# without copying data or calling scikit-learn (whose per-call validation was 75% of the job).
+def weighted_brier(correct, p) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: the weighted Brier score, ``Σ w (p - y)² / Σ w``."""
+    loss = (np.asarray(p, dtype=np.float64) - np.asarray(correct, dtype=np.float64)) ** 2
 
-    ``metric_fn(index)`` returns a dict of metrics for the questions at ``index`` (row indices,
-    repeated as the resample repeats an image). Resamples where a metric is NaN (e.g. one class
-    only) are dropped for that metric. Returns {metric: (lo, hi)}. A stand-in with a clear name,
-    to be swapped for the project's image-clustered bootstrap when it lands in vrp.stats.
+    def statistic(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (w @ loss) / w.sum(axis=1)
+
+    return statistic
+
+
+def weighted_ece(correct, p, n_bins: int = 10) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: :func:`expected_calibration_error` with weights, ``Σ_b |Σ_{i∈b} w (y - p)| / Σ w``.
+
+    The bins are those of the unweighted ECE (equal width on [0, 1], computed once).
     """
-    codes, _ = pd.factorize(np.asarray(groups))
-    rows_of = pd.Series(np.arange(len(codes))).groupby(codes).apply(np.asarray).to_list()
-    rng = np.random.default_rng(seed)
+    y = np.asarray(correct, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    bins = np.clip((p * n_bins).astype(np.int64), 0, n_bins - 1)
+    gap = np.zeros((len(y), n_bins))
+    gap[np.arange(len(y)), bins] = y - p  # (n, n_bins): each question's gap in its bin's column
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.abs(w @ gap).sum(axis=1) / w.sum(axis=1)
+
+    return statistic
+
+
+def weighted_average_precision(correct, score) -> Callable[[np.ndarray], np.ndarray]:
+    """Statistic: average precision (AUPRC of the correct class) with weights.
+
+    As :func:`sklearn.metrics.average_precision_score` with ``sample_weight``: thresholds are the
+    distinct scores in descending order (tied scores form one threshold), and
+    ``AP = Σ_k (TP_k - TP_{k-1}) / P · TP_k / (TP_k + FP_k)`` with TP_k, FP_k the weight of
+    correct / incorrect questions scoring at least the k-th threshold. NaN where a resample
+    lacks a class (as :func:`score_metrics` gives NaN then). Scores are sorted once.
+    """
+    labels = np.asarray(correct).astype(bool)
+    scores = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    pos_sorted = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # tie blocks
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        ws = w[:, order]
+        pos = np.add.reduceat(np.where(pos_sorted, ws, 0.0), starts, axis=1)
+        neg = np.add.reduceat(np.where(pos_sorted, 0.0, ws), starts, axis=1)
+        tps, fps = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+        total_pos, total_neg = tps[:, -1], fps[:, -1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # a block with no weight adds no recall; its 0/0 precision is never used
+            precision = np.where(pos > 0, tps / (tps + fps), 0.0)
+            ap = (pos * precision).sum(axis=1) / total_pos
+        return np.where((total_pos > 0) & (total_neg > 0), ap, np.nan)
+
+    return statistic
+
+
+def weighted_selective_accuracy(correct, score, coverage: float) -> Callable:
+    """Statistic: :func:`selective_accuracy` with weights.
+
+    Questions are ordered by descending score (stable sort: ties by question order, as the
+    unweighted rule) and the first ``K = ceil(coverage · Σ w)`` units of WEIGHT are kept; the
+    question at the boundary counts with the part of its weight that fits. With integer weights
+    that is exactly the unweighted rule on the row-repeated data (a repeated question's copies are
+    adjacent in the stable order); with all-ones weights it is the unweighted rule. Accuracy =
+    kept weight of correct questions / K; NaN where K = 0.
+    """
+    y = np.asarray(correct, dtype=np.float64)
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    y_sorted = y[order]
+
+    def statistic(w: np.ndarray) -> np.ndarray:
+        ws = w[:, order]
+        before = np.cumsum(ws, axis=1) - ws  # weight ahead of each question
+        keep = np.ceil(coverage * ws.sum(axis=1) - 1e-9)
+        kept = np.clip(keep[:, None] - before, 0.0, ws)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(keep > 0, (kept @ y_sorted) / keep, np.nan)
+
+    return statistic
+
+
+def weighted_score_metrics(
+    correct, p, n_bins: int = 10, coverages: Sequence[float] = (0.8, 0.9, 0.95)
+) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """The weighted statistic of every :func:`score_metrics` value, keyed as there."""
+    y = np.asarray(correct).astype(np.int64)
+    p = np.asarray(p, dtype=np.float64)
+    out = {
+        "auroc": weighted_auroc(y, p),
+        "ece": weighted_ece(y, p, n_bins),
+        "brier": weighted_brier(y, p),
+        "auprc": weighted_average_precision(y, p),
+    }
+    for coverage in coverages:
+        out[coverage_key(coverage)] = weighted_selective_accuracy(y, p, coverage)
+    return out
+
+
+def image_bootstrap_metric_ci(
+    groups, metric_fn, n_boot: int = 200, seed: int = 0, ci: float = 0.95, unit: str = "image"
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap CIs of an arbitrary ``metric_fn`` by explicit resampled rows.
+
+    For metrics without a weighted form; :func:`metrics_with_ci` no longer uses it. The resamples
+    are the project's image-cluster bootstrap (:func:`vrp.stats.cluster.cluster_resample_counts`,
+    the same draws for the same ``seed``): ``metric_fn(index)`` returns a dict of metrics for the
+    questions at ``index`` (row indices, each image's rows repeated as often as it was drawn).
+    Resamples where a metric is NaN are dropped for that metric. Returns {metric: (lo, hi)}.
+    """
+    codes, n_clusters = cluster_codes(groups, unit)
+    rows = np.arange(len(codes))
     draws: dict[str, list[float]] = {}
-    for _ in range(n_boot):
-        picked = rng.integers(0, len(rows_of), size=len(rows_of))
-        index = np.concatenate([rows_of[g] for g in picked])
-        for key, value in metric_fn(index).items():
-            draws.setdefault(key, []).append(value)
-    alpha = (1.0 - ci) / 2.0
+    for counts in cluster_resample_counts(n_clusters, n_boot, seed):
+        for row_counts in counts:
+            index = np.repeat(rows, row_counts[codes])
+            for key, value in metric_fn(index).items():
+                draws.setdefault(key, []).append(value)
     out = {}
     for key, values in draws.items():
-        finite = np.asarray(values, dtype=np.float64)
-        finite = finite[np.isfinite(finite)]
-        out[key] = (
-            tuple(float(v) for v in np.quantile(finite, [alpha, 1 - alpha]))
-            if len(finite)
-            else (float("nan"), float("nan"))
-        )
+        lo, hi, _ = percentile_interval([np.asarray(values, dtype=np.float64)], ci)
+        out[key] = (lo, hi)
     return out
 
 
@@ -310,26 +418,35 @@ def metrics_with_ci(
     coverages=(0.8, 0.9, 0.95),
     n_boot: int = 200,
     seed: int = 0,
+    unit: str = "image",
+    ci: float = 0.95,
 ) -> list[dict]:
-    """One row per method: every :func:`score_metrics` value with its image-bootstrap 95% CI.
+    """One row per method: every :func:`score_metrics` value with its bootstrap 95% CI.
 
-    All methods share the resamples, so their CIs are paired.
+    Point estimates are :func:`score_metrics` on the data as it is. The CIs are the project's
+    image-cluster bootstrap, as every other table's (:mod:`vrp.stats.cluster`; ``unit="question"``
+    resamples questions): per resample, each image's draw count becomes its questions' weight
+    and every metric is its weighted form (:func:`weighted_score_metrics`), all resamples of a
+    batch at once; percentile intervals, NaN resamples (one class only) dropped. All methods
+    share the resamples, so their CIs are paired.
     """
     y = np.asarray(correct).astype(np.int64)
-
-    def all_metrics(index):
-        out = {}
-        for method, p in scores.items():
-            for key, value in score_metrics(
-                y[index], np.asarray(p)[index], n_bins, coverages
-            ).items():
-                out[f"{method}|{key}"] = value
-        return out
-
-    point = all_metrics(np.arange(len(y)))
-    cis = image_bootstrap_metric_ci(groups, all_metrics, n_boot=n_boot, seed=seed)
+    statistics = {
+        method: weighted_score_metrics(y, p, n_bins, coverages) for method, p in scores.items()
+    }
+    draws: dict[tuple[str, str], list[np.ndarray]] = {
+        (method, key): [] for method, stats_ in statistics.items() for key in stats_
+    }
+    codes, n_clusters = cluster_codes(groups, unit)
+    if n_boot > 0 and len(codes):
+        for counts in cluster_resample_counts(n_clusters, n_boot, seed):
+            weights = counts[:, codes].astype(np.float64)
+            for method, stats_ in statistics.items():
+                for key, statistic in stats_.items():
+                    draws[method, key].append(statistic(weights))
     rows = []
-    for method in scores:
+    for method, p in scores.items():
+        point = score_metrics(y, np.asarray(p), n_bins, coverages)
         row = {
             "method": method,
             "n": len(y),
@@ -337,8 +454,8 @@ def metrics_with_ci(
             "n_images": int(pd.Series(groups).nunique()),
         }
         for key in metric_names(coverages):
-            row[key] = point[f"{method}|{key}"]
-            row[f"{key}_lo"], row[f"{key}_hi"] = cis[f"{method}|{key}"]
+            row[key] = point[key]
+            row[f"{key}_lo"], row[f"{key}_hi"], _ = percentile_interval(draws[method, key], ci)
         rows.append(row)
     return rows
 
@@ -369,6 +486,7 @@ def shift_evaluation(
     coverages=(0.8, 0.9, 0.95),
     n_boot: int = 200,
     seed: int = 0,
+    unit: str = "image",
 ) -> pd.DataFrame:
     """Monitor vs output confidence when the probe is trained on one domain and scored on another.
 
@@ -378,7 +496,8 @@ def shift_evaluation(
     on the source questions outside fold k (their out-of-fold probe scores). Rows with
     ``source == target`` are that domain's in-distribution numbers. A source whose training folds
     lack a class gets one row with a ``note`` and no numbers. ``confidence`` never depends on the
-    source; it is scored on the same target questions.
+    source; it is scored on the same target questions. CIs: :func:`metrics_with_ci` (image-cluster
+    bootstrap by default, ``unit``).
     """
     from vrp.analysis.probes import probe_folds
 
@@ -430,6 +549,7 @@ def shift_evaluation(
                 coverages,
                 n_boot,
                 seed,
+                unit,
             ):
                 rows.append({**base, **row, "note": ""})
     return pd.DataFrame(rows)

