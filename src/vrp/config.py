@@ -8,17 +8,17 @@ name the key path and the fix, e.g. ``config error at models.llava.family: 'lava
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
-import functools
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
+# read off the adapter modules' source (importing them would import torch)
+from vrp.adapters.catalog import adapter_families, tiny_defaults
+
 # Sections whose entries a config passed with --configfile must define whole (see check_not_merged).
 WHOLE_SECTIONS = ("models", "datasets")
 
@@ -179,91 +179,6 @@ def _synthetic_problems(name: str, section: dict, seed: int) -> list[str]:
     except (TypeError, ValueError) as err:
         return [f"config error at datasets.{name}.synthetic: {err}"]
     return []
-
-
-@functools.cache
-def adapter_families() -> frozenset[str]:
-    """The family names the adapter modules declare (``family`` class attributes), read from their
-    source without importing them (torch and transformers take seconds to import).
-
-    Each adapter lives in ``<family>.py``; tests/test_layout.py checks that these are exactly the
-    registry's families (``vrp.adapters.FAMILIES``), so the adapters stay the only list.
-    """
-    found = set()
-    for path in sorted(ADAPTERS_DIR.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ClassDef):
-                for item in node.body:
-                    if (
-                        isinstance(item, ast.AnnAssign)
-                        and getattr(item.target, "id", None) == "family"
-                        and isinstance(item.value, ast.Constant)
-                    ):
-                        found.add(item.value.value)
-    return frozenset(found)
-
-
-@functools.cache
-def tiny_defaults(family: str) -> dict:
-    """The ``tiny_defaults`` of a family's adapter, read from its source without importing it.
-
-    Importing an adapter imports torch and transformers (seconds); the workflow's start-up check
-    needs only the keys and their default types. The value is a literal dict, which may unpack
-    (``**NAME``) literal dicts assigned at the top of that module or imported from another adapter
-    module (the defaults the families share). tests/test_faults.py checks it equals the class
-    attribute.
-    """
-    module = f"{family}.py"
-    for node in ast.walk(_adapter_tree(module)):
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "tiny_defaults":
-            return _adapter_literal(node.value, module)
-        if isinstance(node, ast.Assign) and any(
-            getattr(t, "id", None) == "tiny_defaults" for t in node.targets
-        ):
-            return _adapter_literal(node.value, module)
-    raise LookupError(f"no tiny_defaults literal in {ADAPTERS_DIR / module}")
-
-
-@functools.cache
-def _adapter_tree(module: str) -> ast.Module:
-    return ast.parse((ADAPTERS_DIR / module).read_text())
-
-
-def _adapter_literal(node: ast.expr, module: str):
-    """The value of a literal in adapter ``module``, with ``**NAME`` entries of a dict resolved."""
-    if not isinstance(node, ast.Dict):
-        return ast.literal_eval(node)
-    value = {}
-    for key, item in zip(node.keys, node.values):
-        if key is None:
-            if not isinstance(item, ast.Name):
-                raise LookupError(
-                    f"{ADAPTERS_DIR / module}: only **NAME may be unpacked in a tiny_defaults literal"
-                )
-            value.update(_adapter_name(item.id, module))
-        else:
-            value[ast.literal_eval(key)] = _adapter_literal(item, module)
-    return value
-
-
-def _adapter_name(name: str, module: str):
-    """The literal bound to ``name`` at the top of adapter ``module``, or in the adapter module it
-    is imported from (``from vrp.adapters.<module> import name``)."""
-    for node in _adapter_tree(module).body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
-            return _adapter_literal(node.value, module)
-        if isinstance(node, ast.Assign) and any(
-            getattr(t, "id", None) == name for t in node.targets
-        ):
-            return _adapter_literal(node.value, module)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vrp.adapters."):
-            if any(
-                (alias.asname or alias.name) == name and alias.name == name for alias in node.names
-            ):
-                return _adapter_name(name, node.module.rsplit(".", 1)[1] + ".py")
-    raise LookupError(
-        f"{ADAPTERS_DIR / module}: {name} is neither a literal there nor imported from an adapter module"
-    )
 
 
 def _tiny_problems(name: str, family: str, section: dict) -> list[str]:

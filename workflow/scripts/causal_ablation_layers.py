@@ -1,6 +1,6 @@
 """Which decoder layers this model's ablation sweeps use (the paper's LLaVA layers scaled to its depth)."""
 
-from vrp.interventions.ablation import layer_plan
+from vrp.interventions.conditions import layer_plan
 from vrp.io import read_json, write_json
 from vrp.runlog import setup_job_logging
 

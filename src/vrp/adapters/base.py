@@ -906,6 +906,10 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def _registered_adapters() -> list[type[FamilyAdapter]]:
+    """Every family's adapter (the package imports them lazily: this imports all of them)."""
+    import vrp.adapters
+
+    vrp.adapters.ADAPTERS  # noqa: B018 (imports every family's adapter module)
     return list(FamilyAdapter.registry.values())
 
 

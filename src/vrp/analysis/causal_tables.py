@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from vrp.interventions.ablation import CONDITION_KEYS
+from vrp.interventions.conditions import CONDITION_KEYS
 from vrp.per_model import prepend_labels
 from vrp.stats import (
     INTERVAL_COLUMNS,

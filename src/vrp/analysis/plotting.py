@@ -10,12 +10,14 @@ matplotlib.use("Agg")  # workflow jobs have no display
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vrp.adapters import ADAPTERS  # noqa: E402
+from vrp.adapters import FAMILIES  # noqa: E402
+from vrp.adapters.catalog import family_attribute  # noqa: E402
 from vrp.io import atomic_path  # noqa: E402
 
-# one colour and one label per family, both declared by the family's adapter
-FAMILY_COLOURS = {family: adapter.display_colour for family, adapter in ADAPTERS.items()}
-FAMILY_LABELS = {family: adapter.display_name for family, adapter in ADAPTERS.items()}
+# one colour and one label per family, both declared by the family's adapter (read off its source:
+# importing the adapters would import torch and transformers into every figure job)
+FAMILY_COLOURS = {family: family_attribute(family, "display_colour") for family in FAMILIES}
+FAMILY_LABELS = {family: family_attribute(family, "display_name") for family in FAMILIES}
 
 
 def model_label(model: str, family: str) -> str:
