@@ -83,3 +83,21 @@ def test_the_lazy_package_still_offers_every_name_it_lists():
         vrp.adapters.get_adapter_class("lava")
     with pytest.raises(ValueError, match="unknown model family"):
         vrp.adapters.get_adapter_class(["llava"])
+
+
+def test_vrp_stats_imports_a_submodule_when_one_of_its_names_is_used():
+    loaded = _imported_after(
+        "import vrp.stats\nfrom vrp.stats import n_masked, select_patches\n"
+        "assert vrp.stats.layer_mean_ci and n_masked(0.5, 4) == 2"
+    )
+    assert {"vrp.stats.selection", "vrp.stats.summary"} <= loaded
+    assert not loaded & {"sklearn", "statsmodels", "vrp.stats.classify", "vrp.stats.attention"}
+
+
+def test_vrp_stats_exports_every_name_of_its_submodules_it_lists():
+    import vrp.stats
+
+    for name in vrp.stats.__all__:
+        assert getattr(vrp.stats, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        vrp.stats.nope  # noqa: B018
