@@ -3,7 +3,7 @@
 # channel fraction) is its own file. A masking share and a top-k point are each their own job, so
 # a cluster runs them in parallel and a new value runs only the new jobs; the single neurons of a
 # layer (ranks 1..max k) and the peak-layer fractions are one job each, because a job's fixed cost
-# (imports, model and question loading: ~9 CPU s on the demo) is larger than one such point. A new
+# (imports, model and question loading: ~5 CPU s on the demo) is larger than one such point. A new
 # rank or fraction reruns that one job. Layers of the ablation sweeps depend on each model's depth,
 # which the checkpoint causal_ablation_layers reads from the extraction manifest.
 
