@@ -70,6 +70,7 @@ rule monitor_evaluate:
             "check_questions",
             "seed",
         ),
+        interval_unit=config["stats"]["interval_unit"],
     script:
         "../workflow/scripts/monitor_evaluate.py"
 

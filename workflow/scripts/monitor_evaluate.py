@@ -38,6 +38,7 @@ pooled = metrics_with_ci(
     settings.coverages,
     settings.n_boot,
     settings.seed,
+    unit=snakemake.params.interval_unit,
 )
 pooled = pd.DataFrame(pooled).assign(
     axis="all", source="all", target="all", kind="in_distribution", note=""
@@ -51,6 +52,7 @@ shift = shift_evaluation(
     settings.coverages,
     settings.n_boot,
     settings.seed,
+    unit=snakemake.params.interval_unit,
 )
 table = pd.concat([pooled, shift], ignore_index=True)
 table.insert(0, "layer", layer)
