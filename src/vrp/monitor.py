@@ -55,6 +55,7 @@ from vrp.stats.cluster import (
     cluster_codes,
     cluster_resample_counts,
     percentile_interval,
+    tie_block_weights,
     weighted_auroc,
 )
 
@@ -320,17 +321,10 @@ def weighted_average_precision(correct, score) -> Callable[[np.ndarray], np.ndar
     correct / incorrect questions scoring at least the k-th threshold. NaN where a resample
     lacks a class (as :func:`score_metrics` gives NaN then). Scores are sorted once.
     """
-    labels = np.asarray(correct).astype(bool)
-    scores = np.asarray(score, dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores = scores[order]
-    pos_sorted = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # tie blocks
+    blocks = tie_block_weights(correct, score, descending=True)
 
     def statistic(w: np.ndarray) -> np.ndarray:
-        ws = w[:, order]
-        pos = np.add.reduceat(np.where(pos_sorted, ws, 0.0), starts, axis=1)
-        neg = np.add.reduceat(np.where(pos_sorted, 0.0, ws), starts, axis=1)
+        pos, neg = blocks(w)
         tps, fps = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
         total_pos, total_neg = tps[:, -1], fps[:, -1]
         with np.errstate(invalid="ignore", divide="ignore"):

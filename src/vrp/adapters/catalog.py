@@ -50,11 +50,7 @@ def tiny_defaults(family: str) -> dict:
     """
     module = f"{family}.py"
     for node in ast.walk(_adapter_tree(module)):
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "tiny_defaults":
-            return _adapter_literal(node.value, module)
-        if isinstance(node, ast.Assign) and any(
-            getattr(t, "id", None) == "tiny_defaults" for t in node.targets
-        ):
+        if _binds(node, "tiny_defaults"):
             return _adapter_literal(node.value, module)
     raise LookupError(f"no tiny_defaults literal in {ADAPTERS_DIR / module}")
 
@@ -64,63 +60,37 @@ def family_attribute(family: str, name: str):
     """The literal class attribute ``name`` (e.g. ``display_name``, ``display_colour``) of the
     adapter class of ``family``, read from ``<family>.py`` without importing it.
 
-    The family's class is the one whose body sets ``family = "<family>"``; an attribute it does
-    not set itself is looked up in its bases (a class of the same module, or one imported from
-    another adapter module), as Python would.
+    The family's class is the one whose body sets ``family = "<family>"``, and it must set
+    ``name`` itself (a label or colour is the family's own: the figures tell families apart by it).
     """
     module = f"{family}.py"
     for node in _adapter_tree(module).body:
-        if isinstance(node, ast.ClassDef) and _class_literal(node, "family", module) == family:
-            value = _class_attribute(node, module, name)
-            if value is _MISSING:
-                raise LookupError(
-                    f"{ADAPTERS_DIR / module}: class {node.name} sets no literal {name} "
-                    "(nor do its bases outside base.py)"
-                )
-            return value
+        if isinstance(node, ast.ClassDef) and any(
+            _binds(item, "family") and ast.literal_eval(item.value) == family for item in node.body
+        ):
+            for item in node.body:
+                if _binds(item, name):
+                    return _adapter_literal(item.value, module)
+            raise LookupError(f"{ADAPTERS_DIR / module}: class {node.name} sets no literal {name}")
     raise LookupError(f"{ADAPTERS_DIR / module}: no adapter class sets family = {family!r}")
 
 
-_MISSING = object()
+def _binds(node: ast.AST, name: str) -> bool:
+    """Whether statement ``node`` assigns a value to the plain name ``name``."""
+    if isinstance(node, ast.AnnAssign):
+        return node.value is not None and getattr(node.target, "id", None) == name
+    return isinstance(node, ast.Assign) and any(
+        getattr(t, "id", None) == name for t in node.targets
+    )
 
 
-def _class_literal(node: ast.ClassDef, name: str, module: str):
-    """The literal bound to ``name`` in the body of class ``node`` (``_MISSING`` if unbound)."""
-    for item in node.body:
-        if isinstance(item, ast.AnnAssign) and getattr(item.target, "id", None) == name:
-            if item.value is not None:
-                return _adapter_literal(item.value, module)
-        if isinstance(item, ast.Assign) and any(
-            getattr(t, "id", None) == name for t in item.targets
-        ):
-            return _adapter_literal(item.value, module)
-    return _MISSING
-
-
-def _class_attribute(node: ast.ClassDef, module: str, name: str):
-    """The literal ``name`` of class ``node`` or, unset there, of its adapter bases (else ``_MISSING``)."""
-    value = _class_literal(node, name, module)
-    for base in node.bases:
-        if value is not _MISSING:
-            break
-        found = _class_node(getattr(base, "id", None), module)
-        if found is not None:
-            value = _class_attribute(*found, name)
-    return value
-
-
-def _class_node(name: str | None, module: str) -> tuple[ast.ClassDef, str] | None:
-    """Class ``name`` as seen from adapter ``module``: defined there, or imported from another
-    family's adapter module (``base.py`` sets no family facts: None)."""
+def _import_source(name: str, module: str) -> str | None:
+    """The adapter module that adapter ``module`` imports ``name`` from, unrenamed
+    (``from vrp.adapters.<source> import name``), as a file name; None if it does not."""
     for node in _adapter_tree(module).body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            return node, module
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vrp.adapters."):
-            source = node.module.rsplit(".", 1)[1] + ".py"
-            if source != "base.py" and any(
-                (alias.asname or alias.name) == name and alias.name == name for alias in node.names
-            ):
-                return _class_node(name, source)
+            if any(alias.name == name and alias.asname in (None, name) for alias in node.names):
+                return node.module.rsplit(".", 1)[1] + ".py"
     return None
 
 
@@ -150,17 +120,11 @@ def _adapter_name(name: str, module: str):
     """The literal bound to ``name`` at the top of adapter ``module``, or in the adapter module it
     is imported from (``from vrp.adapters.<module> import name``)."""
     for node in _adapter_tree(module).body:
-        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == name:
+        if _binds(node, name):
             return _adapter_literal(node.value, module)
-        if isinstance(node, ast.Assign) and any(
-            getattr(t, "id", None) == name for t in node.targets
-        ):
-            return _adapter_literal(node.value, module)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("vrp.adapters."):
-            if any(
-                (alias.asname or alias.name) == name and alias.name == name for alias in node.names
-            ):
-                return _adapter_name(name, node.module.rsplit(".", 1)[1] + ".py")
+    source = _import_source(name, module)
+    if source is not None:
+        return _adapter_name(name, source)
     raise LookupError(
         f"{ADAPTERS_DIR / module}: {name} is neither a literal there nor imported from an adapter module"
     )

@@ -165,11 +165,15 @@ def random_mask_rngs(
 ) -> list[np.random.Generator]:
     """One generator per question of ``chunk``; with ``unit`` image, questions about one image get
     generators in the same state, so they draw the same patches (their grids are the image's)."""
+    check_random_unit(unit)
     if unit == "question":
         return [sample_rng(global_seed, seed, row) for row in chunk["row"]]
-    if unit == "image":
-        return [image_rng(global_seed, seed, image_id) for image_id in chunk["image_id"]]
-    raise ValueError(f"masking.random_unit must be one of {RANDOM_UNITS}, got {unit!r}")
+    return [image_rng(global_seed, seed, image_id) for image_id in chunk["image_id"]]
+
+
+def check_random_unit(unit: str) -> None:
+    if unit not in RANDOM_UNITS:
+        raise ValueError(f"masking.random_unit must be one of {RANDOM_UNITS}, got {unit!r}")
 
 
 def masked_images(
@@ -221,8 +225,7 @@ def run_masking(
     """
     if len(grids) != len(questions):
         raise ValueError(f"got {len(grids)} grids for {len(questions)} questions")
-    if random_unit not in RANDOM_UNITS:
-        raise ValueError(f"masking.random_unit must be one of {RANDOM_UNITS}, got {random_unit!r}")
+    check_random_unit(random_unit)  # before any pass, not at the first RANDOM condition
     questions = questions.reset_index(drop=True)
     scores = patch_scores(image_attention, questions["row"].to_numpy(), rank_layer, grids)
     conditions = [("high", -1), ("low", -1)] + [("random", int(s)) for s in random_seeds]

@@ -299,23 +299,41 @@ def within_group_pearson(x, y, strata) -> float:
     return float((centred["x"] * centred["y"]).sum() / math.sqrt(sxx * syy))
 
 
+def tie_block_weights(
+    y, score, descending: bool = False
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Per resample, the weight of positives and of negatives in each block of tied scores.
+
+    Scores are sorted once (ascending, or ``descending``); the returned function maps (b, n)
+    weights to two (b, n_blocks) arrays, blocks in score order: the common step of the weighted
+    rank statistics (:func:`weighted_auroc`, the monitor's weighted average precision).
+    """
+    labels = np.asarray(y).astype(bool)
+    scores = np.asarray(score, dtype=np.float64)
+    order = np.argsort(-scores if descending else scores, kind="stable")
+    sorted_scores = scores[order]
+    pos_sorted = labels[order]
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+
+    def blocks(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ws = w[:, order]
+        pos = np.add.reduceat(np.where(pos_sorted, ws, 0.0), starts, axis=1)
+        neg = np.add.reduceat(np.where(pos_sorted, 0.0, ws), starts, axis=1)
+        return pos, neg
+
+    return blocks
+
+
 def weighted_auroc(y, score) -> Callable[[np.ndarray], np.ndarray]:
     """Statistic: the weighted AUROC (Mann-Whitney, ties 1/2) of ``score`` for labels ``y`` (0/1).
 
     Equals ``roc_auc_score(y, score, sample_weight=w)`` row by row; NaN where a resample lacks a
     class. Scores are sorted once; each resample costs O(n).
     """
-    labels = np.asarray(y).astype(bool)
-    scores = np.asarray(score, dtype=np.float64)
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    pos_sorted = labels[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])  # tie blocks
+    blocks = tie_block_weights(y, score)
 
     def statistic(w: np.ndarray) -> np.ndarray:
-        ws = w[:, order]
-        pos = np.add.reduceat(np.where(pos_sorted, ws, 0.0), starts, axis=1)
-        neg = np.add.reduceat(np.where(pos_sorted, 0.0, ws), starts, axis=1)
+        pos, neg = blocks(w)
         below = np.cumsum(neg, axis=1) - neg
         total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
