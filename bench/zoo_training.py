@@ -6,7 +6,7 @@ workflow's word-level tokenizer) and times, per step, with ``time.process_time``
 * ``batch``: drawing the rows and ``adapter.encode_for_training`` (the processor's resize /
   normalise and tokenisation of the step's 32 rows; images are decoded once before the loop,
   as in :func:`vrp.zoo.train.train_adapter`),
-* ``forward``, ``backward``, ``optimizer`` (gradient clipping + AdamW + schedule step).
+* ``forward`` (under the configured ``train.autocast``), ``backward``, ``optimizer`` (gradient clipping + AdamW + schedule step).
 
 and once: decoding every training image, building the model. The last column projects the CPU
 seconds of the configured step budget (``models.<name>.train.steps``).
@@ -16,6 +16,7 @@ Needs the demo's train split and tokenizer:
     .venv/bin/snakemake --cores 1 results/data/synthetic/train.parquet results/zoo/tokenizer
     .venv/bin/python bench/zoo_training.py                      # all three families, 20 steps
     .venv/bin/python bench/zoo_training.py --model qwen2vl --steps 40
+    .venv/bin/python bench/zoo_training.py --autocast none bfloat16   # float32 vs mixed precision
 """
 
 from __future__ import annotations
@@ -30,15 +31,25 @@ import numpy as np
 
 
 def bench_model(
-    name: str, model: dict, train, tokenizer, steps: int, warmup: int, seed: int
+    name: str,
+    model: dict,
+    train,
+    tokenizer,
+    steps: int,
+    warmup: int,
+    seed: int,
+    autocast: str | None = None,
 ) -> dict:
     import torch
 
     from vrp.adapters import get_adapter_class
     from vrp.benchmark.images import decode_images
-    from vrp.zoo.train import TrainConfig, lr_multiplier, row_probabilities
+    from vrp.zoo.train import TrainConfig, autocast_context, lr_multiplier, row_probabilities
 
-    config = TrainConfig.from_dict(dict(model["train"]))
+    settings = dict(model["train"])
+    if autocast is not None:
+        settings["autocast"] = autocast
+    config = TrainConfig.from_dict(settings)
     start = time.process_time()
     adapter = get_adapter_class(model["family"]).build_tiny(
         tokenizer, dict(model["tiny"]), seed=seed
@@ -66,7 +77,8 @@ def bench_model(
             [images[i] for i in rows], [questions[i] for i in rows], [answers[i] for i in rows]
         )
         t1 = time.process_time()
-        loss = net(**batch).loss
+        with autocast_context(config, adapter.device):
+            loss = net(**batch).loss
         t2 = time.process_time()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -86,6 +98,7 @@ def bench_model(
         "family": model["family"],
         "parameters": sum(p.numel() for p in net.parameters()),
         "batch_size": config.batch_size,
+        "autocast": config.autocast,
         "mean_sequence_length": statistics.mean(lengths),
         "decode_train_images_s": round(decode_s, 2),
         "build_model_s": round(build_s, 2),
@@ -109,6 +122,12 @@ def main() -> None:
     parser.add_argument("--tokenizer", default="results/zoo/tokenizer")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument(
+        "--autocast",
+        nargs="+",
+        choices=["bfloat16", "none"],
+        help="training precision(s) to time (default: each model's configured one)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -136,10 +155,18 @@ def main() -> None:
     train = read_questions(args.train)
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     for name in names:
-        result = bench_model(
-            name, models[name], train, tokenizer, args.steps, args.warmup, config["seed"]
-        )
-        print(json.dumps(result), flush=True)
+        for autocast in args.autocast or [None]:
+            result = bench_model(
+                name,
+                models[name],
+                train,
+                tokenizer,
+                args.steps,
+                args.warmup,
+                config["seed"],
+                autocast,
+            )
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -174,6 +174,7 @@ rule causal_ablation_top_k:
         mode=config["ablation"]["mode"],
         seed=config["seed"],
         prefix_sharing=config["runtime"]["prefix_sharing"],
+        replay_last_layer=config["runtime"]["replay_last_layer"],
     script:
         "../workflow/scripts/causal_ablation.py"
 

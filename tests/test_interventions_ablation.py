@@ -15,15 +15,18 @@ from vrp.adapters import FAMILIES
 from vrp.adapters.llava import LlavaAdapter
 from vrp.analysis.causal_tables import ablation_table
 from vrp.interventions.ablation import (
+    LastLayerReplay,
     ablate_mlp_channels,
     build_conditions,
     channel_means,
     layer_plan,
     ranked_channels,
+    replays_last_layer,
     run_ablation,
+    run_ablation_plans,
     scale_layers,
 )
-from vrp.scoring import predict
+from vrp.scoring import CandidateIndex, candidate_sets, predict, predict_batch
 from vrp.zoo.tokenizer import build_word_tokenizer, template_words
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -262,3 +265,132 @@ def test_planted_signal_top_k_ablation_drops_accuracy_random_does_not(planted, q
         planted, questions, candidates, conditions[:1], mode="mean", batch_size=8
     )
     assert mean_runs["correct"].mean() < 1.0 and (mean_runs["mode"] == "mean").all()
+
+
+# ------------------------------------------------------------------ the last-layer replay
+REPLAY_LAYERS = 3
+TWO_WORD_ANSWERS = {"apple": "red apple", "kite": "red kite"}  # "red ..." vs "window": continuation
+
+
+@pytest.fixture(scope="module")
+def replay_questions() -> pd.DataFrame:
+    """Every task about three images, object answers of one and two words (so the scoring takes
+    continuation forwards and stop probabilities), interleaved so batches mix images."""
+    from conftest import synthetic_eval_questions
+
+    table = synthetic_eval_questions(seed=5, n_eval_images=3)
+    table["answer"] = table["answer"].replace(TWO_WORD_ANSWERS)
+    picked = table.groupby(["image_id", "task"], sort=True).head(3)
+    return picked.sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def replay_adapters(replay_questions):
+    words = [*replay_questions["question"], *replay_questions["answer"], "yes", "no"]
+    tokenizer = build_word_tokenizer(words, template_words())
+    return tiny_adapters(tokenizer, num_hidden_layers=REPLAY_LAYERS, seed=6)
+
+
+def _replay_conditions():
+    last = REPLAY_LAYERS - 1
+    ranking = _ranking(last, [7, 70, 100, 12, 90])
+    conditions = build_conditions(
+        {"kind": "top_k", "k": 5, "random_seeds": [0, 1]}, last, ranking, 128
+    )
+    conditions += build_conditions({"kind": "single", "rank": 1}, last, ranking, 128)
+    conditions += build_conditions({"kind": "bypass"}, last, None, 128)
+    conditions += build_conditions({"kind": "bypass"}, 0, None, 128)  # not the last: hooked
+    return conditions
+
+
+def _relative_change(a: pd.Series, b: pd.Series) -> float:
+    a, b = a.to_numpy(), b.to_numpy()
+    return float(np.abs(a - b).max()) / max(float(np.abs(b).max()), 1e-12)
+
+
+def _assert_same_scores(replayed: pd.DataFrame, hooked: pd.DataFrame) -> None:
+    assert replayed["question_id"].tolist() == hooked["question_id"].tolist()
+    assert replayed["prediction"].tolist() == hooked["prediction"].tolist()
+    assert _relative_change(replayed["p_answer"], hooked["p_answer"]) <= 1e-5
+
+
+@pytest.mark.parametrize("share_prefix", [True, False], ids=["shared", "full"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_last_layer_replay_equals_the_hooked_forward(
+    replay_adapters, replay_questions, family, share_prefix
+):
+    adapter = replay_adapters[family]
+    candidates = candidate_sets(replay_questions)
+    assert any(len(c.split()) > 1 for c in candidates["object_id"])
+    assert CandidateIndex(adapter, candidates).needs_continuation
+    conditions = _replay_conditions()
+    assert [replays_last_layer(adapter, c, True) for c in conditions] == [True] * 5 + [False]
+    runs = {
+        replay: run_ablation(
+            adapter,
+            replay_questions,
+            candidates,
+            conditions,
+            batch_size=8,
+            share_prefix=share_prefix,
+            replay_last_layer=replay,
+        )
+        for replay in (True, False)
+    }
+    _assert_same_scores(runs[True], runs[False])
+    for mode in ("mean",):
+        replayed, hooked = (
+            run_ablation(
+                adapter,
+                replay_questions,
+                candidates,
+                conditions[:1],
+                mode=mode,
+                batch_size=8,
+                share_prefix=share_prefix,
+                replay_last_layer=replay,
+            )
+            for replay in (True, False)
+        )
+        _assert_same_scores(replayed, hooked)
+    # the ablations change the answers' probabilities, so the comparison above has teeth
+    clean = predict(adapter, replay_questions, candidates, batch_size=8)
+    top_k = runs[True][runs[True]["condition"] == "top_k"].reset_index(drop=True)
+    assert _relative_change(top_k["p_answer"], clean["p_answer"]) > 1e-3
+
+
+def test_plans_in_one_sweep_equal_each_plan_alone(replay_adapters, replay_questions):
+    adapter = replay_adapters["qwen2vl"]
+    candidates = candidate_sets(replay_questions)
+    conditions = _replay_conditions()
+    plans = [conditions[:3], conditions[3:4], conditions[4:]]
+    together = run_ablation_plans(adapter, replay_questions, candidates, plans, batch_size=8)
+    assert [len(frame) for frame in together] == [len(replay_questions) * len(p) for p in plans]
+    for plan, frame in zip(plans, together):
+        alone = run_ablation(adapter, replay_questions, candidates, plan, batch_size=8)
+        pd.testing.assert_frame_equal(frame, alone)
+
+
+def test_a_replay_that_drops_the_edit_or_loses_step_is_caught(replay_adapters, replay_questions):
+    adapter = replay_adapters["llava"]
+    candidates = candidate_sets(replay_questions)
+    batch = replay_questions.head(8)
+    index = CandidateIndex(adapter, candidates)
+    rows = list(range(len(batch)))
+    replay = LastLayerReplay(adapter)
+    with replay.recording():
+        clean = predict_batch(adapter, index, batch, rows, True)
+    with replay.replaying(lambda m: m):  # the identity edit gives the unablated scores back
+        same = predict_batch(adapter, index, batch, rows, True)
+    _assert_same_scores(same, clean)
+    with pytest.raises(AssertionError):  # a replay that ignored the edit would be caught
+        with replay.replaying(lambda m: torch.zeros_like(m)):
+            bypassed = predict_batch(adapter, index, batch, rows, True)
+        _assert_same_scores(bypassed, clean)
+    with pytest.raises(RuntimeError, match="not the recorded one"):
+        with replay.replaying(lambda m: m):
+            predict_batch(adapter, index, batch, rows[:4], True)
+    with pytest.raises(RuntimeError, match="already set"):
+        with adapter.standing_in(lambda **kwargs: None):
+            with replay.replaying(lambda m: m):
+                pass

@@ -122,7 +122,7 @@ def full_pass(
 ) -> PromptPass:
     """The plain forward over a left-padded batch (``adapter.encode``): position -1 is each row's
     last prompt token."""
-    out = adapter.model(**inputs, use_cache=use_cache, logits_to_keep=1)
+    out = adapter.forward(**inputs, use_cache=use_cache, logits_to_keep=1)
     state = PromptState(
         out.cache if use_cache else None,
         inputs["attention_mask"],
@@ -135,7 +135,7 @@ def full_pass(
 def prefix_pass(adapter: FamilyAdapter, shared: SharedPrompts) -> PromptState:
     """The forward over one image's prefix; its cache serves every question about the image."""
     inputs = shared.prefix_inputs
-    out = adapter.model(**inputs, use_cache=True, logits_to_keep=1)
+    out = adapter.forward(**inputs, use_cache=True, logits_to_keep=1)
     return PromptState(out.cache, inputs["attention_mask"], adapter.next_positions(inputs))
 
 
@@ -151,7 +151,7 @@ def suffix_pass(
     lengths = shared.suffix_lengths
     last = lengths - 1
     keep = torch.unique(last)  # sorted; the logits of only these positions are computed
-    out = adapter.model(
+    out = adapter.forward(
         **kwargs, cache=cache_rows(prefix.cache, rows), use_cache=True, logits_to_keep=keep
     )
     logits = out.logits[torch.arange(len(last)), torch.searchsorted(keep, last)]
@@ -250,7 +250,7 @@ def generate(
         kwargs = adapter.continuation_inputs(
             step_state, torch.arange(rows, device=device), step_ids, step_mask
         )
-        out = adapter.model(**kwargs, cache=cache, use_cache=True, logits_to_keep=1)
+        out = adapter.forward(**kwargs, cache=cache, use_cache=True, logits_to_keep=1)
         cache, key_mask = out.cache, kwargs["attention_mask"]
         positions = positions + 1
         logits = out.logits[:, -1, :]

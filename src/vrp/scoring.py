@@ -304,7 +304,9 @@ def _continuation_log_probs(adapter, prefixes, state: PromptState, max_rows):
             mask[r, : len(prefix)] = 1
         rows = torch.tensor([b for b, _ in chunk], device=device)
         kwargs = adapter.continuation_inputs(state, rows, suffix, mask)
-        logits = adapter.model(**kwargs, cache=cache_rows(state.cache, rows), use_cache=True).logits
+        logits = adapter.forward(
+            **kwargs, cache=cache_rows(state.cache, rows), use_cache=True
+        ).logits
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         for r, (b, prefix) in enumerate(chunk):
             for j in range(len(prefix)):
@@ -485,42 +487,69 @@ def predict(
     """
     from tqdm.auto import tqdm
 
-    from vrp.benchmark.images import decode_images
-
     questions = questions.reset_index(drop=True)
-    if images is not None and len(images) != len(questions):
-        raise ValueError(f"got {len(images)} images for {len(questions)} questions")
     index = CandidateIndex(adapter, candidates)
-    sharing = uses_shared_prefix(adapter, share_prefix)
-    if images is None:
-        batches = [(rows, sharing) for rows in question_batches(questions, batch_size, sharing)]
-    elif sharing:  # given images: rows share a prefix where their pixels are equal
-        batches = content_batches(images, batch_size)
-    else:
-        batches = [(rows, False) for rows in consecutive_batches(len(questions), batch_size)]
     parts = []
     for rows, share in tqdm(
-        batches, desc=f"predict {adapter.family}", mininterval=5, disable=not progress
+        prediction_batches(adapter, questions, batch_size, images, share_prefix),
+        desc=f"predict {adapter.family}",
+        mininterval=5,
+        disable=not progress,
     ):
-        batch = questions.iloc[rows]
-        batch_images = (
-            [images[r] for r in rows] if images is not None else decode_images(batch["image"])
-        )
-        out = score_batch(
-            adapter,
-            index,
-            batch_images,
-            batch["question"].tolist(),
-            batch["task"].tolist(),
-            batch["answer"].tolist(),
-            share,
-            max_continuation_rows,
-        )
-        meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
-            drop=True
-        )
-        parts.append((rows, pd.concat([meta, out], axis=1)))
+        frame = predict_batch(adapter, index, questions, rows, share, images, max_continuation_rows)
+        parts.append((rows, frame))
     return in_batch_order(parts)
+
+
+def prediction_batches(
+    adapter: FamilyAdapter,
+    questions: pd.DataFrame,
+    batch_size: int,
+    images: list | None = None,
+    share_prefix: bool = True,
+) -> list[tuple[list[int], bool]]:
+    """The batches ``(rows, share)`` :func:`predict` scores ``questions`` (index 0..n-1) in."""
+    if images is not None and len(images) != len(questions):
+        raise ValueError(f"got {len(images)} images for {len(questions)} questions")
+    sharing = uses_shared_prefix(adapter, share_prefix)
+    if images is None:
+        return [(rows, sharing) for rows in question_batches(questions, batch_size, sharing)]
+    if sharing:  # given images: rows share a prefix where their pixels are equal
+        return content_batches(images, batch_size)
+    return [(rows, False) for rows in consecutive_batches(len(questions), batch_size)]
+
+
+@torch.no_grad()
+def predict_batch(
+    adapter: FamilyAdapter,
+    index: CandidateIndex,
+    questions: pd.DataFrame,
+    rows: list[int],
+    share: bool,
+    images: list | None = None,
+    max_continuation_rows: int = DEFAULT_MAX_CONTINUATION_ROWS,
+) -> pd.DataFrame:
+    """:func:`predict`'s frame of one batch (``rows`` of ``questions``, in that order)."""
+    from vrp.benchmark.images import decode_images
+
+    batch = questions.iloc[rows]
+    batch_images = (
+        [images[r] for r in rows] if images is not None else decode_images(batch["image"])
+    )
+    out = score_batch(
+        adapter,
+        index,
+        batch_images,
+        batch["question"].tolist(),
+        batch["task"].tolist(),
+        batch["answer"].tolist(),
+        share,
+        max_continuation_rows,
+    )
+    meta = batch[["question_id", "image_id", "task", "pope_setting", "answer"]].reset_index(
+        drop=True
+    )
+    return pd.concat([meta, out], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------

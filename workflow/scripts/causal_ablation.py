@@ -1,10 +1,11 @@
 """Ablation sweep points of one model on one dataset: MLP output channels of one layer zeroed (or
 mean-replaced), re-scored. One plan per output file (params.plans, in output order); the model and
-the questions are loaded once for all of them."""
+the questions are loaded once for all of them, and all plans' conditions are scored in one sweep
+(the last layer's share one unablated pass per batch: vrp.interventions.ablation.LastLayerReplay)."""
 
 import pandas as pd
 
-from vrp.interventions.ablation import build_conditions, run_ablation
+from vrp.interventions.ablation import build_conditions, run_ablation_plans
 from vrp.interventions.masking import load_causal_inputs
 from vrp.io import read_json, write_parquet
 from vrp.models import load_model_from_spec
@@ -35,10 +36,11 @@ def plan_layer(plan):
 layers = [plan_layer(plan) for plan in plans]  # every layer checked before the model loads
 ranking = pd.read_parquet(snakemake.input.ranking) if "ranking" in snakemake.input.keys() else None
 adapter = load_model_from_spec(snakemake.params.model)
-for plan, layer, path in zip(plans, layers, snakemake.output):
-    conditions = build_conditions(
-        plan, layer, ranking, adapter.hidden_size, global_seed=snakemake.params.seed
-    )
+plan_conditions = [
+    build_conditions(plan, layer, ranking, adapter.hidden_size, global_seed=snakemake.params.seed)
+    for plan, layer in zip(plans, layers)
+]
+for path, layer, conditions in zip(snakemake.output, layers, plan_conditions):
     log.info(
         "%s: layer %d, %d question(s); conditions:\n%s",
         path,
@@ -49,17 +51,21 @@ for plan, layer, path in zip(plans, layers, snakemake.output):
             for c in conditions
         ),
     )
-    runs = run_ablation(
-        adapter,
-        questions,
-        manifest["candidates"],
-        conditions,
-        mode=snakemake.params.mode,
-        batch_size=settings["batch_size"],
-        share_prefix=snakemake.params.prefix_sharing,
-    )
+frames = run_ablation_plans(
+    adapter,
+    questions,
+    manifest["candidates"],
+    plan_conditions,
+    mode=snakemake.params.mode,
+    batch_size=settings["batch_size"],
+    share_prefix=snakemake.params.prefix_sharing,
+    replay_last_layer=snakemake.params.replay_last_layer,
+    progress=True,
+)
+for path, runs in zip(snakemake.output, frames):
     log.info(
-        "accuracy per condition\n%s",
+        "%s: accuracy per condition\n%s",
+        path,
         runs.groupby(["condition", "seed"])["correct"].mean().to_string(),
     )
     write_parquet(

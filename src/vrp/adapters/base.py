@@ -20,9 +20,10 @@ Conventions shared by all adapters
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -130,6 +131,30 @@ class FamilyAdapter(abc.ABC):
         self._check_template(self.prompt_template)
         self._answer_ids_cache: dict[str, list[int]] = {}
         self._form_ids_cache: dict[str, list[int] | None] = {}
+        self._stand_in: Callable[..., Any] | None = None
+
+    # ------------------------------------------------------------------ the forward
+    def forward(self, **kwargs) -> Any:
+        """One model call of a prompt pass, a continuation or a decoding step (``self.model``).
+
+        Every such call goes through here, so an intervention that knows the result without the
+        full computation may stand in for it (:meth:`standing_in`; the ablation's last-layer
+        replay, :mod:`vrp.interventions.ablation`).
+        """
+        if self._stand_in is not None:
+            return self._stand_in(**kwargs)
+        return self.model(**kwargs)
+
+    @contextlib.contextmanager
+    def standing_in(self, forward: Callable[..., Any]) -> Iterator[None]:
+        """Inside the block, :meth:`forward` calls ``forward(**kwargs)`` instead of the model."""
+        if self._stand_in is not None:
+            raise RuntimeError(f"{self.family}: a stand-in for the model's forward is already set")
+        self._stand_in = forward
+        try:
+            yield
+        finally:
+            self._stand_in = None
 
     # ------------------------------------------------------------------ construction / IO
     @classmethod
@@ -771,6 +796,16 @@ class FamilyAdapter(abc.ABC):
     def lm_head(self) -> torch.nn.Module:
         """The output projection to vocabulary logits."""
         return self.model.get_output_embeddings()
+
+    def logits_from_residual(self, residual: torch.Tensor) -> torch.Tensor:
+        """(..., V) the logits the model computes from the last decoder layer's output ``residual``
+        (..., d): the final norm, ``lm_head`` and, where the text config sets one, the final
+        logit soft-capping (Gemma 2's; Gemma 3's is unset)."""
+        logits = self.lm_head()(self.final_norm()(residual))
+        cap = getattr(self.text_config, "final_logit_softcapping", None)
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     @abc.abstractmethod
     def image_embedding_module(self) -> torch.nn.Module:
