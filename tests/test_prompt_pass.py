@@ -16,6 +16,7 @@ from vrp.benchmark.images import decode_images
 from vrp.extract import ExtractionSettings, Extractor
 from vrp.prompt_pass import (
     generate,
+    generate_shared,
     image_groups,
     pass_record,
     prompt_passes,
@@ -226,6 +227,36 @@ def test_generate_from_a_selected_state_leaves_the_state_reusable(adapter, quest
     first = generate(adapter, prompt.logits[pick], select_rows(prompt.state, pick), 3, greedy)
     again = generate(adapter, prompt.logits[pick], select_rows(prompt.state, pick), 3, greedy)
     assert first == again and first[0] == first[1] == first[2]
+
+
+@pytest.mark.parametrize("share", [True, False], ids=["shared", "full"])
+def test_generate_shared_equals_plain_decoding_with_fewer_rows(adapter, questions, share):
+    from vrp.interventions.sampling import ConsistencySettings, sample_seed, seeded_sampler
+
+    batch = _mixed_batch(questions, n=6)
+    images, texts = decode_images(batch["image"]), batch["question"].tolist()
+    rows, prompt = next(iter(prompt_passes(adapter, images, texts, True, share)))
+    picks = torch.arange(len(rows)).repeat_interleave(8)  # 8 samples of each prompt row
+    settings = ConsistencySettings(temperature=1.5, top_p=1.0)
+
+    def sampler():
+        seeds = [sample_seed(0, f"q{int(p)}", s) for s, p in enumerate(picks)]
+        return seeded_sampler(settings, [torch.Generator().manual_seed(x) for x in seeds])
+
+    forwarded = []
+
+    def counting(**kwargs):
+        forwarded.append(int(kwargs["input_ids"].shape[0]))
+        return adapter.model(**kwargs)
+
+    plain = generate(adapter, prompt.logits[picks], select_rows(prompt.state, picks), 4, sampler())
+    with adapter.standing_in(counting):
+        shared = generate_shared(adapter, prompt, picks, 4, sampler())
+    assert shared == plain
+    assert len({tuple(t) for t in plain}) > len(rows)  # samples of a prompt row differ ...
+    assert 0 < max(forwarded) < len(picks)  # ... yet each step forwards only distinct ones
+    again = generate_shared(adapter, prompt, picks, 4, sampler())
+    assert again == plain  # the prompt's state was left as it was
 
 
 def test_image_batches_keep_images_together():

@@ -255,3 +255,55 @@ def generate(
         positions = positions + 1
         logits = out.logits[:, -1, :]
     return tokens
+
+
+@torch.no_grad()
+def generate_shared(
+    adapter: FamilyAdapter,
+    prompt: PromptPass,
+    picks: torch.Tensor,
+    max_new_tokens: int,
+    choose: Callable[[torch.Tensor, int], torch.Tensor],
+) -> list[list[int]]:
+    """:func:`generate` for rows that continue prompt rows ``picks`` (R,) of ``prompt``, with one
+    forward per distinct continuation: ids without the eos, one list per row.
+
+    A row's next-token distribution depends only on its prompt and the tokens it has drawn, so
+    the rows that drew the same tokens from the same prompt row (the K samples of a one-word
+    answer mostly agree) share one forward, and each row draws from it with its own ``choose``
+    stream (row r of the (R, V) logits ``choose`` gets). The prompt's state is left untouched.
+    """
+    eos = adapter.tokenizer.eos_token_id
+    device = prompt.logits.device
+    rows = int(picks.shape[0])
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    alive = [True] * rows
+    node = picks.tolist()  # each row's entry in the current logits: step 0, its prompt row
+    logits, state = prompt.logits, prompt.state
+    for step in range(max_new_tokens):
+        chosen = choose(logits[torch.tensor(node, device=device)].float(), step)
+        for r in range(rows):
+            if alive[r]:
+                token = int(chosen[r])
+                if token == eos:
+                    alive[r] = False
+                else:
+                    tokens[r].append(token)
+        if not any(alive) or step == max_new_tokens - 1:
+            break
+        branches: dict[tuple[int, int], int] = {}  # (entry, token) -> the next step's entry
+        for r in range(rows):
+            node[r] = (
+                branches.setdefault((node[r], tokens[r][-1]), len(branches)) if alive[r] else 0
+            )
+        parents = torch.tensor([entry for entry, _ in branches], device=device)
+        step_ids = torch.tensor([[token] for _, token in branches], device=device)
+        branch = select_rows(state, parents)
+        step_mask = torch.ones(step_ids.shape, dtype=branch.key_mask.dtype, device=device)
+        kwargs = adapter.continuation_inputs(
+            branch, torch.arange(len(branches), device=device), step_ids, step_mask
+        )
+        out = adapter.forward(**kwargs, cache=branch.cache, use_cache=True, logits_to_keep=1)
+        state = PromptState(out.cache, kwargs["attention_mask"], branch.next_positions + 1)
+        logits = out.logits[:, -1, :]
+    return tokens

@@ -2,7 +2,8 @@
 
 :func:`sample_answers` runs each question's prompt once (:mod:`vrp.prompt_pass`: one shared prefix
 per image for the causal families) and draws its ``k_max`` answers from that one prompt state, as
-one batch of question x sample rows decoded together. Tokens are drawn with transformers' own
+one batch of question x sample rows decoded together, where the samples of a question that have
+drawn the same tokens so far share one forward (:func:`vrp.prompt_pass.generate_shared`). Tokens are drawn with transformers' own
 logits warpers (temperature, then top-k, then top-p, as ``generate(do_sample=True)`` applies
 them). Sample ``s`` of question ``q`` draws from its own generator, seeded with
 ``sample_seed(seed, q, s)``, so
@@ -47,7 +48,7 @@ from vrp import stats
 from vrp.adapters.base import FamilyAdapter
 from vrp.benchmark.images import decode_images
 from vrp.config import known_fields
-from vrp.prompt_pass import generate, prompt_passes, select_rows, uses_shared_prefix
+from vrp.prompt_pass import generate_shared, prompt_passes, uses_shared_prefix
 from vrp.scoring import SCORED_TASKS_EXCLUDED, question_batches
 
 SAMPLE_COLUMNS = [
@@ -187,10 +188,10 @@ def sample_answers(
                     )
                     for g, s in chunk
                 ]
-                ids = generate(
+                ids = generate_shared(
                     adapter,
-                    prompt.logits[pick],
-                    select_rows(prompt.state, pick),
+                    prompt,
+                    pick,
                     settings.max_new_tokens,
                     seeded_sampler(settings, generators),
                 )
