@@ -41,7 +41,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.05
     # Share of each task in the training batches (None: rows drawn uniformly). Weighting presence
     # and the caption auxiliary task up is what makes tiny models learn within a few hundred
-    # steps (the demo: 60 % presence, 30 % caption, in 450-800 steps).
+    # steps (the demo: 60 % presence, 30 % caption, in 450-1000 steps).
     task_weights: dict[str, float] | None = None
     # mixed precision of the forward and backward (module docstring): bfloat16 or none
     autocast: str = "bfloat16"
