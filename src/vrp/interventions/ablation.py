@@ -33,8 +33,9 @@ alone, the same scoring code running on top (:class:`LastLayerReplay` stands in 
 the recorded order). That holds for every family whose ``mlp_module`` output is the MLP's term of
 the residual sum (Gemma 3's is its post-feedforward norm, so it holds there too). It replaces a full
 pass per condition with one shared pass per job: the paper's k sweep and the single-neuron ranks
-are at the last layer. Predictions and scores equal the hooked forward's to float32 rounding
-(``h - m`` for ``resid + 0``; tests/test_interventions_ablation.py holds each family to 1e-5).
+are at the last layer. Predictions and scores equal the hooked forward's to the rounding of one add
+in the model's dtype (``h - m`` for ``resid + 0``, summed in float32;
+tests/test_interventions_ablation.py holds each float32 family to 1e-5).
 
 Layers: the paper's LLaVA layers (10, 17, 21, 27, 29, 31 of 32) are mapped to a model of depth L by
 :func:`scale_layers`: round(l * (L - 1) / (D - 1)), so the last layer maps to the last layer.
@@ -276,7 +277,10 @@ class LastLayerReplay:
                     "the scoring's forwards must not depend on the logits"
                 )
             replayed += 1
-            residual = call.residual + (edit(call.mlp) - call.mlp)
+            # in float32, so a half-precision model rounds once, where its own add would
+            mlp = call.mlp.float()
+            edited = call.residual.float() + (edit(call.mlp).float() - mlp)
+            residual = edited.to(call.residual.dtype)
             return _ReplayedOutput(adapter.logits_from_residual(residual), _ReplayedCache())
 
         with adapter.standing_in(forward):
