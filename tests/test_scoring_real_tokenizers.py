@@ -344,3 +344,50 @@ def test_a_missing_tokenizer_fails_naming_the_fetch_command(monkeypatch, tmp_pat
     monkeypatch.setattr(real_tokenizers, "TOKENIZER_DIR", tmp_path)
     with pytest.raises(pytest.fail.Exception, match="bash scripts/fetch_tokenizers.sh"):
         real_tokenizers.tokenizer_folder("llama2")
+
+
+def test_last_layer_ablation_replay_equals_the_hooked_forward(adapter):
+    """The replay (vrp.interventions.ablation) over real vocabularies: multi-token COCO names whose
+    first tokens other candidates share, so continuation forwards are replayed too."""
+    import io
+
+    import pandas as pd
+
+    from vrp.interventions.ablation import build_conditions, run_ablation
+
+    def png(seed):
+        pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    rows = [
+        ("object_id", "What is the object in the image?", "baseball bat"),
+        ("object_id", "What is the object in the image?", "traffic light"),
+        ("presence", "Is there a dog in the image?", "yes"),
+        ("counting", "How many dogs are there?", "2"),
+    ]
+    questions = pd.DataFrame(
+        [
+            {
+                "question_id": f"q{i}",
+                "image_id": f"img{i % 2}",
+                "image": png(i % 2),
+                "question": question,
+                "answer": answer,
+                "task": task,
+                "pope_setting": "",
+            }
+            for i, (task, question, answer) in enumerate(rows)
+        ]
+    )
+    assert CandidateIndex(adapter, CANDIDATES).needs_continuation
+    last = adapter.num_layers - 1
+    conditions = build_conditions({"kind": "bypass"}, last, None, adapter.hidden_size)
+    replayed, hooked = (
+        run_ablation(adapter, questions, CANDIDATES, conditions, batch_size=4, replay_last_layer=r)
+        for r in (True, False)
+    )
+    assert replayed["prediction"].tolist() == hooked["prediction"].tolist()
+    a, b = replayed["p_answer"].to_numpy(), hooked["p_answer"].to_numpy()
+    assert np.abs(a - b).max() <= 1e-5 * np.abs(b).max()

@@ -211,7 +211,6 @@ def prompt_passes(
 # ---------------------------------------------------------------------------------------------
 # decoding from a prompt state
 # ---------------------------------------------------------------------------------------------
-@torch.no_grad()
 def generate(
     adapter: FamilyAdapter,
     first_logits: torch.Tensor,
@@ -222,39 +221,12 @@ def generate(
     """Decode up to ``max_new_tokens`` tokens per row from a prompt state; ids without the eos.
 
     ``first_logits`` (R, V) are the logits at each row's last prompt token and ``state`` the
-    matching rows' state (its cache is extended in place: pass a copy from :func:`select_rows`
-    when the state serves again). ``choose(logits, step)`` returns one token id per row (greedy:
-    argmax; sampling: seeded draws). A row stops at the eos token; the batch stops when every
-    row has.
+    matching rows' state (left untouched). ``choose(logits, step)`` returns one token id per row
+    (greedy: argmax; sampling: seeded draws). A row stops at the eos token; the batch stops when
+    every row has. Each row is its own prompt here: :func:`generate_shared` with no rows in common.
     """
-    eos = adapter.tokenizer.eos_token_id
-    rows = first_logits.shape[0]
-    device = first_logits.device
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    alive = torch.ones(rows, dtype=torch.bool, device=device)
-    logits = first_logits
-    key_mask, positions, cache = state.key_mask, state.next_positions, state.cache
-    for step in range(max_new_tokens):
-        chosen = choose(logits.float(), step)
-        for r in alive.nonzero(as_tuple=True)[0].tolist():
-            token = int(chosen[r])
-            if token == eos:
-                alive[r] = False
-            else:
-                tokens[r].append(token)
-        if not alive.any() or step == max_new_tokens - 1:
-            break
-        step_ids = chosen.view(rows, 1).to(device)
-        step_mask = alive.view(rows, 1).to(key_mask.dtype)
-        step_state = PromptState(cache, key_mask, positions)
-        kwargs = adapter.continuation_inputs(
-            step_state, torch.arange(rows, device=device), step_ids, step_mask
-        )
-        out = adapter.forward(**kwargs, cache=cache, use_cache=True, logits_to_keep=1)
-        cache, key_mask = out.cache, kwargs["attention_mask"]
-        positions = positions + 1
-        logits = out.logits[:, -1, :]
-    return tokens
+    rows = torch.arange(first_logits.shape[0], device=first_logits.device)
+    return generate_shared(adapter, PromptPass(first_logits, state), rows, max_new_tokens, choose)
 
 
 @torch.no_grad()
@@ -265,13 +237,16 @@ def generate_shared(
     max_new_tokens: int,
     choose: Callable[[torch.Tensor, int], torch.Tensor],
 ) -> list[list[int]]:
-    """:func:`generate` for rows that continue prompt rows ``picks`` (R,) of ``prompt``, with one
-    forward per distinct continuation: ids without the eos, one list per row.
+    """Decode up to ``max_new_tokens`` tokens for rows that continue prompt rows ``picks`` (R,) of
+    ``prompt``, with one forward per distinct continuation: ids without the eos, one list per row.
+
+    ``choose(logits, step)`` returns one token id per row of the (R, V) logits it gets (row r:
+    its own stream); a row stops at the eos token, and decoding stops when every row has.
 
     A row's next-token distribution depends only on its prompt and the tokens it has drawn, so
     the rows that drew the same tokens from the same prompt row (the K samples of a one-word
-    answer mostly agree) share one forward, and each row draws from it with its own ``choose``
-    stream (row r of the (R, V) logits ``choose`` gets). The prompt's state is left untouched.
+    answer mostly agree) share one forward, and each row draws from it with its own stream. The
+    prompt's state is left untouched.
     """
     eos = adapter.tokenizer.eos_token_id
     device = prompt.logits.device

@@ -126,8 +126,13 @@ def ablate_mlp_channels(
     per hidden unit for the bypass) replaces with those values; ``None`` zeroes. The hook is
     removed on exit, also after an error.
     """
-    module = adapter.mlp_module(layer)
-    edit = channel_edit(adapter, channels, values)
+    with _editing_mlp(adapter, layer, channel_edit(adapter, channels, values)):
+        yield
+
+
+@contextlib.contextmanager
+def _editing_mlp(adapter: FamilyAdapter, layer: int, edit) -> Iterator[None]:
+    """Inside the block, decoder ``layer``'s MLP output is replaced by ``edit(output)``."""
 
     def hook(mod, args, output):
         if not isinstance(output, torch.Tensor):
@@ -136,7 +141,7 @@ def ablate_mlp_channels(
             )
         return edit(output)
 
-    handle = module.register_forward_hook(hook)
+    handle = adapter.mlp_module(layer).register_forward_hook(hook)
     try:
         yield
     finally:
@@ -231,7 +236,7 @@ class LastLayerReplay:
                     raise TypeError(
                         f"{adapter.family}: {type(mod).__name__} of layer {last} returned "
                         f"{type(output).__name__}, not a tensor; the last-layer replay needs the "
-                        "tensor (set ablation.replay_last_layer: false)"
+                        "tensor (set runtime.replay_last_layer: false)"
                     )
                 captured[name] = output
 
@@ -330,7 +335,7 @@ def run_ablation(
             if cond.layer not in means:
                 means[cond.layer] = channel_means(adapter, questions, cond.layer, batch_size)
             values = means[cond.layer][list(cond.channels)]
-        edits.append((values, channel_edit(adapter, cond.channels, values)))
+        edits.append(channel_edit(adapter, cond.channels, values))
         replayed.append(replays_last_layer(adapter, cond, replay_last_layer))
     index = CandidateIndex(adapter, candidates)
     parts: list[list] = [[] for _ in conditions]
@@ -338,16 +343,15 @@ def run_ablation(
     for rows, share in tqdm(
         batches, desc=f"ablation {adapter.family}", mininterval=5, disable=not progress
     ):
-        replay = LastLayerReplay(adapter)
-        if any(replayed):
+        replay = LastLayerReplay(adapter) if any(replayed) else None
+        if replay is not None:
             with replay.recording():
                 predict_batch(adapter, index, questions, rows, share)
         for k, cond in enumerate(conditions):
-            values, edit = edits[k]
             if replayed[k]:
-                context = replay.replaying(edit)
+                context = replay.replaying(edits[k])
             else:
-                context = ablate_mlp_channels(adapter, cond.layer, cond.channels, values)
+                context = _editing_mlp(adapter, cond.layer, edits[k])
             with context:
                 parts[k].append((rows, predict_batch(adapter, index, questions, rows, share)))
     frames = []

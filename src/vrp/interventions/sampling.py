@@ -3,10 +3,10 @@
 :func:`sample_answers` runs each question's prompt once (:mod:`vrp.prompt_pass`: one shared prefix
 per image for the causal families) and draws its ``k_max`` answers from that one prompt state, as
 one batch of question x sample rows decoded together, where the samples of a question that have
-drawn the same tokens so far share one forward (:func:`vrp.prompt_pass.generate_shared`). Tokens are drawn with transformers' own
-logits warpers (temperature, then top-k, then top-p, as ``generate(do_sample=True)`` applies
-them). Sample ``s`` of question ``q`` draws from its own generator, seeded with
-``sample_seed(seed, q, s)``, so
+drawn the same tokens so far share one forward (:func:`vrp.prompt_pass.generate_shared`). Tokens
+are drawn with transformers' own logits warpers (temperature, then top-k, then top-p, as
+``generate(do_sample=True)`` applies them). Sample ``s`` of question ``q`` draws from its own
+generator, seeded with ``sample_seed(seed, q, s)``, so
 
 * the run is reproducible from (seed, question ids) alone: batching, image grouping and the
   other questions do not change a question's samples,

@@ -43,7 +43,7 @@ class TrainConfig:
     # and the caption auxiliary task up is what makes tiny models learn within a few hundred
     # steps (the demo: 60 % presence, 30 % caption, in 450-1000 steps).
     task_weights: dict[str, float] | None = None
-    # mixed precision of the forward and backward (module docstring): bfloat16 or none
+    # mixed precision of the forward, and so of its backward (module docstring): bfloat16 or none
     autocast: str = "bfloat16"
 
     def __post_init__(self):
@@ -72,7 +72,7 @@ def lr_multiplier(step: int, config: TrainConfig) -> float:
 
 
 def autocast_context(config: TrainConfig, device: torch.device):
-    """The context a training step's forward and backward run in (``config.autocast``)."""
+    """The context a training step's forward runs in (``config.autocast``; its backward follows)."""
     dtype = AUTOCAST_DTYPES[config.autocast]
     if dtype is None:
         return contextlib.nullcontext()
